@@ -1,0 +1,38 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// C libraries from Debian 12 (bookworm), used through system-library targets (see scripts/setup.sh).
+let cTargets: [Target] = [
+    .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+    .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+    .systemLibrary(name: "CAvro", pkgConfig: "avro-c", providers: [.apt(["libavro-dev"])]),
+    .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+    .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+]
+
+let package = Package(
+    name: "Tributary",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "StreamCore", targets: ["StreamCore"]),
+        .library(name: "Operators", targets: ["Operators"]),
+        .library(name: "StreamTesting", targets: ["StreamTesting"]),
+        .executable(name: "example-job", targets: ["ExampleJob"]),
+        .executable(name: "bench-windows", targets: ["BenchWindows"]),
+    ],
+    targets: cTargets + [
+        .target(name: "StreamCore"),
+        .target(name: "Operators", dependencies: ["StreamCore"]),
+        .target(name: "StreamTesting", dependencies: ["StreamCore"]),
+        // A job written against the public library alone, as a user outside this repo would.
+        .executableTarget(name: "ExampleJob", dependencies: ["StreamCore"], path: "Examples/ExampleJob"),
+        .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
+        .executableTarget(
+            name: "BenchWindows",
+            dependencies: ["StreamCore", "CMallocCounter"],
+            path: "Benchmarks/BenchWindows"
+        ),
+        .testTarget(name: "StreamCoreTests", dependencies: ["StreamCore", "StreamTesting", "Operators"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

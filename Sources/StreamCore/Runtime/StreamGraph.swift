@@ -1,0 +1,102 @@
+/// What an operator factory gets on the task thread.
+public struct NodeContext {
+    public let operatorName: String
+    public let subtaskIndex: Int
+    public let parallelism: Int
+    public let maxParallelism: Int
+    public let processingTime: ProcessingTimeService
+    public let autoWatermarkIntervalMillis: Int64
+    public let metrics: OperatorMetrics
+
+    public func runtimeContext(keyedStateStore: KeyedStateStore?) -> RuntimeContext {
+        RuntimeContext(operatorName: operatorName, subtaskIndex: subtaskIndex, parallelism: parallelism,
+                       maxParallelism: maxParallelism, processingTime: processingTime, metrics: metrics,
+                       keyedStateStore: keyedStateStore)
+    }
+}
+
+/// What a source task offers the source loop.
+@usableFromInline
+final class SourceTaskEnvironment {
+    @usableFromInline let isCancelled: () -> Bool
+    @usableFromInline let flushWriters: () throws -> Void
+    @usableFromInline let processingTime: ProcessingTimeService
+    @usableFromInline let autoWatermarkIntervalMillis: Int64
+    @usableFromInline let chunkSize: Int
+
+    init(isCancelled: @escaping () -> Bool, flushWriters: @escaping () throws -> Void,
+         processingTime: ProcessingTimeService, autoWatermarkIntervalMillis: Int64, chunkSize: Int) {
+        self.isCancelled = isCancelled
+        self.flushWriters = flushWriters
+        self.processingTime = processingTime
+        self.autoWatermarkIntervalMillis = autoWatermarkIntervalMillis
+        self.chunkSize = chunkSize
+    }
+}
+
+/// A running source subtask.
+@usableFromInline
+struct SourceInstance {
+    @usableFromInline let run: (SourceTaskEnvironment) throws -> Void
+    @usableFromInline init(run: @escaping (SourceTaskEnvironment) throws -> Void) { self.run = run }
+}
+
+@usableFromInline typealias OperatorFactory = @Sendable (NodeContext, AnyOutput) throws -> OperatorInstance
+@usableFromInline typealias SourceFactory = @Sendable (NodeContext, [Any], AnyOutput) throws -> SourceInstance
+
+/// An input edge of a node in the logical graph.
+@usableFromInline
+struct StreamEdge: @unchecked Sendable {
+    @usableFromInline let source: Int
+    /// Side output of the source node this edge reads, or nil for the main output.
+    @usableFromInline let sideTag: String?
+    /// `Partitioner<T>` of the records on this edge.
+    @usableFromInline let partitioner: Any
+    @usableFromInline let isForward: Bool
+    /// 1 or 2.
+    @usableFromInline let inputIndex: Int
+    /// Operations for the record type on this edge.
+    @usableFromInline let ops: TypeOps
+
+    @usableFromInline
+    init<T>(source: Int, sideTag: String?, partitioner: Partitioner<T>, inputIndex: Int, ops: TypeOps) {
+        self.source = source
+        self.sideTag = sideTag
+        self.partitioner = partitioner
+        self.isForward = partitioner.isForward
+        self.inputIndex = inputIndex
+        self.ops = ops
+    }
+}
+
+/// A node of the logical graph: a source or an operator, with its parallelism and input edges.
+@usableFromInline
+final class StreamNode: @unchecked Sendable {
+    @usableFromInline enum Kind {
+        case source(SourceFactory, enumerate: @Sendable (Int) throws -> [Any])
+        case oneInput(OperatorFactory)
+        case twoInput(OperatorFactory)
+    }
+
+    @usableFromInline let id: Int
+    @usableFromInline var name: String
+    @usableFromInline var parallelism: Int
+    @usableFromInline var inputs: [StreamEdge]
+    /// Operations for the node's main output type.
+    @usableFromInline let outputOps: TypeOps
+    @usableFromInline let kind: Kind
+    @usableFromInline var startsNewChain = false
+    @usableFromInline var isSink = false
+
+    @usableFromInline
+    init(id: Int, name: String, parallelism: Int, inputs: [StreamEdge], outputOps: TypeOps, kind: Kind) {
+        self.id = id
+        self.name = name
+        self.parallelism = parallelism
+        self.inputs = inputs
+        self.outputOps = outputOps
+        self.kind = kind
+    }
+
+    var isSource: Bool { if case .source = kind { return true } else { return false } }
+}

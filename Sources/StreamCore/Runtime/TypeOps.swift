@@ -1,0 +1,91 @@
+/// Per-record-type operations the runtime needs when it wires a job: fan-out outputs, exchange
+/// writers and input gates. Made in the typed (specialized) context of the DataStream API, so the
+/// per-record closures they create are specialized for `T`, while the runtime that calls them stays
+/// non-generic.
+public final class TypeOps: @unchecked Sendable {
+    @usableFromInline let makeOutput: ([AnyOutput], [String: AnyOutput], OperatorMetrics?) -> AnyOutput
+    @usableFromInline let makeGate: (TaskMailbox, Int, Int, Int, Int, String, Int) -> AnyInputGate
+    @usableFromInline let bindGate: (AnyInputGate, AnyOutput, @escaping () throws -> Void) -> Void
+    @usableFromInline let makeWriter: (Any, [AnyInputGate], Int, Int, Int, Int) -> (AnyOutput, PartitionWriter)
+
+    @usableFromInline
+    init(makeOutput: @escaping ([AnyOutput], [String: AnyOutput], OperatorMetrics?) -> AnyOutput,
+         makeGate: @escaping (TaskMailbox, Int, Int, Int, Int, String, Int) -> AnyInputGate,
+         bindGate: @escaping (AnyInputGate, AnyOutput, @escaping () throws -> Void) -> Void,
+         makeWriter: @escaping (Any, [AnyInputGate], Int, Int, Int, Int) -> (AnyOutput, PartitionWriter)) {
+        self.makeOutput = makeOutput
+        self.makeGate = makeGate
+        self.bindGate = bindGate
+        self.makeWriter = makeWriter
+    }
+
+    /// Builds the operations for records of type `T`. Must be called from inlinable code so it is specialized.
+    @inlinable
+    public static func make<T>(_ type: T.Type = T.self) -> TypeOps {
+        TypeOps(
+            makeOutput: { main, side, metrics in
+                let targets = main.map { unsafeDowncast($0, to: Output<T>.self) }
+                let watermarkTargets: [AnyOutput] = main + Array(side.values)
+                let record: (T, Int64) throws -> Void
+                switch (targets.count, metrics) {
+                case (0, _):
+                    record = { _, _ in }
+                case (1, let m?):
+                    let only = targets[0]
+                    record = { v, ts in m.recordsOut &+= 1; try only.collect(v, timestamp: ts) }
+                case (1, nil):
+                    let only = targets[0]
+                    record = { v, ts in try only.collect(v, timestamp: ts) }
+                default:
+                    record = { v, ts in
+                        metrics?.recordsOut &+= 1
+                        for t in targets { try t.collect(v, timestamp: ts) }
+                    }
+                }
+                return Output<T>(
+                    record: record,
+                    watermark: { wm in for t in watermarkTargets { try t.emitWatermark(wm) } },
+                    status: { s in for t in watermarkTargets { try t.emitWatermarkStatus(s) } },
+                    sideOutputs: side)
+            },
+            makeGate: { mailbox, channels, inputIndex, capacity, batchSize, consumer, subtask in
+                InputGate<T>(mailbox: mailbox, channels: channels, inputIndex: inputIndex, capacity: capacity,
+                             batchSize: batchSize, consumerName: consumer, subtask: subtask)
+            },
+            bindGate: { anyGate, anyTarget, onEnded in
+                let gate = unsafeDowncast(anyGate, to: InputGate<T>.self)
+                let target = unsafeDowncast(anyTarget, to: Output<T>.self)
+                var valve = StatusWatermarkValve(channels: gate.channelCount)
+                gate.process = { batch, channel in
+                    let elements = batch.storage
+                    for i in 0..<batch.count {
+                        switch elements[i] {
+                        case .record(let v, let ts):
+                            try target.collect(v, timestamp: ts)
+                        case .watermark(let wm):
+                            if case .emitWatermark(let out)? = valve.inputWatermark(wm, channel: channel) {
+                                try target.emitWatermark(out)
+                            }
+                        case .status(let s):
+                            for action in valve.inputStatus(s, channel: channel) {
+                                switch action {
+                                case .emitWatermark(let out): try target.emitWatermark(out)
+                                case .emitStatus(let st): try target.emitWatermarkStatus(st)
+                                }
+                            }
+                        case .endOfPartition:
+                            gate.endedChannels += 1
+                            if gate.isFinished { try onEnded() }
+                        }
+                    }
+                }
+            },
+            makeWriter: { anyPartitioner, anyGates, channel, batchSize, maxParallelism, start in
+                let partitioner = anyPartitioner as! Partitioner<T>
+                let gates = anyGates.map { unsafeDowncast($0, to: InputGate<T>.self) }
+                let writer = ExchangeWriter<T>(gates: gates, channel: channel, batchSize: batchSize,
+                                               route: partitioner.route(maxParallelism: maxParallelism), start: start)
+                return (writer.asOutput(), writer)
+            })
+    }
+}

@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A unit of work of a source — a Kafka partition, a file, a range of a sequence — together with
+/// the position to resume from, so a checkpoint can record it (Flink's `SourceSplit`).
+public protocol SourceSplit: Sendable {
+    var splitId: String { get }
+}
+
+public enum Boundedness: Sendable, Equatable {
+    /// Ends when every split is read; the watermark then becomes +∞.
+    case bounded
+    /// Runs until cancelled.
+    case continuousUnbounded
+}
+
+/// One step of reading a split.
+public enum SourceRead<Element> {
+    /// A record, with the timestamp the source attaches (e.g. Kafka's) or `Timestamps.none`.
+    case record(Element, timestamp: Int64)
+    /// Nothing to read right now (unbounded sources); ask again later.
+    case nothingAvailable
+    /// The split is exhausted.
+    case endOfSplit
+}
+
+/// Reads one split on the source task's thread (Flink's `SplitReader`, one split at a time).
+public protocol SourceSplitReader<Element>: AnyObject {
+    associatedtype Element
+    associatedtype Split: SourceSplit
+    func next() throws -> SourceRead<Element>
+    /// The split with the position of the next unread record, for checkpoints.
+    func currentSplit() -> Split
+    /// Blocks up to `timeoutMillis` for data when `next()` reported nothing available.
+    func waitForData(timeoutMillis: Int)
+    func close()
+}
+
+extension SourceSplitReader {
+    public func waitForData(timeoutMillis: Int) {
+        usleep(UInt32(max(0, min(timeoutMillis, 5))) * 1000)
+    }
+    public func close() {}
+}
+
+/// A source of records (Flink's FLIP-27 `Source`): it enumerates splits once when the job starts,
+/// split `i` is read by subtask `i % parallelism`, and each split gets its own watermark generator.
+public protocol Source<Element>: Sendable {
+    associatedtype Element
+    associatedtype Split: SourceSplit
+    associatedtype Reader: SourceSplitReader where Reader.Element == Element, Reader.Split == Split
+    var boundedness: Boundedness { get }
+    func createSplits(parallelism: Int) throws -> [Split]
+    func createReader(for split: Split) throws -> Reader
+}
+
+// MARK: - Collections
+
+/// A split over an in-memory array: the index of the next element.
+public struct CollectionSplit: SourceSplit, Equatable {
+    public let splitId: String
+    public var position: Int
+    public let end: Int
+}
+
+/// A bounded source over an array, in one split (Flink's `fromData` / `fromCollection`).
+public struct CollectionSource<T: Sendable>: Source {
+    public let elements: [T]
+    public let timestamps: [Int64]?
+
+    public init(_ elements: [T], timestamps: [Int64]? = nil) {
+        precondition(timestamps == nil || timestamps!.count == elements.count,
+                     "timestamps must have one entry per element")
+        self.elements = elements
+        self.timestamps = timestamps
+    }
+
+    public var boundedness: Boundedness { .bounded }
+
+    public func createSplits(parallelism: Int) -> [CollectionSplit] {
+        [CollectionSplit(splitId: "collection-0", position: 0, end: elements.count)]
+    }
+
+    public func createReader(for split: CollectionSplit) -> Reader {
+        Reader(source: self, split: split)
+    }
+
+    public final class Reader: SourceSplitReader {
+        @usableFromInline let source: CollectionSource<T>
+        @exclusivity(unchecked) @usableFromInline var split: CollectionSplit
+
+        init(source: CollectionSource<T>, split: CollectionSplit) {
+            self.source = source
+            self.split = split
+        }
+
+        @inlinable
+        public func next() -> SourceRead<T> {
+            guard split.position < split.end else { return .endOfSplit }
+            let i = split.position
+            split.position += 1
+            return .record(source.elements[i], timestamp: source.timestamps?[i] ?? Timestamps.none)
+        }
+
+        public func currentSplit() -> CollectionSplit { split }
+    }
+}
+
+// MARK: - Generated data
+
+/// A split over a range of generator indices.
+public struct GeneratorSplit: SourceSplit, Equatable {
+    public let splitId: String
+    /// Next index to generate.
+    public var position: Int64
+    /// One past the last index.
+    public let end: Int64
+}
+
+/// A bounded source of `count` records made by `generator(index)`, in as many splits as the source
+/// parallelism unless `splits` is given (Flink's `DataGeneratorSource` / `NumberSequenceSource`).
+public struct DataGeneratorSource<T>: Source {
+    public let count: Int64
+    public let splits: Int?
+    public let generator: @Sendable (Int64) -> T
+    /// Optional timestamp per index (e.g. event time of generated events).
+    public let timestampOf: (@Sendable (Int64) -> Int64)?
+
+    public init(count: Int64, splits: Int? = nil,
+                timestamp: (@Sendable (Int64) -> Int64)? = nil,
+                generator: @escaping @Sendable (Int64) -> T) {
+        precondition(count >= 0, "count must not be negative")
+        self.count = count
+        self.splits = splits
+        self.generator = generator
+        self.timestampOf = timestamp
+    }
+
+    public var boundedness: Boundedness { .bounded }
+
+    public func createSplits(parallelism: Int) -> [GeneratorSplit] {
+        let n = Int64(max(1, splits ?? parallelism))
+        return (0..<n).map { i in
+            GeneratorSplit(splitId: "gen-\(i)", position: count * i / n, end: count * (i + 1) / n)
+        }
+    }
+
+    public func createReader(for split: GeneratorSplit) -> Reader {
+        Reader(source: self, split: split)
+    }
+
+    public final class Reader: SourceSplitReader {
+        @usableFromInline let source: DataGeneratorSource<T>
+        @exclusivity(unchecked) @usableFromInline var split: GeneratorSplit
+
+        init(source: DataGeneratorSource<T>, split: GeneratorSplit) {
+            self.source = source
+            self.split = split
+        }
+
+        @inlinable
+        public func next() -> SourceRead<T> {
+            guard split.position < split.end else { return .endOfSplit }
+            let i = split.position
+            split.position += 1
+            return .record(source.generator(i), timestamp: source.timestampOf?(i) ?? Timestamps.none)
+        }
+
+        public func currentSplit() -> GeneratorSplit { split }
+    }
+}

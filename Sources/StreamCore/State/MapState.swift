@@ -1,0 +1,135 @@
+/// A map per key (Flink's `MapState`). With TTL every entry expires on its own.
+public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
+    @usableFromInline
+    struct Entry {
+        @usableFromInline var value: UV
+        @usableFromInline var stamp: Int64
+        @usableFromInline init(value: UV, stamp: Int64) { self.value = value; self.stamp = stamp }
+    }
+
+    public let name: String
+    @usableFromInline let ttl: StateTtlConfig?
+    @usableFromInline let store: KeyedStateStore
+    @exclusivity(unchecked) @usableFromInline var maps: [[UK: Entry]?] = []
+    @exclusivity(unchecked) @usableFromInline var live = 0
+    @exclusivity(unchecked) @usableFromInline var cleanupCursor = 0
+
+    init(name: String, ttl: StateTtlConfig?, store: KeyedStateStore) {
+        self.name = name
+        self.ttl = ttl
+        self.store = store
+    }
+
+    @usableFromInline var liveEntries: Int { live }
+
+    @inlinable
+    var currentSlotIfPresent: Int? {
+        let s = store.currentSlot
+        guard s >= 0, s < maps.count, maps[s] != nil else { return nil }
+        return s
+    }
+
+    /// The value under `key` for the current stream key.
+    @inlinable
+    public func get(_ key: UK) -> UV? {
+        guard let s = currentSlotIfPresent, let e = maps[s]![key] else { return nil }
+        guard let ttl else { return e.value }
+        let now = store.clock.currentTimeMillis()
+        defer { cleanupIncrementally(ttl) }
+        if ttl.isExpired(lastAccess: e.stamp, now: now) {
+            removeEntry(slot: s, key: key)
+            return ttl.stateVisibility == .returnExpiredIfNotCleanedUp ? e.value : nil
+        }
+        if ttl.updateType == .onReadAndWrite { maps[s]![key]!.stamp = now }
+        return e.value
+    }
+
+    @inlinable
+    public func put(_ key: UK, _ value: UV) {
+        let s = store.slotForWrite()
+        if s >= maps.count { maps.append(contentsOf: repeatElement(nil, count: s + 1 - maps.count)) }
+        let stamp = ttl == nil ? 0 : store.clock.currentTimeMillis()
+        if maps[s] == nil {
+            maps[s] = [key: Entry(value: value, stamp: stamp)]
+            live += 1
+            store.retain(s)
+        } else {
+            maps[s]![key] = Entry(value: value, stamp: stamp)
+        }
+        if let ttl { cleanupIncrementally(ttl) }
+    }
+
+    public func putAll(_ entries: [UK: UV]) {
+        for (k, v) in entries { put(k, v) }
+    }
+
+    @inlinable
+    public func remove(_ key: UK) {
+        guard let s = currentSlotIfPresent else { return }
+        removeEntry(slot: s, key: key)
+    }
+
+    public func contains(_ key: UK) -> Bool { get(key) != nil }
+
+    /// All live entries of the current key (unordered).
+    public func entries() -> [(key: UK, value: UV)] {
+        guard let s = currentSlotIfPresent else { return [] }
+        if let ttl {
+            let now = store.clock.currentTimeMillis()
+            purge(slot: s, ttl: ttl, now: now)
+            guard maps.indices.contains(s), let m = maps[s] else { return [] }
+            if ttl.updateType == .onReadAndWrite {
+                for k in m.keys { maps[s]![k]!.stamp = now }
+            }
+            return m.map { ($0.key, $0.value.value) }
+        }
+        return maps[s]!.map { ($0.key, $0.value.value) }
+    }
+
+    public func keys() -> [UK] { entries().map(\.key) }
+    public func values() -> [UV] { entries().map(\.value) }
+    public var isEmpty: Bool { entries().isEmpty }
+
+    @inlinable
+    public func clear() {
+        guard let s = currentSlotIfPresent else { return }
+        clearSlot(s)
+    }
+
+    @usableFromInline
+    func removeEntry(slot s: Int, key: UK) {
+        maps[s]![key] = nil
+        if maps[s]!.isEmpty { clearSlot(s) }
+    }
+
+    @usableFromInline
+    func clearSlot(_ s: Int) {
+        maps[s] = nil
+        live -= 1
+        store.release(s)
+    }
+
+    @usableFromInline
+    func purge(slot s: Int, ttl: StateTtlConfig, now: Int64) {
+        guard let m = maps[s] else { return }
+        let kept = m.filter { !ttl.isExpired(lastAccess: $0.value.stamp, now: now) }
+        if kept.isEmpty { clearSlot(s) } else if kept.count != m.count { maps[s] = kept }
+    }
+
+    @usableFromInline
+    func cleanupIncrementally(_ ttl: StateTtlConfig) {
+        guard ttl.incrementalCleanupSize > 0, !maps.isEmpty else { return }
+        let now = store.clock.currentTimeMillis()
+        for _ in 0..<min(ttl.incrementalCleanupSize, maps.count) {
+            if cleanupCursor >= maps.count { cleanupCursor = 0 }
+            if maps[cleanupCursor] != nil { purge(slot: cleanupCursor, ttl: ttl, now: now) }
+            cleanupCursor += 1
+        }
+    }
+
+    @usableFromInline
+    func removeExpired(now: Int64) {
+        guard let ttl else { return }
+        for s in maps.indices where maps[s] != nil { purge(slot: s, ttl: ttl, now: now) }
+    }
+}

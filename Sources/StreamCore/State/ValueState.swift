@@ -1,0 +1,138 @@
+/// One value per key (Flink's `ValueState`). `nil` means no value; `update(nil)` clears.
+public final class ValueState<T: Codable>: StateColumn {
+    @usableFromInline
+    struct Entry {
+        @usableFromInline var value: T
+        @usableFromInline var stamp: Int64
+        @usableFromInline init(value: T, stamp: Int64) { self.value = value; self.stamp = stamp }
+    }
+
+    public let name: String
+    @usableFromInline let ttl: StateTtlConfig?
+    @usableFromInline let store: KeyedStateStore
+    @exclusivity(unchecked) @usableFromInline var entries = SlotColumn<Entry>()
+    @exclusivity(unchecked) @usableFromInline var live = 0
+    @exclusivity(unchecked) @usableFromInline var cleanupCursor = 0
+
+    init(name: String, ttl: StateTtlConfig?, store: KeyedStateStore) {
+        self.name = name
+        self.ttl = ttl
+        self.store = store
+    }
+
+    deinit { entries.release() }
+
+    @usableFromInline var liveEntries: Int { live }
+
+    /// The current key's value, or nil.
+    @inlinable
+    public func value() -> T? {
+        let s = store.currentSlot
+        guard s >= 0, let e = entries[s] else { return nil }
+        guard let ttl else { return e.value }
+        return readWithTtl(slot: s, entry: e, ttl: ttl)
+    }
+
+    /// Sets the current key's value; nil clears it.
+    @inlinable
+    public func update(_ value: T?) {
+        guard let value else { clear(); return }
+        let s = store.slotForWrite()
+        entries.ensure(s)
+        let stamp = ttl == nil ? 0 : store.clock.currentTimeMillis()
+        if entries[s] == nil {
+            live += 1
+            store.retain(s)
+        }
+        entries[s] = Entry(value: value, stamp: stamp)
+        if let ttl { cleanupIncrementally(ttl) }
+    }
+
+    /// Removes the current key's value.
+    @inlinable
+    public func clear() {
+        let s = store.currentSlot
+        guard s >= 0, entries[s] != nil else { return }
+        clearSlot(s)
+    }
+
+    @usableFromInline
+    func clearSlot(_ s: Int) {
+        entries[s] = nil
+        live -= 1
+        store.release(s)
+    }
+
+    @usableFromInline
+    func readWithTtl(slot s: Int, entry e: Entry, ttl: StateTtlConfig) -> T? {
+        let now = store.clock.currentTimeMillis()
+        defer { cleanupIncrementally(ttl) }
+        if ttl.isExpired(lastAccess: e.stamp, now: now) {
+            clearSlot(s)
+            return ttl.stateVisibility == .returnExpiredIfNotCleanedUp ? e.value : nil
+        }
+        if ttl.updateType == .onReadAndWrite { entries[s]?.stamp = now }
+        return e.value
+    }
+
+    @usableFromInline
+    func cleanupIncrementally(_ ttl: StateTtlConfig) {
+        guard ttl.incrementalCleanupSize > 0, live > 0 else { return }
+        let now = store.clock.currentTimeMillis()
+        for _ in 0..<min(ttl.incrementalCleanupSize, entries.capacity) {
+            if cleanupCursor >= entries.capacity { cleanupCursor = 0 }
+            if let e = entries[cleanupCursor], ttl.isExpired(lastAccess: e.stamp, now: now) {
+                clearSlot(cleanupCursor)
+            }
+            cleanupCursor += 1
+        }
+    }
+
+    @usableFromInline
+    func removeExpired(now: Int64) {
+        guard let ttl else { return }
+        for s in entries.indices {
+            if let e = entries[s], ttl.isExpired(lastAccess: e.stamp, now: now) { clearSlot(s) }
+        }
+    }
+}
+
+/// Combines added values with a reduce function (Flink's `ReducingState`).
+public final class ReducingState<T: Codable> {
+    @usableFromInline let inner: ValueState<T>
+    @usableFromInline let reduce: @Sendable (T, T) -> T
+
+    init(_ inner: ValueState<T>, reduce: @escaping @Sendable (T, T) -> T) {
+        self.inner = inner
+        self.reduce = reduce
+    }
+
+    @inlinable public func get() -> T? { inner.value() }
+
+    @inlinable public func add(_ value: T) {
+        if let old = inner.value() { inner.update(reduce(old, value)) } else { inner.update(value) }
+    }
+
+    @inlinable public func clear() { inner.clear() }
+}
+
+/// Folds added values into an accumulator (Flink's `AggregatingState`).
+public final class AggregatingState<F: AggregateFunction> where F.Accumulator: Codable {
+    @usableFromInline let inner: ValueState<F.Accumulator>
+    @usableFromInline let function: F
+
+    init(_ inner: ValueState<F.Accumulator>, function: F) {
+        self.inner = inner
+        self.function = function
+    }
+
+    @inlinable public func get() -> F.Result? { inner.value().map(function.getResult) }
+
+    @inlinable public func add(_ value: F.Input) {
+        var acc = inner.value() ?? function.createAccumulator()
+        function.add(value, to: &acc)
+        inner.update(acc)
+    }
+
+    @inlinable public func clear() { inner.clear() }
+}
