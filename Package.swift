@@ -32,7 +32,9 @@ let package = Package(
             dependencies: ["StreamCore", "CMallocCounter"],
             path: "Benchmarks/BenchWindows"
         ),
-        .testTarget(name: "StreamCoreTests", dependencies: ["StreamCore", "StreamTesting", "Operators"]),
+        // example-job is a dependency so its binary sits next to the tests (cross-process key-group test).
+        .testTarget(name: "StreamCoreTests", dependencies: ["StreamCore", "StreamTesting", "Operators", "ExampleJob"]),
+        .testTarget(name: "CInteropTests", dependencies: ["CRdKafka", "CRocksDB", "CAvro", "CZstd", "CHiredis"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -107,7 +107,7 @@ public final class KeyedProcessOperator<F: KeyedProcessFunction>: OneInputStream
             onEventTime: { t in try timers.fire(t.timestamp, .eventTime) },
             onProcessingTime: { t in try timers.fire(t.timestamp, .processingTime) })
         self.context = KeyedProcessContext(output: setup.output, keyed: setup.keyed, timers: service)
-        timers.fire = { [unowned self] time, domain in try self.fire(time, domain) }
+        timers.handler = { [unowned self] time, domain in try self.fire(time, domain) }
     }
 
     public func open() throws {
@@ -195,7 +195,7 @@ public final class KeyedCoProcessOperator<F: KeyedCoProcessFunction>: TwoInputSt
             onEventTime: { t in try timers.fire(t.timestamp, .eventTime) },
             onProcessingTime: { t in try timers.fire(t.timestamp, .processingTime) })
         self.context = KeyedProcessContext(output: setup.output, keyed: setup.keyed, timers: service)
-        timers.fire = { [unowned self] time, domain in try self.fire(time, domain) }
+        timers.handler = { [unowned self] time, domain in try self.fire(time, domain) }
     }
 
     public func open() throws {
@@ -321,7 +321,7 @@ public final class DirectWatermarkOutput: WatermarkOutput {
 /// Lets a keyed operator register timer callbacks before `self` is fully initialised.
 @usableFromInline
 final class TimerCallbacks {
-    var fire: (Int64, TimeDomain) throws -> Void = { _, _ in }
+    var handler: (Int64, TimeDomain) throws -> Void = { _, _ in }
     @usableFromInline init() {}
-    func fire(_ time: Int64, _ domain: TimeDomain) throws { try fire(time, domain) }
+    func fire(_ time: Int64, _ domain: TimeDomain) throws { try handler(time, domain) }
 }

@@ -32,6 +32,12 @@ public class AnyOutput {
     @inlinable
     public final func emitWatermarkStatus(_ status: WatermarkStatus) throws { try statusSink(status) }
 
+    /// Routes side output `tagId` to `output` (an `Output<S>` for the tag's type). For harnesses and
+    /// custom runtimes; the job runtime wires side outputs itself.
+    public final func registerSideOutput(_ tagId: String, _ output: AnyOutput) {
+        sideOutputs[tagId] = output
+    }
+
     /// Emits a record to a side output; dropped when nothing consumes that tag (as in Flink).
     @inlinable
     public final func collect<S>(_ tag: OutputTag<S>, _ value: S, timestamp: Int64) throws {

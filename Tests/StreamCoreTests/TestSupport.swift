@@ -1,0 +1,40 @@
+import StreamCore
+
+/// Emits what it sees as strings, in order: "r:<value>@<ts>" for records and "w:<watermark>" for
+/// watermarks ("w:+inf" for the final one), so a job's watermark sequence can be collected.
+final class WatermarkLogger<T>: OneInputStreamOperator {
+    let output: Output<String>
+    init(output: Output<String>) { self.output = output }
+
+    func processElement(_ value: T, timestamp: Int64) throws {
+        let ts = timestamp == Timestamps.none ? "none" : "\(timestamp)"
+        try output.collect("r:\(value)@\(ts)", timestamp: timestamp)
+    }
+
+    func processWatermark(_ watermark: Int64) throws {
+        try output.collect("w:\(watermark == Int64.max ? "+inf" : "\(watermark)")", timestamp: Timestamps.none)
+        try output.emitWatermark(watermark)
+    }
+}
+
+/// A WatermarkOutput that records what a generator emits.
+final class RecordingWatermarkOutput: WatermarkOutput {
+    var watermarks: [Int64] = []
+    var events: [String] = []
+    func emitWatermark(_ watermark: Int64) { watermarks.append(watermark); events.append("w:\(watermark)") }
+    func markIdle() { events.append("idle") }
+    func markActive() { events.append("active") }
+}
+
+/// A deterministic pseudo-random generator (SplitMix64) for seeded tests.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
