@@ -226,10 +226,9 @@ final class ExchangeWriter<T>: PartitionWriter {
     /// Routing, flattened so the hot path copies no closure: 0 forward, 1 rebalance, 2 broadcast,
     /// 3 by key group.
     @usableFromInline let routeKind: Int
-    /// Non-optional on purpose: an optional closure is stored maximally abstracted and calling it
+    /// The consumer subtask of a record. Non-optional on purpose: an optional closure is stored maximally abstracted and calling it
     /// from specialized code allocates a thunk per call.
-    @usableFromInline let keyGroupOf: (T) -> Int
-    @usableFromInline let maxParallelism: Int
+    @usableFromInline let targetOf: (T) -> Int
     @exclusivity(unchecked) @usableFromInline var roundRobin: Int
 
     @usableFromInline
@@ -240,10 +239,10 @@ final class ExchangeWriter<T>: PartitionWriter {
         self.roundRobin = start % max(1, gates.count)
         // A forward route with several targets (parallelism changed) spreads round-robin.
         switch route {
-        case .forward: (routeKind, keyGroupOf, maxParallelism) = (gates.count > 1 ? 1 : 0, { _ in 0 }, 0)
-        case .rebalance: (routeKind, keyGroupOf, maxParallelism) = (1, { _ in 0 }, 0)
-        case .broadcast: (routeKind, keyGroupOf, maxParallelism) = (2, { _ in 0 }, 0)
-        case .keyGroup(let f, let m): (routeKind, keyGroupOf, maxParallelism) = (3, f, m)
+        case .forward: (routeKind, targetOf) = (gates.count > 1 ? 1 : 0, { _ in 0 })
+        case .rebalance: (routeKind, targetOf) = (1, { _ in 0 })
+        case .broadcast: (routeKind, targetOf) = (2, { _ in 0 })
+        case .keyed(let f): (routeKind, targetOf) = (3, f)
         }
         let batches = ContiguousArray(gates.map { _ in ElementBatch<T>(capacity: batchSize) })
         self.batches = batches
@@ -284,10 +283,7 @@ final class ExchangeWriter<T>: PartitionWriter {
     func emit(_ value: T, timestamp: Int64) throws {
         switch routeKind {
         case 3:
-            let kg = keyGroupOf(value)
-            let t = KeyGroupRangeAssignment.operatorIndex(forKeyGroup: kg, maxParallelism: maxParallelism,
-                                                          parallelism: gates.count)
-            try append(.record(value, timestamp), to: t)
+            try append(.record(value, timestamp), to: targetOf(value))
         case 0:
             try append(.record(value, timestamp), to: 0)
         case 1:
@@ -335,39 +331,47 @@ public struct Partitioner<T>: @unchecked Sendable {
         case forward
         case rebalance
         case broadcast
-        /// Key group of a record (given the max parallelism) and that max parallelism.
-        case keyGroup((T) -> Int, Int)
+        /// The consumer subtask of a record.
+        case keyed((T) -> Int)
     }
 
     @usableFromInline enum Kind { case forward, rebalance, broadcast, hash }
     @usableFromInline let kind: Kind
-    @usableFromInline let keyGroupOf: (@Sendable (T, Int) -> Int)?
+    /// For `hash`: given (max parallelism, parallelism), the record → subtask function. Made in the
+    /// typed context of `keyBy`, so it is specialised for the key type.
+    @usableFromInline let makeTarget: (@Sendable (Int, Int) -> (T) -> Int)?
 
     @usableFromInline
-    init(kind: Kind, keyGroupOf: (@Sendable (T, Int) -> Int)? = nil) {
+    init(kind: Kind, makeTarget: (@Sendable (Int, Int) -> (T) -> Int)? = nil) {
         self.kind = kind
-        self.keyGroupOf = keyGroupOf
+        self.makeTarget = makeTarget
     }
 
     public static var forward: Partitioner { Partitioner(kind: .forward) }
     public static var rebalance: Partitioner { Partitioner(kind: .rebalance) }
     public static var broadcast: Partitioner { Partitioner(kind: .broadcast) }
 
-    /// By key group, as `keyBy` does.
+    /// By key group, as `keyBy` does: `murmurHash(hashCode) % maxParallelism`, then the subtask owning
+    /// that key group (looked up in a table computed once).
     @inlinable
     public static func hash<K: StreamKey>(_ key: @escaping @Sendable (T) -> K) -> Partitioner {
-        Partitioner(kind: .hash, keyGroupOf: { v, maxP in KeyGroupRangeAssignment.keyGroup(of: key(v), maxParallelism: maxP) })
+        Partitioner(kind: .hash, makeTarget: { maxParallelism, parallelism in
+            let owner = (0..<maxParallelism).map {
+                KeyGroupRangeAssignment.operatorIndex(forKeyGroup: $0, maxParallelism: maxParallelism, parallelism: parallelism)
+            }
+            return { v in
+                owner[Int(KeyGroupRangeAssignment.murmurHash(key(v).stableHashCode)) % maxParallelism]
+            }
+        })
     }
 
     @inlinable
-    func route(maxParallelism: Int) -> Route {
+    func route(maxParallelism: Int, parallelism: Int) -> Route {
         switch kind {
         case .forward: return .forward
         case .rebalance: return .rebalance
         case .broadcast: return .broadcast
-        case .hash:
-            let f = keyGroupOf!
-            return .keyGroup({ f($0, maxParallelism) }, maxParallelism)
+        case .hash: return .keyed(makeTarget!(maxParallelism, parallelism))
         }
     }
 

@@ -84,7 +84,8 @@ public final class TypeOps: @unchecked Sendable {
                 let partitioner = anyPartitioner as! Partitioner<T>
                 let gates = anyGates.map { unsafeDowncast($0, to: InputGate<T>.self) }
                 let writer = ExchangeWriter<T>(gates: gates, channel: channel, batchSize: batchSize,
-                                               route: partitioner.route(maxParallelism: maxParallelism), start: start)
+                                               route: partitioner.route(maxParallelism: maxParallelism, parallelism: gates.count),
+                                               start: start)
                 return (writer.asOutput(), writer)
             })
     }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what Tributary needs to build and test on Debian 12 / Ubuntu: the C libraries behind the
+# system-library targets and pkg-config. Idempotent and quick when everything is there already.
+set -euo pipefail
+
+PACKAGES=(pkg-config librdkafka-dev librocksdb-dev libavro-dev libzstd-dev libhiredis-dev)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "setup: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
+        SUDO="sudo"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+    cat >&2 <<'MSG'
+setup: the Swift toolchain (6.1 or newer) is not on PATH.
+Debian's own 'swiftlang' package is too old for Swift 6 code; install the Swift 6 toolchain for
+Debian 12 from swift.org (or use the swift:6.x Docker image) and put its usr/bin on PATH.
+MSG
+    exit 1
+fi
+
+version=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p' | head -1)
+read -r major minor <<<"${version:-0 0}"
+if [ "${major:-0}" -lt 6 ]; then
+    echo "setup: Swift ${major}.${minor} found; Tributary needs Swift 6.0 or newer" >&2
+    exit 1
+fi
+echo "setup: ok (Swift ${major}.${minor}; ${PACKAGES[*]} installed)"
