@@ -1,1 +1,1 @@
-public enum Operators {}
+@_exported import StreamCore

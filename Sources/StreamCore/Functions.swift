@@ -71,7 +71,7 @@ public final class KeyedProcessContext<K: StreamKey> {
 
 /// A function over each record with side outputs and time (Flink's `ProcessFunction`). One instance
 /// per parallel subtask.
-public protocol ProcessFunction<Input, Output>: AnyObject {
+public protocol ProcessFunction<Input, Output>: AnyObject, SendableMetatype {
     associatedtype Input
     associatedtype Output
     func open(_ context: RuntimeContext) throws
@@ -86,7 +86,7 @@ extension ProcessFunction {
 
 /// A function over a keyed stream with keyed state and timers (Flink's `KeyedProcessFunction`).
 /// One instance per parallel subtask; get state handles in `open`.
-public protocol KeyedProcessFunction<Key, Input, Output>: AnyObject {
+public protocol KeyedProcessFunction<Key, Input, Output>: AnyObject, SendableMetatype {
     associatedtype Key: StreamKey
     associatedtype Input
     associatedtype Output
@@ -104,7 +104,7 @@ extension KeyedProcessFunction {
 }
 
 /// A function over two connected streams (Flink's `CoProcessFunction`).
-public protocol CoProcessFunction<Input1, Input2, Output>: AnyObject {
+public protocol CoProcessFunction<Input1, Input2, Output>: AnyObject, SendableMetatype {
     associatedtype Input1
     associatedtype Input2
     associatedtype Output
@@ -120,7 +120,7 @@ extension CoProcessFunction {
 }
 
 /// A function over two keyed streams sharing keyed state and timers (Flink's `KeyedCoProcessFunction`).
-public protocol KeyedCoProcessFunction<Key, Input1, Input2, Output>: AnyObject {
+public protocol KeyedCoProcessFunction<Key, Input1, Input2, Output>: AnyObject, SendableMetatype {
     associatedtype Key: StreamKey
     associatedtype Input1
     associatedtype Input2

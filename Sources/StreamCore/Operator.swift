@@ -1,6 +1,6 @@
 /// Lifecycle shared by all operators. Only `processElement` is required of an operator; the rest
 /// has defaults.
-public protocol StreamOperator: AnyObject {
+public protocol StreamOperator: AnyObject, SendableMetatype {
     /// Before the first element, on the task's thread.
     func open() throws
     /// After the last element and the final watermark; may still emit.

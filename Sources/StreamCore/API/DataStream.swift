@@ -111,7 +111,7 @@ public struct DataStream<T> {
 
     /// Emits the elements of the returned sequence.
     @inlinable
-    public func flatMap<S: Sequence>(name: String = "FlatMap", _ f: @escaping @Sendable (T) throws -> S) -> DataStream<S.Element> {
+    public func flatMap<S: Sequence & SendableMetatype>(name: String = "FlatMap", _ f: @escaping @Sendable (T) throws -> S) -> DataStream<S.Element> where S.Iterator: SendableMetatype {
         flatMap(name: name) { (v: T, out: Collector<S.Element>) in
             for x in try f(v) { try out.collect(x) }
         }
