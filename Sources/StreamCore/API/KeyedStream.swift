@@ -41,6 +41,24 @@ public struct KeyedStream<T, K: StreamKey> {
         transform(name) { KeyedProcessOperator(function(), setup: $0) }
     }
 
+    /// A non-keyed map over the key-partitioned stream (as in Flink, where a KeyedStream is a
+    /// DataStream: records stay partitioned by key).
+    @inlinable
+    public func map<U>(name: String = "Map", _ f: @escaping @Sendable (T) throws -> U) -> DataStream<U> {
+        stream.map(name: name, f)
+    }
+
+    @inlinable
+    public func filter(name: String = "Filter", _ predicate: @escaping @Sendable (T) throws -> Bool) -> DataStream<T> {
+        stream.filter(name: name, predicate)
+    }
+
+    @inlinable
+    @discardableResult
+    public func sinkTo<S: Sink>(_ sink: S, name: String = "Sink", parallelism: Int? = nil) -> DataStreamSink where S.Input == T {
+        stream.sinkTo(sink, name: name, parallelism: parallelism)
+    }
+
     /// Connects with another keyed stream with the same key type.
     @inlinable
     public func connect<U>(_ other: KeyedStream<U, K>) -> KeyedConnectedStreams<T, U, K> {

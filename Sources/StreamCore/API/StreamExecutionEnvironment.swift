@@ -48,8 +48,12 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
             let typedSplits = splits.map { $0 as! S.Split }
             let metrics = ctx.metrics
             return SourceInstance { env in
-                try SourceRunner.run(source: source, splits: typedSplits, strategy: watermarkStrategy,
-                                     output: output, metrics: metrics, env: env)
+                do {
+                    try SourceRunner.run(source: source, splits: typedSplits, strategy: watermarkStrategy,
+                                         output: output, metrics: metrics, env: env)
+                } catch {
+                    throw wrapFailure(error, metrics, key: nil)
+                }
             }
         }
         let id = addNode(name: name, parallelism: parallelism, inputs: [], outputOps: .make(S.Element.self),
