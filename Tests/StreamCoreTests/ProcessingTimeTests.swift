@@ -1,0 +1,109 @@
+import StreamCore
+import Synchronization
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Processing time in a running job: timers and periodic watermarks follow the injected clock.
+final class ProcessingTimeTests: XCTestCase {
+    /// A sink that makes each record visible at once, so a test can watch a running job.
+    final class LiveSink: Sink, Sendable {
+        let seen = Mutex<[String]>([])
+        final class Writer: SinkWriter {
+            let sink: LiveSink
+            init(_ sink: LiveSink) { self.sink = sink }
+            func write(_ value: String, context: SinkWriterContext) { sink.seen.withLock { $0.append(value) } }
+        }
+        func createWriter(_ context: SinkInitContext) -> Writer { Writer(self) }
+        var values: [String] { seen.withLock { $0 } }
+    }
+
+    /// Emits a few records, then nothing, forever.
+    struct Trickle: Source {
+        let count: Int
+        struct Split: SourceSplit { let splitId = "trickle" }
+        final class Reader: SourceSplitReader {
+            let count: Int
+            var n = 0
+            init(count: Int) { self.count = count }
+            func next() -> SourceRead<Int> {
+                guard n < count else { return .nothingAvailable }
+                n += 1
+                return .record(n, timestamp: Int64(n) * 1_000)
+            }
+            func currentSplit() -> Split { Split() }
+        }
+        var boundedness: Boundedness { .continuousUnbounded }
+        func createSplits(parallelism: Int) -> [Split] { [Split()] }
+        func createReader(for split: Split) -> Reader { Reader(count: count) }
+    }
+
+    final class Remind: KeyedProcessFunction {
+        typealias Key = Int
+        func processElement(_ v: Int, _ ctx: KeyedProcessContext<Int>, _ out: Collector<String>) throws {
+            ctx.timerService.registerProcessingTimeTimer(ctx.timerService.currentProcessingTime() + 30)
+        }
+        func onTimer(_ t: Int64, _ ctx: KeyedProcessContext<Int>, _ out: Collector<String>) throws {
+            try out.collect("reminder \(ctx.currentKey)")
+        }
+    }
+
+    func waitFor(_ sink: LiveSink, count: Int, seconds: Double = 5) {
+        var waited = 0.0
+        while sink.values.count < count, waited < seconds {
+            usleep(10_000)
+            waited += 0.01
+        }
+    }
+
+    func testProcessingTimeTimersFireInARunningJob() throws {
+        let env = StreamExecutionEnvironment(parallelism: 2)
+        let sink = LiveSink()
+        env.fromSource(Trickle(count: 4), watermarkStrategy: .noWatermarks(), name: "trickle")
+            .keyBy { $0 }
+            .process(Remind())
+            .sinkTo(sink)
+        let client = try env.executeAsync()
+        waitFor(sink, count: 4)
+        client.cancel()
+        _ = try? client.waitForResult()
+        XCTAssertEqual(sink.values.sorted(), ["reminder 1", "reminder 2", "reminder 3", "reminder 4"])
+    }
+
+    final class WatermarkEcho: ProcessFunction {
+        func processElement(_ v: Int, _ ctx: ProcessContext, _ out: Collector<String>) throws {}
+    }
+
+    func testPeriodicWatermarksAndIdlenessOnTheSystemClock() throws {
+        // A source that goes quiet: periodic emission brings the watermark to maxTs - 1 and, with
+        // idleness, the subtask is marked idle after the timeout.
+        let env = StreamExecutionEnvironment(parallelism: 1)
+        env.autoWatermarkInterval = .milliseconds(5)
+        let sink = LiveSink()
+        env.fromSource(Trickle(count: 3),
+                       watermarkStrategy: WatermarkStrategy<Int>.forMonotonousTimestamps().withIdleness(.milliseconds(30)),
+                       name: "trickle")
+            .transform("status") { StatusLogger(output: $0.output) }
+            .sinkTo(sink)
+        let client = try env.executeAsync()
+        waitFor(sink, count: 5)
+        client.cancel()
+        _ = try? client.waitForResult()
+        let events = sink.values
+        XCTAssertEqual(Array(events.prefix(3)), ["r:1", "r:2", "r:3"])
+        XCTAssertTrue(events.contains("w:2999"), "\(events)")
+        XCTAssertEqual(events.last, "idle", "\(events)")
+    }
+
+    final class StatusLogger: OneInputStreamOperator {
+        let output: Output<String>
+        init(output: Output<String>) { self.output = output }
+        func processElement(_ value: Int, timestamp: Int64) throws { try output.collect("r:\(value)", timestamp: timestamp) }
+        func processWatermark(_ watermark: Int64) throws { try output.collect("w:\(watermark)", timestamp: Timestamps.none) }
+        func processWatermarkStatus(_ status: WatermarkStatus) throws {
+            try output.collect(status == .idle ? "idle" : "active", timestamp: Timestamps.none)
+        }
+    }
+}
