@@ -222,7 +222,6 @@ final class ExchangeWriter<T>: PartitionWriter {
     @exclusivity(unchecked) @usableFromInline var batches: ContiguousArray<ElementBatch<T>>
     @usableFromInline let storages: UnsafeMutablePointer<UnsafeMutablePointer<StreamElement<T>>>
     @usableFromInline let fills: UnsafeMutablePointer<Int>
-    @exclusivity(unchecked) @usableFromInline var dirty = false
     /// Routing, flattened so the hot path copies no closure: 0 forward, 1 rebalance, 2 broadcast,
     /// 3 by key group.
     @usableFromInline let routeKind: Int
@@ -265,7 +264,6 @@ final class ExchangeWriter<T>: PartitionWriter {
         let n = fills[target]
         (storages[target] + n).initialize(to: e)
         fills[target] = n &+ 1
-        dirty = true
         if n &+ 1 == batchSize { try ship(target) }
     }
 
@@ -302,23 +300,28 @@ final class ExchangeWriter<T>: PartitionWriter {
 
     @usableFromInline
     func flushAll() throws {
-        guard dirty else { return }
         for t in gates.indices where fills[t] > 0 { try ship(t) }
-        dirty = false
     }
 
     @usableFromInline
     func finishPartition() throws {
         try broadcast(.endOfPartition)
-        dirty = true
         try flushAll()
     }
 
     /// This writer as an operator output.
     @inlinable
     func asOutput() -> Output<T> {
-        Output<T>(
-            record: { v, ts in try self.emit(v, timestamp: ts) },
+        let record: (T, Int64) throws -> Void
+        if routeKind == 3 {
+            // The common keyed case gets its own closure: no route switch per record.
+            let targetOf = self.targetOf
+            record = { v, ts in try self.append(.record(v, ts), to: targetOf(v)) }
+        } else {
+            record = { v, ts in try self.emit(v, timestamp: ts) }
+        }
+        return Output<T>(
+            record: record,
             watermark: { wm in try self.broadcast(.watermark(wm)) },
             status: { s in try self.broadcast(.status(s)) })
     }
@@ -356,12 +359,8 @@ public struct Partitioner<T>: @unchecked Sendable {
     @inlinable
     public static func hash<K: StreamKey>(_ key: @escaping @Sendable (T) -> K) -> Partitioner {
         Partitioner(kind: .hash, makeTarget: { maxParallelism, parallelism in
-            let owner = (0..<maxParallelism).map {
-                KeyGroupRangeAssignment.operatorIndex(forKeyGroup: $0, maxParallelism: maxParallelism, parallelism: parallelism)
-            }
-            return { v in
-                owner[Int(KeyGroupRangeAssignment.murmurHash(key(v).stableHashCode)) % maxParallelism]
-            }
+            let owner = KeyGroupOwners(maxParallelism: maxParallelism, parallelism: parallelism)
+            return { v in owner.subtask(ofHash: key(v).stableHashCode) }
         })
     }
 
@@ -377,4 +376,32 @@ public struct Partitioner<T>: @unchecked Sendable {
 
     var isForward: Bool { kind == .forward }
     var isBroadcast: Bool { kind == .broadcast }
+}
+
+/// Key group → owning subtask, as a table computed once per exchange writer.
+@usableFromInline
+final class KeyGroupOwners: @unchecked Sendable {
+    @usableFromInline let table: UnsafeMutablePointer<Int32>
+    @usableFromInline let maxParallelism: Int
+    /// `maxParallelism - 1` when it is a power of two (the default 128), else -1.
+    @usableFromInline let mask: Int
+
+    @usableFromInline
+    init(maxParallelism: Int, parallelism: Int) {
+        self.maxParallelism = maxParallelism
+        mask = maxParallelism & (maxParallelism - 1) == 0 ? maxParallelism - 1 : -1
+        table = .allocate(capacity: maxParallelism)
+        for g in 0..<maxParallelism {
+            table[g] = Int32(KeyGroupRangeAssignment.operatorIndex(forKeyGroup: g, maxParallelism: maxParallelism,
+                                                                   parallelism: parallelism))
+        }
+    }
+
+    deinit { table.deallocate() }
+
+    @inlinable
+    func subtask(ofHash hash: Int32) -> Int {
+        let h = Int(KeyGroupRangeAssignment.murmurHash(hash))   // non-negative
+        return Int(table[mask >= 0 ? h & mask : h % maxParallelism])
+    }
 }
