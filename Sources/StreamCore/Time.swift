@@ -78,3 +78,10 @@ func monotonicNanos() -> UInt64 {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
+
+extension Duration {
+    /// `m` minutes (Swift's `Duration` stops at seconds; windows and TTLs are usually minutes).
+    public static func minutes(_ m: Int64) -> Duration { .seconds(m * 60) }
+    /// `h` hours.
+    public static func hours(_ h: Int64) -> Duration { .seconds(h * 3600) }
+}

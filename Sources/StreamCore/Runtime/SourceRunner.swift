@@ -64,7 +64,6 @@ enum SourceRunner {
         let interval = env.autoWatermarkIntervalMillis
         let chunk = max(1, env.chunkSize)
         var nextPeriodic = clock.currentTimeMillis() + interval
-        var idleRounds = 0
 
         if states.isEmpty, source.boundedness == .continuousUnbounded {
             // No split for this subtask: it must not hold back downstream watermarks.
@@ -122,14 +121,11 @@ enum SourceRunner {
                 // leave now rather than wait to fill up.
                 if interval == 0 { try periodicEmit() }
                 try env.flushWriters()
-                idleRounds += 1
                 if let s = states.first {
                     s.reader.waitForData(timeoutMillis: 5)
                 } else if source.boundedness == .continuousUnbounded {
                     SourceRunner.sleepMillis(5)
                 }
-            } else {
-                idleRounds = 0
             }
         }
         try output.emitWatermark(Timestamps.maxWatermark)
