@@ -3,8 +3,10 @@ import StreamCore
 import XCTest
 
 /// Keys map to key groups and subtasks exactly as Flink's `KeyGroupRangeAssignment` does, with a
-/// hash that does not depend on the process. Vectors were computed with Java 17 (`String.hashCode`,
-/// `Long.hashCode`) and Flink's `MathUtils.murmurHash` formula.
+/// hash that does not depend on the process. Every vector below was printed by Flink 2.3 itself
+/// (`KeyGroupRangeAssignment.assignToKeyGroup`, `assignKeyToParallelOperator`,
+/// `computeKeyGroupRangeForOperatorIndex` and `MathUtils.murmurHash` from the flink-dist jar of the
+/// apache-flink 2.3.0 wheel, on Java 17), with Java `String` and `long` keys.
 final class KeyGroupTests: XCTestCase {
     func testMurmurHashMatchesFlink() {
         let vectors: [(Int32, Int32)] = [
@@ -41,6 +43,20 @@ final class KeyGroupTests: XCTestCase {
             XCTAssertEqual(Int(key).stableHashCode, hash, "Int hashes as a Java long")
             XCTAssertEqual(KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: 128), group)
             XCTAssertEqual(KeyGroupRangeAssignment.operatorIndex(for: key, maxParallelism: 128, parallelism: 3), subtask)
+        }
+    }
+
+    func testKeyGroupRangesMatchFlink() {
+        let expected: [Int: [ClosedRange<Int>]] = [
+            1: [0...127],
+            2: [0...63, 64...127],
+            3: [0...42, 43...85, 86...127],
+            4: [0...31, 32...63, 64...95, 96...127],
+            7: [0...18, 19...36, 37...54, 55...73, 74...91, 92...109, 110...127],
+        ]
+        for (p, ranges) in expected {
+            let got = (0..<p).map { KeyGroupRangeAssignment.keyGroupRange(maxParallelism: 128, parallelism: p, operatorIndex: $0) }
+            XCTAssertEqual(got, ranges, "parallelism \(p)")
         }
     }
 
