@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A unit of work of a source — a Kafka partition, a file, a range of a sequence — together with
 /// the position to resume from, so a checkpoint can record it (Flink's `SourceSplit`).
 public protocol SourceSplit: Sendable {
@@ -26,21 +22,18 @@ public enum SourceRead<Element> {
 }
 
 /// Reads one split on the source task's thread (Flink's `SplitReader`, one split at a time).
+/// The thread is shared with other tasks: `next()` must not block — report `.nothingAvailable`
+/// and the runtime asks again shortly (every millisecond or two while the source is idle).
 public protocol SourceSplitReader<Element>: AnyObject {
     associatedtype Element
     associatedtype Split: SourceSplit
     func next() throws -> SourceRead<Element>
     /// The split with the position of the next unread record, for checkpoints.
     func currentSplit() -> Split
-    /// Blocks up to `timeoutMillis` for data when `next()` reported nothing available.
-    func waitForData(timeoutMillis: Int)
     func close()
 }
 
 extension SourceSplitReader {
-    public func waitForData(timeoutMillis: Int) {
-        usleep(UInt32(max(0, min(timeoutMillis, 5))) * 1000)
-    }
     public func close() {}
 }
 

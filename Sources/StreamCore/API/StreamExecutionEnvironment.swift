@@ -43,17 +43,18 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
     @inlinable
     public func fromSource<S: Source>(_ source: S, watermarkStrategy: WatermarkStrategy<S.Element>,
                                       name: String, parallelism: Int? = nil) -> DataStream<S.Element> {
-        let factory: SourceFactory = { ctx, splits, anyOutput in
+        let factory: SourceFactory = { ctx, env, splits, anyOutput in
             let output = unsafeDowncast(anyOutput, to: Output<S.Element>.self)
             let typedSplits = splits.map { $0 as! S.Split }
             let metrics = ctx.metrics
-            return SourceInstance { env in
-                do {
-                    try SourceRunner.run(source: source, splits: typedSplits, strategy: watermarkStrategy,
-                                         output: output, metrics: metrics, env: env)
-                } catch {
-                    throw wrapFailure(error, metrics, key: nil)
-                }
+            do {
+                let loop = try SourceLoop(source: source, splits: typedSplits, strategy: watermarkStrategy, output: output,
+                                          metrics: metrics, clock: ctx.processingTime.clock,
+                                          intervalMillis: env.autoWatermarkIntervalMillis, chunk: env.chunkSize,
+                                          backpressure: env.backpressure)
+                return SourceInstance(loop)
+            } catch {
+                throw wrapFailure(error, metrics, key: nil)
             }
         }
         let id = addNode(name: name, parallelism: parallelism, inputs: [], outputOps: .make(S.Element.self),

@@ -8,27 +8,6 @@ enum StreamElement<T> {
     case endOfPartition
 }
 
-/// The input side of one consumer task: a lock and conditions shared by all of the task's gates, so
-/// one thread can wait on all of its inputs. Condition 0: data available; 1: space available.
-@usableFromInline
-final class TaskMailbox: @unchecked Sendable {
-    @usableFromInline let lock = ConditionLock(conditions: 2)
-    @exclusivity(unchecked) @usableFromInline var cancelled = false
-    @exclusivity(unchecked) @usableFromInline var gates: [AnyInputGate] = []
-    static let dataAvailable = 0
-    static let spaceAvailable = 1
-
-    @usableFromInline init() {}
-
-    func cancel() {
-        lock.withLock {
-            cancelled = true
-            lock.broadcast(Self.dataAvailable)
-            lock.broadcast(Self.spaceAvailable)
-        }
-    }
-}
-
 /// Raised inside tasks when the job is being cancelled (another task failed).
 @usableFromInline struct TaskCancelled: Error { @usableFromInline init() {} }
 
@@ -43,18 +22,23 @@ public struct ExchangeStats: Sendable, Equatable {
     public let peakQueuedElements: Int
     /// The bound: channels × channel capacity × batch size.
     public let capacityElements: Int
-    /// How often a producer had to wait for space (back-pressure).
+    /// How often a producer found its channel full and had to hold output back (back-pressure).
     public let producerWaits: Int
 }
 
 /// Non-generic face of a gate, for the task loop.
 @usableFromInline
 class AnyInputGate: @unchecked Sendable {
-    @usableFromInline let mailbox: TaskMailbox
+    /// Guards the queues; taken once per batch, never per record.
+    @usableFromInline let lock = ConditionLock(conditions: 1)
     @usableFromInline let channelCount: Int
     let inputIndex: Int
     let channelCapacity: Int
     let batchSize: Int
+    /// Woken when a batch arrives.
+    @usableFromInline let consumer: Parker
+    /// Per channel, the producer's parker, woken when its channel has room again.
+    @exclusivity(unchecked) @usableFromInline var producers: [Parker?]
     @exclusivity(unchecked) @usableFromInline var endedChannels = 0
     @exclusivity(unchecked) @usableFromInline var queuedElements = 0
     @exclusivity(unchecked) @usableFromInline var peakQueuedElements = 0
@@ -63,9 +47,10 @@ class AnyInputGate: @unchecked Sendable {
     let subtask: Int
 
     @usableFromInline
-    init(mailbox: TaskMailbox, channels: Int, inputIndex: Int, capacity: Int, batchSize: Int,
+    init(consumer: Parker, channels: Int, inputIndex: Int, capacity: Int, batchSize: Int,
          consumerName: String, subtask: Int) {
-        self.mailbox = mailbox
+        self.consumer = consumer
+        self.producers = Array(repeating: nil, count: channels)
         self.channelCount = channels
         self.inputIndex = inputIndex
         self.channelCapacity = capacity
@@ -76,22 +61,19 @@ class AnyInputGate: @unchecked Sendable {
 
     @usableFromInline var isFinished: Bool { endedChannels == channelCount }
 
-    /// Lock held: a channel with a queued batch, searching round-robin.
-    func channelWithData() -> Int? { preconditionFailure("abstract") }
-    /// Pops a batch of `channel` (lock held), then processes it with the lock released.
-    func processBatch(channel: Int) throws { preconditionFailure("abstract") }
+    /// Processes up to `maxBatches` queued batches; returns how many it processed.
+    func processAvailable(maxBatches: Int) throws -> Int { preconditionFailure("abstract") }
 
     var stats: ExchangeStats {
-        ExchangeStats(consumer: consumerName, subtask: subtask, inputIndex: inputIndex, channels: channelCount,
-                      peakQueuedElements: peakQueuedElements,
-                      capacityElements: channelCount * channelCapacity * batchSize,
-                      producerWaits: producerWaits)
+        lock.withLock {
+            ExchangeStats(consumer: consumerName, subtask: subtask, inputIndex: inputIndex, channels: channelCount,
+                          peakQueuedElements: peakQueuedElements,
+                          capacityElements: channelCount * channelCapacity * batchSize,
+                          producerWaits: producerWaits)
+        }
     }
 }
 
-/// Bounded per-channel queues of batches for one input of one consumer subtask. Producers block when
-/// their channel is full (back-pressure); emptied batch buffers are recycled to producers, so the
-/// steady state allocates nothing.
 /// A fixed-capacity buffer of elements, filled by one producer, drained by one consumer, then
 /// recycled: no allocation per record or per batch in the steady state.
 @usableFromInline
@@ -112,20 +94,16 @@ final class ElementBatch<T> {
     }
 
     @inlinable
-    func append(_ e: StreamElement<T>) {
-        (storage + count).initialize(to: e)
-        count &+= 1
-    }
-
-    @inlinable
     func removeAll() {
         storage.deinitialize(count: count)
         count = 0
     }
 }
 
-/// Bounded per-channel queues of batches for one input of one consumer subtask. Producers block when
-/// their channel is full (back-pressure); drained batches go back to producers.
+/// Bounded per-channel queues of batches for one input of one consumer subtask. A producer whose
+/// channel is full is refused (it holds its output back and yields its thread); drained batches go
+/// back to producers. (A channel between subtasks of the same slot is queued too: producer and
+/// consumer then take turns on one core, which measured faster than a direct call.)
 @usableFromInline
 final class InputGate<T>: AnyInputGate, @unchecked Sendable {
     @usableFromInline typealias Batch = ElementBatch<T>
@@ -136,107 +114,143 @@ final class InputGate<T>: AnyInputGate, @unchecked Sendable {
     @exclusivity(unchecked) @usableFromInline var counts: [Int]
     @exclusivity(unchecked) @usableFromInline var recycled: [Batch] = []
     @exclusivity(unchecked) var cursor = 0
-    /// Set by the consumer task: processes one batch and empties it.
-    @exclusivity(unchecked) @usableFromInline var process: ((Batch, Int) throws -> Void)?
+    /// Set by the consumer task: processes one batch of a channel. (Not optional: an optional
+    /// closure in a generic class is stored maximally abstracted, and calling it from specialized
+    /// code allocates a thunk per call.)
+    @exclusivity(unchecked) @usableFromInline var process: (Batch, Int) throws -> Void = { _, _ in
+        preconditionFailure("input gate used before its consumer was bound")
+    }
 
     @usableFromInline
-    override init(mailbox: TaskMailbox, channels: Int, inputIndex: Int, capacity: Int, batchSize: Int,
+    override init(consumer: Parker, channels: Int, inputIndex: Int, capacity: Int, batchSize: Int,
                   consumerName: String, subtask: Int) {
         queues = Array(repeating: Array(repeating: nil, count: capacity), count: channels)
         heads = Array(repeating: 0, count: channels)
         counts = Array(repeating: 0, count: channels)
-        super.init(mailbox: mailbox, channels: channels, inputIndex: inputIndex, capacity: capacity,
+        super.init(consumer: consumer, channels: channels, inputIndex: inputIndex, capacity: capacity,
                    batchSize: batchSize, consumerName: consumerName, subtask: subtask)
     }
 
-    /// Producer side: enqueues `batch` on `channel`, waiting while the channel is full, and returns
-    /// an empty batch to fill next.
+    /// Producer side: enqueues `batch` on `channel` and returns an empty batch to fill next, or nil
+    /// (batch not taken) when the channel is full.
     @usableFromInline
-    func push(channel: Int, batch: Batch) throws -> Batch {
-        let lock = mailbox.lock
+    func tryPush(channel: Int, batch: Batch) -> Batch? {
         lock.lock()
-        defer { lock.unlock() }
-        if counts[channel] == channelCapacity { producerWaits += 1 }
-        while counts[channel] == channelCapacity {
-            if mailbox.cancelled { throw TaskCancelled() }
-            lock.wait(TaskMailbox.spaceAvailable)
+        guard counts[channel] < channelCapacity else {
+            producerWaits += 1
+            lock.unlock()
+            return nil
         }
-        if mailbox.cancelled { throw TaskCancelled() }
         let slot = (heads[channel] + counts[channel]) % channelCapacity
         queuedElements += batch.count
         if queuedElements > peakQueuedElements { peakQueuedElements = queuedElements }
         queues[channel][slot] = batch
         counts[channel] += 1
-        lock.signal(TaskMailbox.dataAvailable)
-        return recycled.popLast() ?? Batch(capacity: batchSize)
+        let next = recycled.popLast()
+        lock.unlock()
+        consumer.unpark()
+        return next ?? Batch(capacity: batchSize)
     }
 
-    override func channelWithData() -> Int? {
-        for i in 0..<channelCount {
-            let c = (cursor + i) % channelCount
-            if counts[c] > 0 {
-                cursor = (c + 1) % channelCount
-                return c
+    override func processAvailable(maxBatches: Int) throws -> Int {
+        var done = 0
+        var finished: Batch?
+        lock.lock()
+        while done < maxBatches {
+            if let f = finished {
+                if recycled.count < channelCount * (channelCapacity + 1) { recycled.append(f) }
+                finished = nil
             }
+            var channel = -1
+            for i in 0..<channelCount {
+                let c = (cursor + i) % channelCount
+                if counts[c] > 0 {
+                    cursor = (c + 1) % channelCount
+                    channel = c
+                    break
+                }
+            }
+            guard channel >= 0 else { break }
+            let batch = queues[channel][heads[channel]].unsafelyUnwrapped
+            queues[channel][heads[channel]] = nil
+            heads[channel] = (heads[channel] + 1) % channelCapacity
+            counts[channel] -= 1
+            queuedElements -= batch.count
+            let producer = producers[channel]
+            lock.unlock()
+            producer?.unpark()
+            do { try process(batch, channel) } catch {
+                batch.removeAll()
+                throw error
+            }
+            batch.removeAll()
+            finished = batch
+            done += 1
+            lock.lock()
         }
-        return nil
-    }
-
-    override func processBatch(channel c: Int) throws {
-        // Lock held on entry: take the batch out, process it unlocked, recycle it locked.
-        let batch = queues[c][heads[c]].unsafelyUnwrapped
-        queues[c][heads[c]] = nil
-        heads[c] = (heads[c] + 1) % channelCapacity
-        counts[c] -= 1
-        queuedElements -= batch.count
-        mailbox.lock.broadcast(TaskMailbox.spaceAvailable)
-        mailbox.lock.unlock()
-        var failure: Error?
-        do { try process.unsafelyUnwrapped(batch, c) } catch { failure = error }
-        batch.removeAll()
-        mailbox.lock.lock()
-        if recycled.count < channelCount * (channelCapacity + 1) { recycled.append(batch) }
-        if let failure { throw failure }
+        if let f = finished, recycled.count < channelCount * (channelCapacity + 1) { recycled.append(f) }
+        lock.unlock()
+        return done
     }
 }
 
-/// Something a task must flush before it waits and when it ends.
+/// Something a task must flush before it idles and when it ends.
 @usableFromInline
 protocol PartitionWriter: AnyObject {
-    /// Sends partially filled batches now (latency), without waiting if nothing is pending.
-    func flushAll() throws
-    /// Sends end-of-partition on every channel.
-    func finishPartition() throws
+    /// Ships held-back batches (oldest first) and, with `partial`, partly filled ones, as far as the
+    /// channels have room. Returns whether anything was shipped.
+    func ship(partial: Bool) throws -> Bool
+    /// True while output is held back because a channel was full.
+    var hasPending: Bool { get }
+    /// True when nothing is held back and no partial batch is waiting.
+    var isDrained: Bool { get }
+    /// Appends end-of-partition on every channel (shipped by later `ship(partial: true)` calls).
+    func endPartition() throws
+}
+
+/// Flags shared by the writers of one task: set when one of them holds output back, so the task
+/// stops taking input until it is shipped.
+@usableFromInline
+final class OutputBackpressure {
+    @exclusivity(unchecked) @usableFromInline var blocked = false
+    @usableFromInline init() {}
 }
 
 /// Producer side of an exchange: routes each record to a consumer subtask (forward, rebalance,
 /// broadcast or by key group), buffers per target and ships full batches. Watermarks and status are
-/// broadcast to every target.
+/// broadcast to every target. When a channel is full the batch is held back (the task then yields
+/// until it is shipped), so queues never exceed their capacity and threads never block.
 @usableFromInline
 final class ExchangeWriter<T>: PartitionWriter {
     @usableFromInline let gates: [InputGate<T>]
     @usableFromInline let channel: Int
     @usableFromInline let batchSize: Int
+    @usableFromInline let backpressure: OutputBackpressure
     /// The batch being filled for each target, and (for the hot path, without reference counting)
     /// its storage and fill level.
     @exclusivity(unchecked) @usableFromInline var batches: ContiguousArray<ElementBatch<T>>
     @usableFromInline let storages: UnsafeMutablePointer<UnsafeMutablePointer<StreamElement<T>>>
     @usableFromInline let fills: UnsafeMutablePointer<Int>
+    /// Full batches held back per target, oldest first.
+    @exclusivity(unchecked) @usableFromInline var pending: [[ElementBatch<T>]]
+    @exclusivity(unchecked) @usableFromInline var pendingCount = 0
+    @exclusivity(unchecked) @usableFromInline var spares: [ElementBatch<T>] = []
     /// Routing, flattened so the hot path copies no closure: 0 forward, 1 rebalance, 2 broadcast,
     /// 3 by key group.
     @usableFromInline let routeKind: Int
-    /// The consumer subtask of a record. Non-optional on purpose: an optional closure is stored maximally abstracted and calling it
-    /// from specialized code allocates a thunk per call.
+    /// The consumer subtask of a record. Non-optional on purpose: an optional closure is stored
+    /// maximally abstracted and calling it from specialized code allocates a thunk per call.
     @usableFromInline let targetOf: (T) -> Int
     @exclusivity(unchecked) @usableFromInline var roundRobin: Int
 
     @usableFromInline
-    init(gates: [InputGate<T>], channel: Int, batchSize: Int, route: Partitioner<T>.Route, start: Int) {
+    init(gates: [InputGate<T>], channel: Int, batchSize: Int, route: Partitioner<T>.Route, start: Int,
+         backpressure: OutputBackpressure) {
         self.gates = gates
         self.channel = channel
         self.batchSize = batchSize
+        self.backpressure = backpressure
         self.roundRobin = start % max(1, gates.count)
-        // A forward route with several targets (parallelism changed) spreads round-robin.
         switch route {
         case .forward: (routeKind, targetOf) = (gates.count > 1 ? 1 : 0, { _ in 0 })
         case .rebalance: (routeKind, targetOf) = (1, { _ in 0 })
@@ -245,6 +259,7 @@ final class ExchangeWriter<T>: PartitionWriter {
         }
         let batches = ContiguousArray(gates.map { _ in ElementBatch<T>(capacity: batchSize) })
         self.batches = batches
+        self.pending = gates.map { _ in [] }
         storages = .allocate(capacity: gates.count)
         fills = .allocate(capacity: gates.count)
         for (i, b) in batches.enumerated() {
@@ -264,17 +279,64 @@ final class ExchangeWriter<T>: PartitionWriter {
         let n = fills[target]
         (storages[target] + n).initialize(to: e)
         fills[target] = n &+ 1
-        if n &+ 1 == batchSize { try ship(target) }
+        if n &+ 1 == batchSize { shipFull(target) }
     }
 
+    /// The batch of `target` is full: send it, or hold it back behind earlier held-back ones.
     @usableFromInline
-    func ship(_ target: Int) throws {
+    func shipFull(_ target: Int) {
         let full = batches[target]
         full.count = fills[target]
         fills[target] = 0
-        let next = try gates[target].push(channel: channel, batch: full)
-        batches[target] = next
-        storages[target] = next.storage
+        if pending[target].isEmpty, let next = gates[target].tryPush(channel: channel, batch: full) {
+            install(next, at: target)
+        } else {
+            pending[target].append(full)
+            pendingCount += 1
+            backpressure.blocked = true
+            install(spares.popLast() ?? ElementBatch<T>(capacity: batchSize), at: target)
+        }
+    }
+
+    @usableFromInline
+    func install(_ batch: ElementBatch<T>, at target: Int) {
+        batches[target] = batch
+        storages[target] = batch.storage
+    }
+
+    @usableFromInline var hasPending: Bool { pendingCount > 0 }
+
+    @usableFromInline
+    var isDrained: Bool {
+        guard pendingCount == 0 else { return false }
+        for t in gates.indices where fills[t] > 0 { return false }
+        return true
+    }
+
+    @usableFromInline
+    func ship(partial: Bool) throws -> Bool {
+        var shipped = false
+        for t in gates.indices {
+            while let first = pending[t].first {
+                guard let spare = gates[t].tryPush(channel: channel, batch: first) else { break }
+                pending[t].removeFirst()
+                pendingCount -= 1
+                if spares.count < 2 { spares.append(spare) }
+                shipped = true
+            }
+            if partial, pending[t].isEmpty, fills[t] > 0 {
+                let part = batches[t]
+                part.count = fills[t]
+                if let next = gates[t].tryPush(channel: channel, batch: part) {
+                    fills[t] = 0
+                    install(next, at: t)
+                    shipped = true
+                } else {
+                    part.count = 0
+                }
+            }
+        }
+        return shipped
     }
 
     @inlinable
@@ -299,14 +361,8 @@ final class ExchangeWriter<T>: PartitionWriter {
     }
 
     @usableFromInline
-    func flushAll() throws {
-        for t in gates.indices where fills[t] > 0 { try ship(t) }
-    }
-
-    @usableFromInline
-    func finishPartition() throws {
+    func endPartition() throws {
         try broadcast(.endOfPartition)
-        try flushAll()
     }
 
     /// This writer as an operator output.

@@ -11,8 +11,13 @@ struct RunConfig {
     let sourceChunkSize: Int
 }
 
-/// Turns the logical graph into chains of operators, one task per chain and subtask, each on its own
-/// thread; runs them and gathers the result. The first failure cancels every task.
+/// Turns the logical graph into chains of operators, one task per chain and subtask, and runs the
+/// tasks in slots as Flink shares slots: slot `i` runs subtask `i` of every chain on one thread,
+/// so a job with parallelism N uses N threads. Tasks in a slot take turns (a task yields when its
+/// input is empty or its output is held back by a full channel); a slot parks when none can make
+/// progress and is woken by arriving batches, freed channels, due timers or cancellation. Nothing
+/// blocks, so nothing can deadlock: in the DAG some task can always move. The first failure cancels
+/// the job.
 final class JobRun: @unchecked Sendable {
     let jobName: String
     let nodes: [StreamNode]
@@ -25,7 +30,8 @@ final class JobRun: @unchecked Sendable {
     private var gates: [Int: [[Int: AnyInputGate]]] = [:]
     /// (consumer, edge index) → first channel of that edge in the consumer's gate.
     private var channelOffsets: [Int: [Int: Int]] = [:]
-    private var mailboxes: [TaskMailbox] = []
+    /// One parker per slot (= subtask index).
+    private var parkers: [Parker] = []
     private var splitsBySource: [Int: [Any]] = [:]
 
     private let cancelled = Atomic<Bool>(false)
@@ -68,6 +74,8 @@ final class JobRun: @unchecked Sendable {
     }
 
     private func plan() {
+        let slots = nodes.map(\.parallelism).max() ?? 1
+        parkers = (0..<slots).map { _ in Parker() }
         for n in nodes {
             for (i, e) in n.inputs.enumerated() { consumers[e.source, default: []].append((n.id, i)) }
             if isChainable(n) { chainedTo[n.id] = n.inputs[0].source }
@@ -82,13 +90,19 @@ final class JobRun: @unchecked Sendable {
             channelOffsets[n.id] = offsets
             var perSubtask: [[Int: AnyInputGate]] = []
             for s in 0..<n.parallelism {
-                let mailbox = TaskMailbox()
-                mailboxes.append(mailbox)
                 var byInput: [Int: AnyInputGate] = [:]
                 for (inputIndex, channels) in channelsPerInput.sorted(by: { $0.key < $1.key }) {
                     let ops = n.inputs.first { $0.inputIndex == inputIndex }!.ops
-                    let gate = ops.makeGate(mailbox, channels, inputIndex, config.channelCapacity, config.batchSize, n.name, s)
-                    mailbox.gates.append(gate)
+                    let gate = ops.makeGate(parkers[s], channels, inputIndex, config.channelCapacity, config.batchSize, n.name, s)
+                    // Channel → the slot of its producer, to wake it when the channel has room.
+                    for (i, e) in n.inputs.enumerated() where e.inputIndex == inputIndex {
+                        let first = offsets[i]!
+                        if isPointwise(e, consumer: n) {
+                            gate.producers[first] = parkers[s]
+                        } else {
+                            for j in 0..<nodes[e.source].parallelism { gate.producers[first + j] = parkers[j] }
+                        }
+                    }
                     byInput[inputIndex] = gate
                 }
                 perSubtask.append(byInput)
@@ -107,17 +121,16 @@ final class JobRun: @unchecked Sendable {
             if case .source(_, let enumerate) = n.kind { splitsBySource[n.id] = try enumerate(n.parallelism) }
         }
         startNanos = monotonicNanos()
-        for head in heads {
-            for s in 0..<head.parallelism {
-                let thread = NativeThread(name: "\(head.name)-\(s)") { [self] in self.runTask(head: head, subtask: s) }
-                threads.append(thread)
-            }
+        for slot in parkers.indices {
+            let tasks = heads.filter { slot < $0.parallelism }
+            let thread = NativeThread(name: "slot-\(slot)") { [self] in self.runSlot(slot, heads: tasks) }
+            threads.append(thread)
         }
     }
 
     func cancel() {
         cancelled.store(true, ordering: .releasing)
-        for m in mailboxes { m.cancel() }
+        for p in parkers { p.unpark() }
     }
 
     private func fail(_ error: any Error) {
@@ -164,57 +177,149 @@ final class JobRun: @unchecked Sendable {
                                   operators: ops, exchanges: exchanges)
     }
 
-    // MARK: one task
+    // MARK: slots and tasks
 
-    private final class TaskState {
+    /// One chain of one subtask, run a step at a time by its slot.
+    private final class TaskRunner {
+        enum Phase { case running, draining, finished }
+
+        let head: StreamNode
+        let subtask: Int
+        let processingTime: ProcessingTimeService
+        let backpressure = OutputBackpressure()
         var writers: [PartitionWriter] = []
         /// Post-order: consumers before producers; the head last.
         var instances: [(node: StreamNode, instance: OperatorInstance)] = []
         var source: (node: StreamNode, run: SourceInstance, metrics: OperatorMetrics)?
+        var gates: [AnyInputGate] = []
+        var phase = Phase.running
+        /// Whether the last step found nothing to do while the source waits for data.
+        var idleSource = false
+
+        init(head: StreamNode, subtask: Int, processingTime: ProcessingTimeService) {
+            self.head = head
+            self.subtask = subtask
+            self.processingTime = processingTime
+        }
+
+        /// Ships held-back output first; takes input only when nothing is held back.
+        func step() throws -> Bool {
+            var progress = false
+            if backpressure.blocked {
+                for w in writers where w.hasPending { if try w.ship(partial: false) { progress = true } }
+                if writers.contains(where: \.hasPending) { return progress }
+                backpressure.blocked = false
+            }
+            switch phase {
+            case .finished:
+                return progress
+            case .draining:
+                if try ship(partial: true) { progress = true }
+                if writers.allSatisfy(\.isDrained) {
+                    phase = .finished
+                    progress = true
+                }
+                return progress
+            case .running:
+                let clock = processingTime.clock
+                if let due = processingTime.nextDueTime, clock.currentTimeMillis() >= due {
+                    try processingTime.fireDue(now: clock.currentTimeMillis())
+                    progress = true
+                }
+                if let src = source {
+                    let advanced = try src.run.step()
+                    idleSource = !advanced
+                    if advanced { progress = true }
+                    if src.run.isEnded() { try endOfInput(headIsOperator: false); progress = true }
+                } else {
+                    var rounds = 0
+                    while rounds < 8, !backpressure.blocked {
+                        var processed = 0
+                        for g in gates { processed += try g.processAvailable(maxBatches: 2) }
+                        if processed == 0 { break }
+                        progress = true
+                        rounds += 1
+                    }
+                    if gates.allSatisfy(\.isFinished) { try endOfInput(headIsOperator: true); progress = true }
+                }
+                return progress
+            }
+        }
+
+        /// Ends the input of every chained operator after the head, head first, then finishes each;
+        /// then appends end-of-partition to every exchange.
+        func endOfInput(headIsOperator: Bool) throws {
+            for (i, entry) in instances.reversed().enumerated() {
+                let isHead = headIsOperator && i == 0
+                if !isHead { try entry.instance.endInput(1) }
+                try entry.instance.finish()
+            }
+            for w in writers { try w.endPartition() }
+            phase = .draining
+        }
+
+        /// Sends partly filled batches as far as channels have room (latency when idle).
+        func ship(partial: Bool) throws -> Bool {
+            var shipped = false
+            for w in writers { if try w.ship(partial: partial) { shipped = true } }
+            return shipped
+        }
     }
 
-    private func runTask(head: StreamNode, subtask: Int) {
-        let processingTime = ProcessingTimeService(clock: config.clock)
-        let task = TaskState()
+    private func runSlot(_ slot: Int, heads: [StreamNode]) {
+        let parker = parkers[slot]
+        let clock = config.clock
+        var tasks: [TaskRunner] = []
         do {
-            try instantiate(head, subtask: subtask, task: task, processingTime: processingTime)
-            for (_, inst) in task.instances { try inst.open() }
-            if let src = task.source {
-                let env = SourceTaskEnvironment(
-                    isCancelled: { [unowned self] in self.cancelled.load(ordering: .relaxed) },
-                    flushWriters: { for w in task.writers { try w.flushAll() } },
-                    processingTime: processingTime, autoWatermarkIntervalMillis: config.autoWatermarkIntervalMillis,
-                    chunkSize: config.sourceChunkSize)
-                try src.run.run(env)
-                try finishChain(task, headIsOperator: false)
-            } else {
-                try runInputLoop(head: head, subtask: subtask, task: task, processingTime: processingTime)
-                try finishChain(task, headIsOperator: true)
+            for head in heads {
+                let task = TaskRunner(head: head, subtask: slot, processingTime: ProcessingTimeService(clock: clock))
+                tasks.append(task)
+                try instantiate(head, subtask: slot, task: task)
+                if let byInput = gates[head.id]?[slot] { task.gates = byInput.keys.sorted().map { byInput[$0]! } }
             }
-            for w in task.writers { try w.finishPartition() }
+            for task in tasks { for (_, inst) in task.instances { try inst.open() } }
+            while true {
+                if cancelled.load(ordering: .relaxed) { throw TaskCancelled() }
+                var progress = false
+                var allFinished = true
+                for task in tasks where task.phase != .finished {
+                    if try task.step() { progress = true }
+                    if task.phase != .finished { allFinished = false }
+                }
+                if allFinished { break }
+                if progress { continue }
+                var shipped = false
+                for task in tasks { if try task.ship(partial: true) { shipped = true } }
+                if shipped { continue }
+                // Nothing to do: park until woken, a timer is due, or an idle source should be polled.
+                let now = clock.currentTimeMillis()
+                var timeout: Int64 = 50
+                for task in tasks where task.phase == .running {
+                    if let due = task.processingTime.nextDueTime { timeout = min(timeout, due - now) }
+                    if task.source != nil, task.idleSource { timeout = min(timeout, 1) }
+                }
+                if clock.isManual { timeout = min(timeout, 5) }
+                parker.park(timeoutMillis: max(1, timeout))
+            }
         } catch {
             fail(error)
         }
-        for (_, inst) in task.instances { inst.close() }
-        stateLock.withLock {
-            for (node, inst) in task.instances {
-                summaries.append((node.id, subtask, inst.metrics, inst.leftover))
-            }
-            if let src = task.source { summaries.append((src.node.id, subtask, src.metrics, Leftover())) }
+        for task in tasks {
+            for (_, inst) in task.instances { inst.close() }
+            task.source?.run.close()
         }
-    }
-
-    /// Ends the input of every chained operator after the head, head first, then finishes each.
-    private func finishChain(_ task: TaskState, headIsOperator: Bool) throws {
-        for (i, entry) in task.instances.reversed().enumerated() {
-            let isHead = headIsOperator && i == 0
-            if !isHead { try entry.instance.endInput(1) }
-            try entry.instance.finish()
+        stateLock.withLock {
+            for task in tasks {
+                for (node, inst) in task.instances {
+                    summaries.append((node.id, slot, inst.metrics, inst.leftover))
+                }
+                if let src = task.source { summaries.append((src.node.id, slot, src.metrics, Leftover())) }
+            }
         }
     }
 
     /// Builds node `n` of this task and, recursively, the operators chained after it.
-    private func instantiate(_ n: StreamNode, subtask: Int, task: TaskState, processingTime: ProcessingTimeService) throws {
+    private func instantiate(_ n: StreamNode, subtask: Int, task: TaskRunner) throws {
         var main: [AnyOutput] = []
         var side: [String: [AnyOutput]] = [:]
         var sideOps: [String: TypeOps] = [:]
@@ -223,7 +328,7 @@ final class JobRun: @unchecked Sendable {
             let edge = consumer.inputs[edgeIndex]
             let target: AnyOutput
             if chainedTo[consumerId] == n.id {
-                try instantiate(consumer, subtask: subtask, task: task, processingTime: processingTime)
+                try instantiate(consumer, subtask: subtask, task: task)
                 target = task.instances.last { $0.node.id == consumerId }!.instance.inputs[edge.inputIndex - 1]
             } else {
                 let consumerGates = gates[consumerId]!.map { $0[edge.inputIndex]! }
@@ -231,7 +336,7 @@ final class JobRun: @unchecked Sendable {
                 let targets = pointwise ? [consumerGates[subtask]] : consumerGates
                 let channel = channelOffsets[consumerId]![edgeIndex]! + (pointwise ? 0 : subtask)
                 let (out, writer) = edge.ops.makeWriter(edge.partitioner, targets, channel, config.batchSize,
-                                                        config.maxParallelism, subtask)
+                                                        config.maxParallelism, subtask, task.backpressure)
                 task.writers.append(writer)
                 target = out
             }
@@ -247,13 +352,15 @@ final class JobRun: @unchecked Sendable {
         let metrics = OperatorMetrics(operatorName: n.name, subtaskIndex: subtask, parallelism: n.parallelism)
         let output = n.outputOps.makeOutput(main, sideOutputs, metrics)
         let context = NodeContext(operatorName: n.name, subtaskIndex: subtask, parallelism: n.parallelism,
-                                  maxParallelism: config.maxParallelism, processingTime: processingTime,
+                                  maxParallelism: config.maxParallelism, processingTime: task.processingTime,
                                   autoWatermarkIntervalMillis: config.autoWatermarkIntervalMillis, metrics: metrics)
         switch n.kind {
         case .source(let factory, _):
             let all = splitsBySource[n.id] ?? []
             let mine = all.indices.filter { $0 % n.parallelism == subtask }.map { all[$0] }
-            task.source = (n, try factory(context, mine, output), metrics)
+            let env = SourceTaskEnvironment(autoWatermarkIntervalMillis: config.autoWatermarkIntervalMillis,
+                                            chunkSize: config.sourceChunkSize, backpressure: task.backpressure)
+            task.source = (n, try factory(context, env, mine, output), metrics)
         case .oneInput(let factory), .twoInput(let factory):
             let instance = try factory(context, output)
             task.instances.append((n, instance))
@@ -262,58 +369,6 @@ final class JobRun: @unchecked Sendable {
                     let ops = n.inputs.first { $0.inputIndex == inputIndex }!.ops
                     ops.bindGate(gate, instance.inputs[inputIndex - 1]) { try instance.endInput(inputIndex) }
                 }
-            }
-        }
-    }
-
-    private func runInputLoop(head: StreamNode, subtask: Int, task: TaskState, processingTime: ProcessingTimeService) throws {
-        let byInput = gates[head.id]![subtask]
-        let gateList = byInput.keys.sorted().map { byInput[$0]! }
-        let mailbox = gateList[0].mailbox
-        let lock = mailbox.lock
-        let clock = config.clock
-        var cursor = 0
-        var batches = 0
-
-        func findData() -> (AnyInputGate, Int)? {
-            for i in 0..<gateList.count {
-                let g = gateList[(cursor + i) % gateList.count]
-                if let c = g.channelWithData() {
-                    cursor = (cursor + i + 1) % gateList.count
-                    return (g, c)
-                }
-            }
-            return nil
-        }
-        func allFinished() -> Bool { gateList.allSatisfy(\.isFinished) }
-        func flushAndFireTimers() throws {
-            for w in task.writers { try w.flushAll() }
-            try processingTime.fireDue(now: clock.currentTimeMillis())
-        }
-
-        while true {
-            lock.lock()
-            var found: (AnyInputGate, Int)?
-            while true {
-                if mailbox.cancelled { lock.unlock(); throw TaskCancelled() }
-                found = findData()
-                if found != nil || allFinished() { break }
-                lock.unlock()
-                try flushAndFireTimers()
-                lock.lock()
-                if mailbox.cancelled { continue }
-                found = findData()
-                if found != nil || allFinished() { break }
-                var timeout: Int64? = processingTime.nextDueTime.map { max(1, $0 - clock.currentTimeMillis()) }
-                if clock.isManual, let t = timeout { timeout = min(t, 5) }
-                lock.wait(TaskMailbox.dataAvailable, timeoutMillis: timeout)
-            }
-            guard let (gate, channel) = found else { lock.unlock(); return }
-            do { try gate.processBatch(channel: channel) } catch { lock.unlock(); throw error }
-            lock.unlock()
-            batches &+= 1
-            if batches & 15 == 0, let due = processingTime.nextDueTime, clock.currentTimeMillis() >= due {
-                try processingTime.fireDue(now: clock.currentTimeMillis())
             }
         }
     }

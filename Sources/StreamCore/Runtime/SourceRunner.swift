@@ -1,19 +1,19 @@
-/// The loop of a source subtask: reads its splits round-robin a chunk at a time, assigns
-/// timestamps, runs one watermark generator per split and combines them (minimum over active
-/// splits), emits watermarks periodically (or after every record when the interval is 0), fires
-/// processing-time callbacks, flushes exchanges when it has nothing to read, and emits +∞ when all
-/// splits of a bounded source are done.
+/// The work of a source subtask, a round at a time so it can share its thread with other tasks:
+/// reads its splits round-robin a chunk at a time (stopping early when output is held back by a
+/// full channel), assigns timestamps, runs one watermark generator per split and combines them
+/// (minimum over active splits), emits watermarks periodically (or after every record when the
+/// interval is 0), and emits +∞ once every split of a bounded source is done.
 @usableFromInline
-enum SourceRunner {
+final class SourceLoop<S: Source> {
     @usableFromInline
-    final class SplitState<Reader: SourceSplitReader> {
-        @usableFromInline let reader: Reader
-        @usableFromInline let generator: any WatermarkGenerator<Reader.Element>
+    final class SplitState {
+        @usableFromInline let reader: S.Reader
+        @usableFromInline let generator: any WatermarkGenerator<S.Element>
         @usableFromInline let output: WatermarkMultiplexer.SplitOutput
         @usableFromInline let splitId: String
 
         @usableFromInline
-        init(reader: Reader, generator: any WatermarkGenerator<Reader.Element>,
+        init(reader: S.Reader, generator: any WatermarkGenerator<S.Element>,
              output: WatermarkMultiplexer.SplitOutput, splitId: String) {
             self.reader = reader
             self.generator = generator
@@ -29,115 +29,153 @@ enum SourceRunner {
         @usableFromInline init() {}
     }
 
-    @inlinable
-    static func run<S: Source>(source: S, splits: [S.Split], strategy: WatermarkStrategy<S.Element>,
-                               output: Output<S.Element>, metrics: OperatorMetrics,
-                               env: SourceTaskEnvironment) throws {
-        let clock = env.processingTime.clock
-        let pending = Pending()
-        let multiplexer = WatermarkMultiplexer { pending.changes.append($0) }
-        let assigner = strategy.timestampAssigner
-        var states: [SplitState<S.Reader>] = []
+    @usableFromInline let source: S
+    @usableFromInline let output: Output<S.Element>
+    @usableFromInline let metrics: OperatorMetrics
+    @usableFromInline let clock: any ProcessingTimeClock
+    @usableFromInline let backpressure: OutputBackpressure
+    @usableFromInline let assigner: WatermarkStrategy<S.Element>.TimestampAssigner?
+    @usableFromInline let pending = Pending()
+    @usableFromInline let multiplexer: WatermarkMultiplexer
+    @exclusivity(unchecked) @usableFromInline var states: [SplitState] = []
+    @usableFromInline let interval: Int64
+    @usableFromInline let chunk: Int
+    @exclusivity(unchecked) @usableFromInline var nextPeriodic: Int64
+    @exclusivity(unchecked) @usableFromInline var started = false
+    /// Set once the final watermark has been emitted (bounded sources only).
+    @exclusivity(unchecked) @usableFromInline var ended = false
+
+    @usableFromInline
+    init(source: S, splits: [S.Split], strategy: WatermarkStrategy<S.Element>, output: Output<S.Element>,
+         metrics: OperatorMetrics, clock: any ProcessingTimeClock, intervalMillis: Int64, chunk: Int,
+         backpressure: OutputBackpressure) throws {
+        self.source = source
+        self.output = output
+        self.metrics = metrics
+        self.clock = clock
+        self.backpressure = backpressure
+        self.assigner = strategy.timestampAssigner
+        self.interval = intervalMillis
+        self.chunk = max(1, chunk)
+        let pending = self.pending
+        self.multiplexer = WatermarkMultiplexer { pending.changes.append($0) }
+        self.nextPeriodic = clock.currentTimeMillis() + intervalMillis
         for split in splits {
             let reader = try source.createReader(for: split)
             states.append(SplitState(reader: reader, generator: strategy.createGenerator(clock: clock),
                                      output: multiplexer.output(for: split.splitId), splitId: split.splitId))
         }
-        defer { for s in states { s.reader.close() } }
+    }
 
-        func drain() throws {
-            guard !pending.changes.isEmpty else { return }
-            let changes = pending.changes
-            pending.changes.removeAll(keepingCapacity: true)
-            for c in changes {
-                switch c {
-                case .watermark(let wm): try output.emitWatermark(wm)
-                case .status(let s): try output.emitWatermarkStatus(s)
-                }
-            }
-        }
-        func periodicEmit() throws {
-            multiplexer.deferred { for s in states { s.generator.onPeriodicEmit(output: s.output) } }
-            try drain()
-        }
+    /// Whether the source keeps running without data (it must be polled).
+    @usableFromInline var isUnbounded: Bool { source.boundedness == .continuousUnbounded }
 
-        let interval = env.autoWatermarkIntervalMillis
-        let chunk = max(1, env.chunkSize)
-        var nextPeriodic = clock.currentTimeMillis() + interval
-
-        if states.isEmpty, source.boundedness == .continuousUnbounded {
-            // No split for this subtask: it must not hold back downstream watermarks.
-            try output.emitWatermarkStatus(.idle)
-        }
-
-        while !states.isEmpty || source.boundedness == .continuousUnbounded {
-            if env.isCancelled() { throw TaskCancelled() }
-            var readAny = false
-            var i = 0
-            while i < states.count {
-                let s = states[i]
-                var ended = false
-                var n = 0
-                reading: while n < chunk {
-                    switch try s.reader.next() {
-                    case .record(let value, let sourceTs):
-                        let ts = assigner?(value, sourceTs) ?? sourceTs
-                        metrics.recordsIn &+= 1
-                        s.generator.onEvent(value, timestamp: ts, output: s.output)
-                        do { try output.collect(value, timestamp: ts) } catch {
-                            throw wrapFailure(error, metrics, key: nil)
-                        }
-                        if interval == 0 {
-                            s.generator.onPeriodicEmit(output: s.output)
-                            if !pending.changes.isEmpty { try drain() }
-                        }
-                        n += 1
-                    case .nothingAvailable:
-                        break reading
-                    case .endOfSplit:
-                        ended = true
-                        break reading
-                    }
-                }
-                if n > 0 { readAny = true }
-                if ended {
-                    s.reader.close()
-                    states.remove(at: i)
-                    multiplexer.release(splitId: s.splitId)
-                    try drain()
-                } else {
-                    i += 1
-                }
-            }
-
-            let now = clock.currentTimeMillis()
-            if interval > 0, now >= nextPeriodic {
-                try periodicEmit()
-                nextPeriodic = now + interval
-            }
-            try env.processingTime.fireDue(now: now)
-            if !readAny {
-                // Nothing to read: idleness is checked even with interval 0, and partial batches
-                // leave now rather than wait to fill up.
-                if interval == 0 { try periodicEmit() }
-                try env.flushWriters()
-                if let s = states.first {
-                    s.reader.waitForData(timeoutMillis: 5)
-                } else if source.boundedness == .continuousUnbounded {
-                    SourceRunner.sleepMillis(5)
-                }
-            }
-        }
-        try output.emitWatermark(Timestamps.maxWatermark)
+    @usableFromInline
+    func close() {
+        for s in states { s.reader.close() }
+        states.removeAll()
     }
 
     @usableFromInline
-    static func sleepMillis(_ ms: Int) {
-        var ts = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
-        nanosleep(&ts, nil)
+    func drain() throws {
+        guard !pending.changes.isEmpty else { return }
+        let changes = pending.changes
+        pending.changes.removeAll(keepingCapacity: true)
+        for c in changes {
+            switch c {
+            case .watermark(let wm): try output.emitWatermark(wm)
+            case .status(let s): try output.emitWatermarkStatus(s)
+            }
+        }
+    }
+
+    @usableFromInline
+    func periodicEmit() throws {
+        multiplexer.deferred { for s in states { s.generator.onPeriodicEmit(output: s.output) } }
+        try drain()
+    }
+
+    /// One round. Returns whether anything was read or emitted.
+    @inlinable
+    func step() throws -> Bool {
+        guard !ended else { return false }
+        if !started {
+            started = true
+            if states.isEmpty, isUnbounded {
+                // No split for this subtask: it must not hold back downstream watermarks.
+                try output.emitWatermarkStatus(.idle)
+            }
+        }
+        var readAny = false
+        var i = 0
+        while i < states.count, !backpressure.blocked {
+            let s = states[i]
+            var ended = false
+            var n = 0
+            reading: while n < chunk {
+                switch try s.reader.next() {
+                case .record(let value, let sourceTs):
+                    let ts = assigner?(value, sourceTs) ?? sourceTs
+                    metrics.recordsIn &+= 1
+                    s.generator.onEvent(value, timestamp: ts, output: s.output)
+                    try output.collect(value, timestamp: ts)
+                    if interval == 0 {
+                        s.generator.onPeriodicEmit(output: s.output)
+                        if !pending.changes.isEmpty { try drain() }
+                    }
+                    n += 1
+                    if backpressure.blocked { break reading }
+                case .nothingAvailable:
+                    break reading
+                case .endOfSplit:
+                    ended = true
+                    break reading
+                }
+            }
+            if n > 0 { readAny = true }
+            if ended {
+                s.reader.close()
+                states.remove(at: i)
+                multiplexer.release(splitId: s.splitId)
+                try drain()
+                readAny = true
+            } else {
+                i += 1
+            }
+        }
+
+        let now = clock.currentTimeMillis()
+        if interval > 0, now >= nextPeriodic {
+            try periodicEmit()
+            nextPeriodic = now + interval
+        } else if interval == 0, !readAny {
+            // Idleness is checked even with interval 0, when there is nothing to read.
+            try periodicEmit()
+        }
+        if states.isEmpty, !isUnbounded {
+            try output.emitWatermark(Timestamps.maxWatermark)
+            self.ended = true
+            return true
+        }
+        return readAny
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif
+/// A running source subtask, type-erased for the task loop.
+@usableFromInline
+struct SourceInstance {
+    @usableFromInline let step: () throws -> Bool
+    @usableFromInline let isEnded: () -> Bool
+    @usableFromInline let isUnbounded: Bool
+    @usableFromInline let close: () -> Void
+
+    @inlinable
+    init<S: Source>(_ loop: SourceLoop<S>) {
+        step = {
+            do { return try loop.step() } catch { throw wrapFailure(error, loop.metrics, key: nil) }
+        }
+        isEnded = { loop.ended }
+        isUnbounded = loop.isUnbounded
+        close = { loop.close() }
+    }
+}

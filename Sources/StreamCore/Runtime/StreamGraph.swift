@@ -15,34 +15,16 @@ public struct NodeContext {
     }
 }
 
-/// What a source task offers the source loop.
+/// What a source factory gets besides the node context.
 @usableFromInline
-final class SourceTaskEnvironment {
-    @usableFromInline let isCancelled: () -> Bool
-    @usableFromInline let flushWriters: () throws -> Void
-    @usableFromInline let processingTime: ProcessingTimeService
+struct SourceTaskEnvironment {
     @usableFromInline let autoWatermarkIntervalMillis: Int64
     @usableFromInline let chunkSize: Int
-
-    init(isCancelled: @escaping () -> Bool, flushWriters: @escaping () throws -> Void,
-         processingTime: ProcessingTimeService, autoWatermarkIntervalMillis: Int64, chunkSize: Int) {
-        self.isCancelled = isCancelled
-        self.flushWriters = flushWriters
-        self.processingTime = processingTime
-        self.autoWatermarkIntervalMillis = autoWatermarkIntervalMillis
-        self.chunkSize = chunkSize
-    }
-}
-
-/// A running source subtask.
-@usableFromInline
-struct SourceInstance {
-    @usableFromInline let run: (SourceTaskEnvironment) throws -> Void
-    @usableFromInline init(run: @escaping (SourceTaskEnvironment) throws -> Void) { self.run = run }
+    @usableFromInline let backpressure: OutputBackpressure
 }
 
 @usableFromInline typealias OperatorFactory = @Sendable (NodeContext, AnyOutput) throws -> OperatorInstance
-@usableFromInline typealias SourceFactory = @Sendable (NodeContext, [Any], AnyOutput) throws -> SourceInstance
+@usableFromInline typealias SourceFactory = @Sendable (NodeContext, SourceTaskEnvironment, [Any], AnyOutput) throws -> SourceInstance
 
 /// An input edge of a node in the logical graph.
 @usableFromInline

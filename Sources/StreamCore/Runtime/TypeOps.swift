@@ -4,15 +4,15 @@
 /// non-generic.
 public final class TypeOps: @unchecked Sendable {
     @usableFromInline let makeOutput: ([AnyOutput], [String: AnyOutput], OperatorMetrics?) -> AnyOutput
-    @usableFromInline let makeGate: (TaskMailbox, Int, Int, Int, Int, String, Int) -> AnyInputGate
+    @usableFromInline let makeGate: (Parker, Int, Int, Int, Int, String, Int) -> AnyInputGate
     @usableFromInline let bindGate: (AnyInputGate, AnyOutput, @escaping () throws -> Void) -> Void
-    @usableFromInline let makeWriter: (Any, [AnyInputGate], Int, Int, Int, Int) -> (AnyOutput, PartitionWriter)
+    @usableFromInline let makeWriter: (Any, [AnyInputGate], Int, Int, Int, Int, OutputBackpressure) -> (AnyOutput, PartitionWriter)
 
     @usableFromInline
     init(makeOutput: @escaping ([AnyOutput], [String: AnyOutput], OperatorMetrics?) -> AnyOutput,
-         makeGate: @escaping (TaskMailbox, Int, Int, Int, Int, String, Int) -> AnyInputGate,
+         makeGate: @escaping (Parker, Int, Int, Int, Int, String, Int) -> AnyInputGate,
          bindGate: @escaping (AnyInputGate, AnyOutput, @escaping () throws -> Void) -> Void,
-         makeWriter: @escaping (Any, [AnyInputGate], Int, Int, Int, Int) -> (AnyOutput, PartitionWriter)) {
+         makeWriter: @escaping (Any, [AnyInputGate], Int, Int, Int, Int, OutputBackpressure) -> (AnyOutput, PartitionWriter)) {
         self.makeOutput = makeOutput
         self.makeGate = makeGate
         self.bindGate = bindGate
@@ -48,44 +48,45 @@ public final class TypeOps: @unchecked Sendable {
                     status: { s in for t in watermarkTargets { try t.emitWatermarkStatus(s) } },
                     sideOutputs: side)
             },
-            makeGate: { mailbox, channels, inputIndex, capacity, batchSize, consumer, subtask in
-                InputGate<T>(mailbox: mailbox, channels: channels, inputIndex: inputIndex, capacity: capacity,
+            makeGate: { parker, channels, inputIndex, capacity, batchSize, consumer, subtask in
+                InputGate<T>(consumer: parker, channels: channels, inputIndex: inputIndex, capacity: capacity,
                              batchSize: batchSize, consumerName: consumer, subtask: subtask)
             },
             bindGate: { anyGate, anyTarget, onEnded in
                 let gate = unsafeDowncast(anyGate, to: InputGate<T>.self)
                 let target = unsafeDowncast(anyTarget, to: Output<T>.self)
                 var valve = StatusWatermarkValve(channels: gate.channelCount)
-                gate.process = { batch, channel in
-                    let elements = batch.storage
-                    for i in 0..<batch.count {
-                        switch elements[i] {
-                        case .record(let v, let ts):
-                            try target.collect(v, timestamp: ts)
-                        case .watermark(let wm):
-                            if case .emitWatermark(let out)? = valve.inputWatermark(wm, channel: channel) {
-                                try target.emitWatermark(out)
-                            }
-                        case .status(let s):
-                            for action in valve.inputStatus(s, channel: channel) {
-                                switch action {
-                                case .emitWatermark(let out): try target.emitWatermark(out)
-                                case .emitStatus(let st): try target.emitWatermarkStatus(st)
-                                }
-                            }
-                        case .endOfPartition:
-                            gate.endedChannels += 1
-                            if gate.isFinished { try onEnded() }
+                func handle(_ element: StreamElement<T>, _ channel: Int) throws {
+                    switch element {
+                    case .record(let v, let ts):
+                        try target.collect(v, timestamp: ts)
+                    case .watermark(let wm):
+                        if case .emitWatermark(let out)? = valve.inputWatermark(wm, channel: channel) {
+                            try target.emitWatermark(out)
                         }
+                    case .status(let s):
+                        for action in valve.inputStatus(s, channel: channel) {
+                            switch action {
+                            case .emitWatermark(let out): try target.emitWatermark(out)
+                            case .emitStatus(let st): try target.emitWatermarkStatus(st)
+                            }
+                        }
+                    case .endOfPartition:
+                        gate.endedChannels += 1
+                        if gate.isFinished { try onEnded() }
                     }
                 }
+                gate.process = { batch, channel in
+                    let elements = batch.storage
+                    for i in 0..<batch.count { try handle(elements[i], channel) }
+                }
             },
-            makeWriter: { anyPartitioner, anyGates, channel, batchSize, maxParallelism, start in
+            makeWriter: { anyPartitioner, anyGates, channel, batchSize, maxParallelism, start, backpressure in
                 let partitioner = anyPartitioner as! Partitioner<T>
                 let gates = anyGates.map { unsafeDowncast($0, to: InputGate<T>.self) }
                 let writer = ExchangeWriter<T>(gates: gates, channel: channel, batchSize: batchSize,
                                                route: partitioner.route(maxParallelism: maxParallelism, parallelism: gates.count),
-                                               start: start)
+                                               start: start, backpressure: backpressure)
                 return (writer.asOutput(), writer)
             })
     }
