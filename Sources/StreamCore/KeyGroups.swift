@@ -69,7 +69,7 @@ public enum KeyGroupRangeAssignment {
     public static let upperBoundMaxParallelism = 1 << 15
 
     /// `MathUtils.murmurHash(int)`: a non-negative Murmur3 finalisation of one Int32.
-    @inlinable
+    @inlinable @inline(__always)
     public static func murmurHash(_ code: Int32) -> Int32 {
         var c = UInt32(bitPattern: code)
         c = c &* 0xcc9e_2d51

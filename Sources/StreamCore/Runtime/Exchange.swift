@@ -455,7 +455,7 @@ final class KeyGroupOwners: @unchecked Sendable {
 
     deinit { table.deallocate() }
 
-    @inlinable
+    @inlinable @inline(__always)
     func subtask(ofHash hash: Int32) -> Int {
         let h = Int(KeyGroupRangeAssignment.murmurHash(hash))   // non-negative
         return Int(table[mask >= 0 ? h & mask : h % maxParallelism])
