@@ -106,4 +106,36 @@ final class ProcessingTimeTests: XCTestCase {
             try output.collect(status == .idle ? "idle" : "active", timestamp: Timestamps.none)
         }
     }
+
+    /// Always has data.
+    struct Busy: Source {
+        struct Split: SourceSplit { let splitId = "busy" }
+        final class Reader: SourceSplitReader {
+            var n = 0
+            func next() -> SourceRead<Int> { n &+= 1; return .record(n, timestamp: Timestamps.none) }
+            func currentSplit() -> Split { Split() }
+        }
+        var boundedness: Boundedness { .continuousUnbounded }
+        func createSplits(parallelism: Int) -> [Split] { [Split()] }
+        func createReader(for split: Split) -> Reader { Reader() }
+    }
+
+    func testPartialBatchesShipWithinTheBufferTimeoutOnABusyThread() throws {
+        // One slot: a source that never pauses keeps the thread busy, while a trickle of three
+        // records goes through an exchange; they must not wait for the batch to fill.
+        let env = StreamExecutionEnvironment(parallelism: 1)
+        env.bufferTimeout = .milliseconds(5)
+        let sink = LiveSink()
+        env.fromSource(Busy(), watermarkStrategy: .noWatermarks(), name: "busy").sinkTo(DiscardingSink<Int>())
+        env.fromSource(Trickle(count: 3), watermarkStrategy: .noWatermarks(), name: "trickle")
+            .map { "t\($0)" }.startNewChain()
+            .sinkTo(sink)
+        let plan = try env.explain()
+        XCTAssertTrue(plan.contains("chain ×1: Map -> Sink  <= trickle"), plan)
+        let client = try env.executeAsync()
+        waitFor(sink, count: 3, seconds: 5)
+        client.cancel()
+        _ = try? client.waitForResult()
+        XCTAssertEqual(sink.values, ["t1", "t2", "t3"])
+    }
 }

@@ -14,6 +14,9 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
     public var bufferSize = 2048
     /// Batches a channel holds before its producer must wait (back-pressure).
     public var channelCapacity = 4
+    /// Longest a partly filled batch waits before it is shipped while its thread is busy with other
+    /// work (Flink's buffer timeout); an idle thread ships at once.
+    public var bufferTimeout: Duration = .milliseconds(10)
     /// Chain forward-connected operators of equal parallelism into direct calls.
     public var chainingEnabled = true
     /// Records a source reads from one split before turning to the next.
@@ -97,7 +100,8 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
         let config = RunConfig(maxParallelism: maxParallelism,
                                autoWatermarkIntervalMillis: Timestamps.milliseconds(autoWatermarkInterval),
                                clock: clock, batchSize: bufferSize, channelCapacity: channelCapacity,
-                               chainingEnabled: chainingEnabled, sourceChunkSize: sourceChunkSize)
+                               chainingEnabled: chainingEnabled, sourceChunkSize: sourceChunkSize,
+                               bufferTimeoutNanos: UInt64(max(0, Timestamps.milliseconds(bufferTimeout))) * 1_000_000)
         return try JobRun(jobName: jobName, nodes: nodes, config: config)
     }
 

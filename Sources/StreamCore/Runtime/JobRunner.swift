@@ -9,6 +9,7 @@ struct RunConfig {
     let channelCapacity: Int
     let chainingEnabled: Bool
     let sourceChunkSize: Int
+    let bufferTimeoutNanos: UInt64
 }
 
 /// Turns the logical graph into chains of operators, one task per chain and subtask, and runs the
@@ -278,8 +279,15 @@ final class JobRun: @unchecked Sendable {
                 if let byInput = gates[head.id]?[slot] { task.gates = byInput.keys.sorted().map { byInput[$0]! } }
             }
             for task in tasks { for (_, inst) in task.instances { try inst.open() } }
+            var lastShipped = monotonicNanos()
             while true {
                 if cancelled.load(ordering: .relaxed) { throw TaskCancelled() }
+                // A busy slot still ships partial batches every buffer timeout.
+                let nanos = monotonicNanos()
+                if nanos &- lastShipped >= config.bufferTimeoutNanos {
+                    for task in tasks { _ = try task.ship(partial: true) }
+                    lastShipped = nanos
+                }
                 var progress = false
                 var allFinished = true
                 for task in tasks where task.phase != .finished {
