@@ -142,20 +142,10 @@ final class ApiTests: XCTestCase {
         func processElement(_ v: Int64, _ ctx: KeyedProcessContext<Int64>, _ out: Collector<Int64>) throws { try out.collect(v) }
     }
 
-    struct Endless: Source {
-        struct Split: SourceSplit { let splitId = "endless" }
-        final class Reader: SourceSplitReader {
-            func next() -> SourceRead<Int> { .nothingAvailable }
-            func currentSplit() -> Split { Split() }
-        }
-        var boundedness: Boundedness { .continuousUnbounded }
-        func createSplits(parallelism: Int) -> [Split] { [Split()] }
-        func createReader(for split: Split) -> Reader { Reader() }
-    }
 
     func testUnboundedJobRunsUntilCancelled() throws {
         let env = StreamExecutionEnvironment(parallelism: 2)
-        env.fromSource(Endless(), watermarkStrategy: .noWatermarks(), name: "endless")
+        env.fromSource(ScriptedSource<Int>(.continuousUnbounded) { _ in .nothingAvailable }, watermarkStrategy: .noWatermarks(), name: "endless")
             .keyBy { $0 }.map { $0 }.sinkTo(DiscardingSink<Int>())
         let client = try env.executeAsync()
         usleep(50_000)

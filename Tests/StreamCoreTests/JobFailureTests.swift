@@ -64,25 +64,14 @@ final class JobFailureTests: XCTestCase {
         }
     }
 
-    struct FailingSource: Source {
-        struct Split: SourceSplit { let splitId = "only" }
-        final class Reader: SourceSplitReader {
-            var n = 0
-            func next() throws -> SourceRead<Int> {
-                n += 1
-                if n == 100 { throw Boom(what: "disk") }
-                return .record(n, timestamp: Timestamps.none)
-            }
-            func currentSplit() -> Split { Split() }
-        }
-        var boundedness: Boundedness { .bounded }
-        func createSplits(parallelism: Int) -> [Split] { [Split()] }
-        func createReader(for split: Split) -> Reader { Reader() }
-    }
 
     func testSourceFailureNamesTheSource() throws {
         let env = StreamExecutionEnvironment(parallelism: 1)
-        env.fromSource(FailingSource(), watermarkStrategy: .noWatermarks(), name: "files").sinkTo(DiscardingSink<Int>())
+        let failing = ScriptedSource<Int>(.bounded) { n in
+            if n == 100 { throw Boom(what: "disk") }
+            return .record(n, timestamp: Timestamps.none)
+        }
+        env.fromSource(failing, watermarkStrategy: .noWatermarks(), name: "files").sinkTo(DiscardingSink<Int>())
         XCTAssertThrowsError(try env.execute()) { error in
             XCTAssertEqual((error as? JobExecutionError)?.operatorName, "files", "\(error)")
         }

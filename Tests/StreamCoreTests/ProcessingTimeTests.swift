@@ -20,24 +20,9 @@ final class ProcessingTimeTests: XCTestCase {
         var values: [String] { seen.withLock { $0 } }
     }
 
-    /// Emits a few records, then nothing, forever.
-    struct Trickle: Source {
-        let count: Int
-        struct Split: SourceSplit { let splitId = "trickle" }
-        final class Reader: SourceSplitReader {
-            let count: Int
-            var n = 0
-            init(count: Int) { self.count = count }
-            func next() -> SourceRead<Int> {
-                guard n < count else { return .nothingAvailable }
-                n += 1
-                return .record(n, timestamp: Int64(n) * 1_000)
-            }
-            func currentSplit() -> Split { Split() }
-        }
-        var boundedness: Boundedness { .continuousUnbounded }
-        func createSplits(parallelism: Int) -> [Split] { [Split()] }
-        func createReader(for split: Split) -> Reader { Reader(count: count) }
+    /// Emits `count` records (timestamps 1000, 2000, …), then nothing, forever.
+    static func trickle(_ count: Int) -> ScriptedSource<Int> {
+        ScriptedSource(.continuousUnbounded) { n in n <= count ? .record(n, timestamp: Int64(n) * 1_000) : .nothingAvailable }
     }
 
     final class Remind: KeyedProcessFunction {
@@ -61,7 +46,7 @@ final class ProcessingTimeTests: XCTestCase {
     func testProcessingTimeTimersFireInARunningJob() throws {
         let env = StreamExecutionEnvironment(parallelism: 2)
         let sink = LiveSink()
-        env.fromSource(Trickle(count: 4), watermarkStrategy: .noWatermarks(), name: "trickle")
+        env.fromSource(Self.trickle(4), watermarkStrategy: .noWatermarks(), name: "trickle")
             .keyBy { $0 }
             .process(Remind())
             .sinkTo(sink)
@@ -82,7 +67,7 @@ final class ProcessingTimeTests: XCTestCase {
         let env = StreamExecutionEnvironment(parallelism: 1)
         env.autoWatermarkInterval = .milliseconds(5)
         let sink = LiveSink()
-        env.fromSource(Trickle(count: 3),
+        env.fromSource(Self.trickle(3),
                        watermarkStrategy: WatermarkStrategy<Int>.forMonotonousTimestamps().withIdleness(.milliseconds(30)),
                        name: "trickle")
             .transform("status") { StatusLogger(output: $0.output) }
@@ -107,18 +92,6 @@ final class ProcessingTimeTests: XCTestCase {
         }
     }
 
-    /// Always has data.
-    struct Busy: Source {
-        struct Split: SourceSplit { let splitId = "busy" }
-        final class Reader: SourceSplitReader {
-            var n = 0
-            func next() -> SourceRead<Int> { n &+= 1; return .record(n, timestamp: Timestamps.none) }
-            func currentSplit() -> Split { Split() }
-        }
-        var boundedness: Boundedness { .continuousUnbounded }
-        func createSplits(parallelism: Int) -> [Split] { [Split()] }
-        func createReader(for split: Split) -> Reader { Reader() }
-    }
 
     func testPartialBatchesShipWithinTheBufferTimeoutOnABusyThread() throws {
         // One slot: a source that never pauses keeps the thread busy, while a trickle of three
@@ -126,8 +99,9 @@ final class ProcessingTimeTests: XCTestCase {
         let env = StreamExecutionEnvironment(parallelism: 1)
         env.bufferTimeout = .milliseconds(5)
         let sink = LiveSink()
-        env.fromSource(Busy(), watermarkStrategy: .noWatermarks(), name: "busy").sinkTo(DiscardingSink<Int>())
-        env.fromSource(Trickle(count: 3), watermarkStrategy: .noWatermarks(), name: "trickle")
+        env.fromSource(ScriptedSource<Int>(.continuousUnbounded) { .record($0, timestamp: Timestamps.none) },
+                       watermarkStrategy: .noWatermarks(), name: "busy").sinkTo(DiscardingSink<Int>())
+        env.fromSource(Self.trickle(3), watermarkStrategy: .noWatermarks(), name: "trickle")
             .map { "t\($0)" }.startNewChain()
             .sinkTo(sink)
         let plan = try env.explain()

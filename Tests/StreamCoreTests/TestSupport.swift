@@ -38,3 +38,30 @@ struct SeededRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// A one-split source whose reader answers its n-th `next()` (counting from 1) with `read(n)`.
+struct ScriptedSource<T>: Source {
+    struct Split: SourceSplit { let splitId = "scripted" }
+
+    final class Reader: SourceSplitReader {
+        let read: @Sendable (Int) throws -> SourceRead<T>
+        var calls = 0
+        init(read: @escaping @Sendable (Int) throws -> SourceRead<T>) { self.read = read }
+        func next() throws -> SourceRead<T> {
+            calls += 1
+            return try read(calls)
+        }
+        func currentSplit() -> Split { Split() }
+    }
+
+    let boundedness: Boundedness
+    let read: @Sendable (Int) throws -> SourceRead<T>
+
+    init(_ boundedness: Boundedness, read: @escaping @Sendable (Int) throws -> SourceRead<T>) {
+        self.boundedness = boundedness
+        self.read = read
+    }
+
+    func createSplits(parallelism: Int) -> [Split] { [Split()] }
+    func createReader(for split: Split) -> Reader { Reader(read: read) }
+}
