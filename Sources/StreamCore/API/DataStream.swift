@@ -174,7 +174,6 @@ public struct DataStream<T> {
         }
         let id = environment.addNode(name: name, parallelism: parallelism, inputs: edges(),
                                      outputOps: .make(Void.self), kind: .oneInput(opFactory))
-        environment.node(id).isSink = true
         return DataStreamSink(environment: environment, node: id)
     }
 

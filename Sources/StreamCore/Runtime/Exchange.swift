@@ -30,7 +30,7 @@ public struct ExchangeStats: Sendable, Equatable {
 @usableFromInline
 class AnyInputGate: @unchecked Sendable {
     /// Guards the queues; taken once per batch, never per record.
-    @usableFromInline let lock = ConditionLock(conditions: 1)
+    @usableFromInline let lock = ConditionLock()
     @usableFromInline let channelCount: Int
     let inputIndex: Int
     let channelCapacity: Int
@@ -431,7 +431,6 @@ public struct Partitioner<T>: @unchecked Sendable {
     }
 
     var isForward: Bool { kind == .forward }
-    var isBroadcast: Bool { kind == .broadcast }
 }
 
 /// Key group → owning subtask, as a table computed once per exchange writer.

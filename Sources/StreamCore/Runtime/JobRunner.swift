@@ -37,7 +37,7 @@ final class JobRun: @unchecked Sendable {
 
     private let cancelled = Atomic<Bool>(false)
     /// Guards `failure` and `summaries`, which every task thread writes once.
-    private let stateLock = ConditionLock(conditions: 1)
+    private let stateLock = ConditionLock()
     private var failure: (any Error)?
     private var summaries: [(node: Int, subtask: Int, metrics: OperatorMetrics, leftover: Leftover)] = []
     private var threads: [NativeThread] = []

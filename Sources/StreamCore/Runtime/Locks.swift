@@ -2,26 +2,24 @@
 import Glibc
 #endif
 
-/// A pthread mutex with two condition variables. Used once per batch, never per record.
+/// A pthread mutex with one condition variable. Taken once per batch or wake-up, never per record.
 @usableFromInline
 final class ConditionLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let conds: UnsafeMutablePointer<pthread_cond_t>
+    private let cond: UnsafeMutablePointer<pthread_cond_t>
 
     @usableFromInline
-    init(conditions: Int = 2) {
+    init() {
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
-        conds = .allocate(capacity: conditions)
-        for i in 0..<conditions { pthread_cond_init(conds + i, nil) }
-        count = conditions
+        cond = .allocate(capacity: 1)
+        pthread_cond_init(cond, nil)
     }
-    private let count: Int
 
     deinit {
-        for i in 0..<count { pthread_cond_destroy(conds + i) }
+        pthread_cond_destroy(cond)
         pthread_mutex_destroy(mutex)
-        conds.deallocate()
+        cond.deallocate()
         mutex.deallocate()
     }
 
@@ -35,24 +33,18 @@ final class ConditionLock: @unchecked Sendable {
         return try body()
     }
 
-    /// Waits on condition `c` (lock held) for at most `timeoutMillis` (nil: forever).
-    @usableFromInline
-    func wait(_ c: Int, timeoutMillis: Int64? = nil) {
-        guard let ms = timeoutMillis else {
-            pthread_cond_wait(conds + c, mutex)
-            return
-        }
+    /// Waits on the condition (lock held) for at most `timeoutMillis`.
+    func wait(timeoutMillis ms: Int64) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var nanos = Int64(now.tv_nsec) + (ms % 1000) * 1_000_000
         var deadline = timespec(tv_sec: now.tv_sec + Int(ms / 1000) + Int(nanos / 1_000_000_000), tv_nsec: 0)
         nanos %= 1_000_000_000
         deadline.tv_nsec = Int(nanos)
-        pthread_cond_timedwait(conds + c, mutex, &deadline)
+        pthread_cond_timedwait(cond, mutex, &deadline)
     }
 
-    @usableFromInline func signal(_ c: Int) { pthread_cond_signal(conds + c) }
-    @usableFromInline func broadcast(_ c: Int) { pthread_cond_broadcast(conds + c) }
+    func signal() { pthread_cond_signal(cond) }
 }
 
 /// Starts a joinable thread running `body`.

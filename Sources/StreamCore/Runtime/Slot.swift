@@ -3,7 +3,7 @@
 /// lost between checking for work and parking.
 @usableFromInline
 final class Parker: @unchecked Sendable {
-    private let lock = ConditionLock(conditions: 1)
+    private let lock = ConditionLock()
     private var permit = false
 
     @usableFromInline init() {}
@@ -12,14 +12,14 @@ final class Parker: @unchecked Sendable {
     func unpark() {
         lock.lock()
         permit = true
-        lock.signal(0)
+        lock.signal()
         lock.unlock()
     }
 
     /// Waits for a wake-up or at most `timeoutMillis`.
     func park(timeoutMillis: Int64) {
         lock.lock()
-        if !permit { lock.wait(0, timeoutMillis: max(1, timeoutMillis)) }
+        if !permit { lock.wait(timeoutMillis: max(1, timeoutMillis)) }
         permit = false
         lock.unlock()
     }

@@ -68,7 +68,6 @@ final class StreamNode: @unchecked Sendable {
     @usableFromInline let outputOps: TypeOps
     @usableFromInline let kind: Kind
     @usableFromInline var startsNewChain = false
-    @usableFromInline var isSink = false
 
     @usableFromInline
     init(id: Int, name: String, parallelism: Int, inputs: [StreamEdge], outputOps: TypeOps, kind: Kind) {
