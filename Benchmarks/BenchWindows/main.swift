@@ -2,8 +2,10 @@
 //
 //   swift run -c release bench-windows [--records N] [--json PATH] [--only NAME]
 //
-// Prints records/s, ns/record and mallocs/record per case. Compare figures as ratios within one run:
-// the machines are shared and noisy.
+// Prints records/s, ns/record and mallocs/record per case, and the CPU time of the busiest slot
+// thread per record (what the wall time would be with a free core per slot: on a shared machine the
+// wall clock at parallelism 2 depends on whether the other core is really free). Compare figures as
+// ratios within one run: the machines are shared and noisy.
 import CMallocCounter
 import StreamCore
 
@@ -37,9 +39,12 @@ struct CaseResult {
     let records: Int64
     let seconds: Double
     let mallocs: UInt64
+    /// CPU time of the busiest slot thread: what the wall time would be with a free core per slot.
+    let busiestSlotSeconds: Double
     var recordsPerSecond: Double { Double(records) / seconds }
     var nsPerRecord: Double { seconds * 1e9 / Double(records) }
     var mallocsPerRecord: Double { Double(mallocs) / Double(records) }
+    var cpuNsPerRecord: Double { busiestSlotSeconds * 1e9 / Double(records) }
 }
 
 /// `value` with `decimals` digits after the point (no Foundation here).
@@ -79,7 +84,9 @@ func measure(_ name: String, parallelism: Int, records: Int64, build: (StreamExe
     guard let sink = result.operator("Discard"), sink.numRecordsIn > 0 else {
         fatalError("benchmark \(name) produced no output")
     }
-    return CaseResult(name: name, parallelism: parallelism, records: records, seconds: t1 - t0, mallocs: m1 - m0)
+    let busiest = Double(result.slotCPUNanos.max() ?? 0) / 1e9
+    return CaseResult(name: name, parallelism: parallelism, records: records, seconds: t1 - t0, mallocs: m1 - m0,
+                      busiestSlotSeconds: busiest)
 }
 
 func chainedMapFilter(records: Int64) -> (StreamExecutionEnvironment) -> Void {
@@ -134,14 +141,16 @@ var cases: [(String, (Int64) -> (StreamExecutionEnvironment) -> Void)] = [
 if let only { cases = cases.filter { $0.0 == only } }
 
 var results: [CaseResult] = []
-print(pad("case", 14) + pad("p", 3) + pad("records", 11) + pad("seconds", 9) + pad("records/s", 14) + pad("ns/record", 10) + "mallocs/record")
+print(pad("case", 14) + pad("p", 3) + pad("records", 11) + pad("seconds", 9) + pad("records/s", 14) + pad("ns/record", 10)
+      + pad("mallocs/record", 15) + "busiest-thread cpu ns/record")
 for (name, make) in cases {
     for p in parallelisms {
         let r = try measure(name, parallelism: p, records: records, build: make(records))
         results.append(r)
         let cells: [String] = [
             pad(name, 14), pad("\(p)", 3), pad("\(records)", 11), pad(fixed(r.seconds, 3), 9),
-            pad(fixed(r.recordsPerSecond, 0), 14), pad(fixed(r.nsPerRecord, 1), 10), fixed(r.mallocsPerRecord, 5),
+            pad(fixed(r.recordsPerSecond, 0), 14), pad(fixed(r.nsPerRecord, 1), 10), pad(fixed(r.mallocsPerRecord, 5), 15),
+            fixed(r.cpuNsPerRecord, 1),
         ]
         print(cells.joined())
     }
@@ -149,7 +158,8 @@ for (name, make) in cases {
 for name in Set(results.map(\.name)).sorted() {
     guard let p1 = results.first(where: { $0.name == name && $0.parallelism == 1 }),
           let p2 = results.first(where: { $0.name == name && $0.parallelism == 2 }) else { continue }
-    print("\(name): parallelism 2 / parallelism 1 = \(fixed(p2.recordsPerSecond / p1.recordsPerSecond, 2))x")
+    print("\(name): parallelism 2 / parallelism 1 = \(fixed(p2.recordsPerSecond / p1.recordsPerSecond, 2))x wall clock, "
+          + "\(fixed(p1.cpuNsPerRecord / p2.cpuNsPerRecord, 2))x by busiest-thread CPU time")
 }
 
 if let jsonPath {
@@ -159,6 +169,7 @@ if let jsonPath {
             "\"name\": \"\(r.name)\"", "\"parallelism\": \(r.parallelism)", "\"seconds\": \(fixed(r.seconds, 4))",
             "\"recordsPerSecond\": \(fixed(r.recordsPerSecond, 0))", "\"nsPerRecord\": \(fixed(r.nsPerRecord, 2))",
             "\"mallocsPerRecord\": \(fixed(r.mallocsPerRecord, 6))",
+            "\"busiestThreadCpuNsPerRecord\": \(fixed(r.cpuNsPerRecord, 2))",
         ]
         return "    {" + fields.joined(separator: ", ") + "}"
     }.joined(separator: ",\n")

@@ -71,6 +71,13 @@ public final class ManualClock: ProcessingTimeClock {
     public func advance(by ms: Int64) { set(currentTimeMillis() + ms) }
 }
 
+/// CPU time the calling thread has used, in nanoseconds.
+func threadCPUNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
 /// A monotonic clock for measuring elapsed time (benchmarks, job runtime), not for operators.
 @usableFromInline
 func monotonicNanos() -> UInt64 {

@@ -21,6 +21,9 @@ public struct JobExecutionResult: Sendable {
     public let operators: [OperatorSummary]
     /// One entry per input gate (consumer subtask × input).
     public let exchanges: [ExchangeStats]
+    /// CPU time each slot's thread used (slot i runs subtask i of every chain), in nanoseconds.
+    /// The busiest slot bounds throughput when every slot has a core of its own.
+    public let slotCPUNanos: [UInt64]
 
     /// The operator of that name (the first, if several share it).
     public func `operator`(_ name: String) -> OperatorSummary? {

@@ -41,6 +41,7 @@ final class JobRun: @unchecked Sendable {
     private var failure: (any Error)?
     private var summaries: [(node: Int, subtask: Int, metrics: OperatorMetrics, leftover: Leftover)] = []
     private var threads: [NativeThread] = []
+    private var slotCPUNanos: [UInt64] = []
     private var startNanos: UInt64 = 0
     private var endNanos: UInt64 = 0
 
@@ -122,6 +123,7 @@ final class JobRun: @unchecked Sendable {
             if case .source(_, let enumerate) = n.kind { splitsBySource[n.id] = try enumerate(n.parallelism) }
         }
         startNanos = monotonicNanos()
+        slotCPUNanos = Array(repeating: 0, count: parkers.count)
         for slot in parkers.indices {
             let tasks = heads.filter { slot < $0.parallelism }
             let thread = NativeThread(name: "slot-\(slot)") { [self] in self.runSlot(slot, heads: tasks) }
@@ -175,7 +177,7 @@ final class JobRun: @unchecked Sendable {
             gates[id]!.flatMap { byInput in byInput.keys.sorted().map { byInput[$0]!.stats } }
         }
         return JobExecutionResult(jobName: jobName, netRuntimeMillis: Int64((endNanos - startNanos) / 1_000_000),
-                                  operators: ops, exchanges: exchanges)
+                                  operators: ops, exchanges: exchanges, slotCPUNanos: slotCPUNanos)
     }
 
     // MARK: slots and tasks
@@ -316,7 +318,9 @@ final class JobRun: @unchecked Sendable {
             for (_, inst) in task.instances { inst.close() }
             task.source?.run.close()
         }
+        let cpu = threadCPUNanos()
         stateLock.withLock {
+            slotCPUNanos[slot] = cpu
             for task in tasks {
                 for (node, inst) in task.instances {
                     summaries.append((node.id, slot, inst.metrics, inst.leftover))
