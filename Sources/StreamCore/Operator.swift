@@ -58,20 +58,42 @@ extension TwoInputStreamOperator {
 }
 
 /// Combines the watermarks and statuses of a two-input operator's inputs as Flink's
-/// `AbstractStreamOperator` does: the minimum of the two, emitted only when it rises; an idle input
-/// does not hold the other back.
-public struct TwoInputWatermarkCombiner: Sendable {
-    private var valve = StatusWatermarkValve(channels: 2)
-    public init() {}
+/// `AbstractStreamOperator` does (`IndexedCombinedWatermarkStatus`): the minimum over the inputs that
+/// are not idle, emitted only when it rises; a watermark makes its input active again; when both
+/// turn idle the maximum is flushed and the operator turns idle.
+public struct TwoInputWatermarkCombiner {
+    private final class Changes { var list: [WatermarkMultiplexer.Change] = [] }
+    private let changes = Changes()
+    private let multiplexer: WatermarkMultiplexer
+    private let inputs: [WatermarkMultiplexer.SplitOutput]
 
-    public mutating func watermark(_ wm: Int64, input: Int) -> Int64? {
-        if case .emitWatermark(let w)? = valve.inputWatermark(wm, channel: input - 1) { return w }
-        return nil
+    public init() {
+        let changes = self.changes
+        multiplexer = WatermarkMultiplexer { changes.list.append($0) }
+        inputs = [multiplexer.output(for: "input-1"), multiplexer.output(for: "input-2")]
     }
 
+    private func take() -> [StatusWatermarkValve.Action] {
+        defer { changes.list.removeAll() }
+        return changes.list.map {
+            switch $0 {
+            case .watermark(let w): return .emitWatermark(w)
+            case .status(let s): return .emitStatus(s)
+            }
+        }
+    }
+
+    /// A watermark on input 1 or 2; returns what the operator must do, in order.
+    public mutating func watermark(_ wm: Int64, input: Int) -> [StatusWatermarkValve.Action] {
+        inputs[input - 1].emitWatermark(wm)
+        return take()
+    }
+
+    /// A status change on input 1 or 2; returns what the operator must do, in order.
     public mutating func status(_ s: WatermarkStatus, input: Int) -> [StatusWatermarkValve.Action] {
-        valve.inputStatus(s, channel: input - 1)
+        if s == .idle { inputs[input - 1].markIdle() } else { inputs[input - 1].markActive() }
+        return take()
     }
 
-    public var combinedWatermark: Int64 { valve.lastOutputWatermark }
+    public var combinedWatermark: Int64 { multiplexer.combinedWatermark }
 }

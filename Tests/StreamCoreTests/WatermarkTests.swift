@@ -183,6 +183,18 @@ final class WatermarkTests: XCTestCase {
         XCTAssertEqual(valve.inputWatermark(500, channel: 0), .emitWatermark(500))
     }
 
+    func testTwoInputOperatorsCombineAsFlinksIndexedCombinedWatermarkStatus() {
+        var c = TwoInputWatermarkCombiner()
+        XCTAssertEqual(c.watermark(100, input: 1), [], "input 2 still at Long.MIN_VALUE")
+        XCTAssertEqual(c.watermark(40, input: 2), [.emitWatermark(40)])
+        XCTAssertEqual(c.status(.idle, input: 2), [.emitWatermark(100)], "an idle input is left out")
+        XCTAssertEqual(c.watermark(150, input: 1), [.emitWatermark(150)])
+        XCTAssertEqual(c.status(.idle, input: 1), [.emitStatus(.idle)], "both idle: the operator is idle")
+        // A watermark makes its input active again (PartialWatermark.setWatermark clears idleness).
+        XCTAssertEqual(c.watermark(200, input: 2), [.emitStatus(.active), .emitWatermark(200)])
+        XCTAssertEqual(c.combinedWatermark, 200)
+    }
+
     func testParallelSourcesMergeByMinimumDownstream() throws {
         // Two source subtasks with different event-time speeds feed one operator over an exchange:
         // it never sees a watermark beyond what the slower subtask allows, and ends at +inf.

@@ -134,24 +134,21 @@ public final class OperatorInstance {
         var combiner = TwoInputWatermarkCombiner()
         let backend = keyed?.backend
         func keyDescription() -> String? { describeKey(backend?.currentKey) }
-        func onWatermark(_ wm: Int64, _ input: Int) throws {
-            guard let combined = combiner.watermark(wm, input: input) else { return }
-            do {
-                try keyed?.advanceWatermark(combined)
-                try op.processWatermark(combined)
-            } catch { throw wrapFailure(error, metrics, key: keyDescription()) }
-        }
-        func onStatus(_ s: WatermarkStatus, _ input: Int) throws {
-            for action in combiner.status(s, input: input) {
-                switch action {
-                case .emitWatermark(let wm):
-                    try keyed?.advanceWatermark(wm)
-                    try op.processWatermark(wm)
-                case .emitStatus(let st):
-                    try op.processWatermarkStatus(st)
-                }
+        func perform(_ actions: [StatusWatermarkValve.Action]) throws {
+            for action in actions {
+                do {
+                    switch action {
+                    case .emitWatermark(let wm):
+                        try keyed?.advanceWatermark(wm)
+                        try op.processWatermark(wm)
+                    case .emitStatus(let st):
+                        try op.processWatermarkStatus(st)
+                    }
+                } catch { throw wrapFailure(error, metrics, key: keyDescription()) }
             }
         }
+        func onWatermark(_ wm: Int64, _ input: Int) throws { try perform(combiner.watermark(wm, input: input)) }
+        func onStatus(_ s: WatermarkStatus, _ input: Int) throws { try perform(combiner.status(s, input: input)) }
         let input1 = Output<Op.In1>(
             record: { v, ts in
                 metrics.recordsIn &+= 1
