@@ -110,5 +110,17 @@ final class JobFailureTests: XCTestCase {
         XCTAssertThrowsError(try StreamExecutionEnvironment().execute()) { error in
             XCTAssertTrue("\(error)".contains("no operators"), "\(error)")
         }
+        let badMax = StreamExecutionEnvironment()
+        badMax.maxParallelism = 0
+        badMax.fromSequence(1, 2).sinkTo(DiscardingSink<Int64>())
+        XCTAssertThrowsError(try badMax.execute()) { error in
+            XCTAssertTrue("\(error)".contains("maxParallelism is 0"), "\(error)")
+        }
+        let badBuffer = StreamExecutionEnvironment()
+        badBuffer.bufferSize = 0
+        badBuffer.fromSequence(1, 2).sinkTo(DiscardingSink<Int64>())
+        XCTAssertThrowsError(try badBuffer.execute()) { error in
+            XCTAssertTrue(error is JobConfigurationError, "\(error)")
+        }
     }
 }

@@ -97,6 +97,12 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
         guard bufferSize >= 1, channelCapacity >= 1 else {
             throw JobConfigurationError("bufferSize and channelCapacity must be at least 1")
         }
+        guard (1...KeyGroupRangeAssignment.upperBoundMaxParallelism).contains(maxParallelism) else {
+            throw JobConfigurationError("maxParallelism is \(maxParallelism); it must be between 1 and \(KeyGroupRangeAssignment.upperBoundMaxParallelism)")
+        }
+        guard sourceChunkSize >= 1, bufferTimeout >= .zero else {
+            throw JobConfigurationError("sourceChunkSize must be at least 1 and bufferTimeout not negative")
+        }
         let config = RunConfig(maxParallelism: maxParallelism,
                                autoWatermarkIntervalMillis: Timestamps.milliseconds(autoWatermarkInterval),
                                clock: clock, batchSize: bufferSize, channelCapacity: channelCapacity,
