@@ -34,6 +34,7 @@ let package = Package(
         ),
         // example-job is a dependency so its binary sits next to the tests (cross-process key-group test).
         .testTarget(name: "StreamCoreTests", dependencies: ["StreamCore", "StreamTesting", "Operators", "ExampleJob"]),
+        .testTarget(name: "OperatorsTests", dependencies: ["Operators", "StreamTesting"]),
         .testTarget(name: "CInteropTests", dependencies: ["CRdKafka", "CRocksDB", "CAvro", "CZstd", "CHiredis"]),
     ],
     swiftLanguageModes: [.v6]

@@ -78,7 +78,8 @@ public final class Output<T>: AnyOutput {
 /// event-time timer that fired), as Flink's `TimestampedCollector` does.
 public final class Collector<T> {
     @usableFromInline let output: Output<T>
-    @exclusivity(unchecked) @usableFromInline var timestamp: Int64 = Timestamps.none
+    /// The timestamp `collect(_:)` gives records: set by the operator that owns the collector.
+    @exclusivity(unchecked) public var timestamp: Int64 = Timestamps.none
 
     @inlinable
     public init(_ output: Output<T>) { self.output = output }
