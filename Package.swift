@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
         .executableTarget(
             name: "BenchWindows",
-            dependencies: ["StreamCore", "CMallocCounter"],
+            dependencies: ["StreamCore", "Operators", "CMallocCounter"],
             path: "Benchmarks/BenchWindows"
         ),
         // example-job is a dependency so its binary sits next to the tests (cross-process key-group test).

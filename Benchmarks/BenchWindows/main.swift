@@ -7,15 +7,28 @@
 // wall clock at parallelism 2 depends on whether the other core is really free). Compare figures as
 // ratios within one run: the machines are shared and noisy.
 import CMallocCounter
-import StreamCore
+import Operators
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-struct Txn: Sendable {
+struct Txn: Sendable, Codable {
     var card: Int64
     var amountCents: Int64
+}
+
+/// Count and sum of amounts (the tumbling case), or count only (sliding, session).
+struct CountSum: AggregateFunction {
+    func createAccumulator() -> CountSumAcc { CountSumAcc() }
+    func add(_ t: Txn, to acc: inout CountSumAcc) { acc.count &+= 1; acc.sum &+= t.amountCents }
+    func getResult(_ acc: CountSumAcc) -> Int64 { acc.count &+ acc.sum }
+    func merge(_ a: CountSumAcc, _ b: CountSumAcc) -> CountSumAcc { CountSumAcc(count: a.count + b.count, sum: a.sum + b.sum) }
+}
+
+struct CountSumAcc: Codable {
+    var count: Int64 = 0
+    var sum: Int64 = 0
 }
 
 final class CountPerKey: KeyedProcessFunction {
@@ -99,6 +112,22 @@ func chainedMapFilter(records: Int64) -> (StreamExecutionEnvironment) -> Void {
     }
 }
 
+/// Generated transactions, one per millisecond of event time, spread over `keys` cards.
+func transactions(_ env: StreamExecutionEnvironment, records: Int64, keys: Int64) -> KeyedStream<Txn, Int64> {
+    env.fromSource(DataGeneratorSource(count: records, timestamp: { $0 }) { i in Txn(card: (i &* 7919) % keys, amountCents: i & 1023) },
+                   watermarkStrategy: .forBoundedOutOfOrderness(.seconds(5)), name: "Generator")
+        .keyBy { $0.card }
+}
+
+func windowed(_ assigner: WindowAssigner, records: Int64, keys: Int64) -> (StreamExecutionEnvironment) -> Void {
+    { env in
+        transactions(env, records: records, keys: keys)
+            .window(assigner)
+            .aggregate(CountSum())
+            .sinkTo(DiscardingSink<Int64>(), name: "Discard")
+    }
+}
+
 func keyedCount(records: Int64, keys: Int64) -> (StreamExecutionEnvironment) -> Void {
     { env in
         env.fromSource(DataGeneratorSource(count: records) { i in Txn(card: (i &* 7919) % keys, amountCents: i & 1023) },
@@ -125,7 +154,7 @@ while let a = args.popFirst() {
     case "--buffer-size": bufferSize = Int(args.popFirst() ?? "")
     case "--channel-capacity": channelCapacity = Int(args.popFirst() ?? "")
     case "-h", "--help":
-        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m] [--parallelism P] [--buffer-size N] [--channel-capacity N]")
+        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m|tumbling-5m|sliding-30m-5m|session-30m] [--parallelism P] [--buffer-size N] [--channel-capacity N]")
         exit(0)
     default:
         print("unknown argument \(a); see --help")
@@ -137,6 +166,9 @@ var cases: [(String, (Int64) -> (StreamExecutionEnvironment) -> Void)] = [
     ("map-filter", { chainedMapFilter(records: $0) }),
     ("keyed-10k", { keyedCount(records: $0, keys: 10_000) }),
     ("keyed-1m", { keyedCount(records: $0, keys: 1_000_000) }),
+    ("tumbling-5m", { windowed(TumblingEventTimeWindows.of(.minutes(5)), records: $0, keys: 10_000) }),
+    ("sliding-30m-5m", { windowed(SlidingEventTimeWindows.of(.minutes(30), .minutes(5)), records: $0, keys: 10_000) }),
+    ("session-30m", { windowed(EventTimeSessionWindows.withGap(.minutes(30)), records: $0, keys: 10_000) }),
 ]
 if let only { cases = cases.filter { $0.0 == only } }
 

@@ -3,12 +3,13 @@
 public final class ProcessingTimeService {
     public let clock: any ProcessingTimeClock
 
-    private struct Entry {
+    private struct Entry: Comparable {
         var time: Int64
         var seq: UInt64
         var id: UInt64
+        static func < (a: Entry, b: Entry) -> Bool { (a.time, a.seq) < (b.time, b.seq) }
     }
-    private var heap = BinaryHeap<Entry> { ($0.time, $0.seq) < ($1.time, $1.seq) }
+    private var heap = BinaryHeap<Entry>()
     @exclusivity(unchecked) private var callbacks: [UInt64: (Int64) throws -> Void] = [:]
     @exclusivity(unchecked) private var nextId: UInt64 = 0
 
@@ -47,30 +48,29 @@ public final class ProcessingTimeService {
     public var pendingCount: Int { callbacks.count }
 }
 
-/// A binary min-heap under a strict-weak-order `less`.
+/// A binary min-heap. (Ordered by `Comparable`, not a stored closure: a closure stored in a generic
+/// struct is compiled unspecialised and looks up type metadata on every comparison.)
 @usableFromInline
-struct BinaryHeap<Element> {
+struct BinaryHeap<Element: Comparable> {
     @usableFromInline var storage: [Element] = []
-    @usableFromInline let less: (Element, Element) -> Bool
 
-    @usableFromInline
-    init(less: @escaping (Element, Element) -> Bool) { self.less = less }
+    @inlinable init() {}
 
     @usableFromInline var peek: Element? { storage.first }
     @usableFromInline var count: Int { storage.count }
     @usableFromInline var isEmpty: Bool { storage.isEmpty }
 
-    @usableFromInline
+    @inlinable
     mutating func push(_ e: Element) {
         storage.append(e)
         var i = storage.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
-            if less(storage[i], storage[parent]) { storage.swapAt(i, parent); i = parent } else { break }
+            if storage[i] < storage[parent] { storage.swapAt(i, parent); i = parent } else { break }
         }
     }
 
-    @usableFromInline
+    @inlinable
     mutating func pop() -> Element? {
         guard !storage.isEmpty else { return nil }
         storage.swapAt(0, storage.count - 1)
@@ -80,8 +80,8 @@ struct BinaryHeap<Element> {
         while true {
             let l = 2 * i + 1, r = l + 1
             var m = i
-            if l < n, less(storage[l], storage[m]) { m = l }
-            if r < n, less(storage[r], storage[m]) { m = r }
+            if l < n, storage[l] < storage[m] { m = l }
+            if r < n, storage[r] < storage[m] { m = r }
             if m == i { break }
             storage.swapAt(i, m)
             i = m

@@ -8,6 +8,13 @@ public struct InternalTimer<K: StreamKey, N: Hashable>: Hashable {
     public let key: K
     public let namespace: N
     public let timestamp: Int64
+
+    @inlinable
+    public init(key: K, namespace: N, timestamp: Int64) {
+        self.key = key
+        self.namespace = namespace
+        self.timestamp = timestamp
+    }
 }
 
 /// Which clock a timer belongs to.
@@ -26,13 +33,21 @@ public final class InternalTimerService<K: StreamKey, N: Hashable> {
 
     @usableFromInline
     struct Queue {
-        @usableFromInline struct Entry { var timer: Timer; var seq: UInt64 }
-        @usableFromInline var heap = BinaryHeap<Entry> { ($0.timer.timestamp, $0.seq) < ($1.timer.timestamp, $1.seq) }
+        @usableFromInline struct Entry: Comparable {
+            @usableFromInline var timer: Timer
+            @usableFromInline var seq: UInt64
+            @usableFromInline init(timer: Timer, seq: UInt64) { self.timer = timer; self.seq = seq }
+            @inlinable static func < (a: Entry, b: Entry) -> Bool {
+                (a.timer.timestamp, a.seq) < (b.timer.timestamp, b.seq)
+            }
+            @inlinable static func == (a: Entry, b: Entry) -> Bool { a.seq == b.seq }
+        }
+        @usableFromInline var heap = BinaryHeap<Entry>()
         @usableFromInline var live = Set<Timer>()
         @usableFromInline var seq: UInt64 = 0
 
         /// Returns true when the timer is new.
-        @usableFromInline
+        @inlinable
         mutating func add(_ t: Timer) -> Bool {
             guard live.insert(t).inserted else { return false }
             seq &+= 1
@@ -40,10 +55,10 @@ public final class InternalTimerService<K: StreamKey, N: Hashable> {
             return true
         }
 
-        @usableFromInline mutating func remove(_ t: Timer) { live.remove(t) }
+        @inlinable mutating func remove(_ t: Timer) { live.remove(t) }
 
         /// The earliest live timer.
-        @usableFromInline
+        @inlinable
         mutating func peek() -> Timer? {
             while let top = heap.peek {
                 if live.contains(top.timer) { return top.timer }
@@ -52,7 +67,7 @@ public final class InternalTimerService<K: StreamKey, N: Hashable> {
             return nil
         }
 
-        @usableFromInline
+        @inlinable
         mutating func poll() -> Timer? {
             guard let t = peek() else { return nil }
             _ = heap.pop()
@@ -67,10 +82,13 @@ public final class InternalTimerService<K: StreamKey, N: Hashable> {
     @exclusivity(unchecked) @usableFromInline var eventTimers = Queue()
     @exclusivity(unchecked) @usableFromInline var processingTimers = Queue()
     @exclusivity(unchecked) @usableFromInline var scheduledWakeup: (time: Int64, id: UInt64)?
-    @exclusivity(unchecked) public private(set) var currentWatermark: Int64 = Int64.min
+    @exclusivity(unchecked) @usableFromInline var _currentWatermark: Int64 = Int64.min
+    /// The last watermark this service advanced to.
+    @inlinable public var currentWatermark: Int64 { _currentWatermark }
     @usableFromInline let onEventTime: Callback
     @usableFromInline let onProcessingTime: Callback
 
+    @usableFromInline
     init(name: String, backend: KeyedStateBackend<K>, processingTime: ProcessingTimeService,
          onEventTime: @escaping Callback, onProcessingTime: @escaping Callback) {
         self.name = name
@@ -80,25 +98,29 @@ public final class InternalTimerService<K: StreamKey, N: Hashable> {
         self.onProcessingTime = onProcessingTime
     }
 
-    @usableFromInline var currentKey: K {
+    @inlinable var currentKey: K {
         guard let k = backend.currentKey else { preconditionFailure("timer used without a current key") }
         return k
     }
 
+    @inlinable
     public func registerEventTimeTimer(namespace: N, time: Int64) {
         _ = eventTimers.add(Timer(key: currentKey, namespace: namespace, timestamp: time))
     }
 
+    @inlinable
     public func deleteEventTimeTimer(namespace: N, time: Int64) {
         eventTimers.remove(Timer(key: currentKey, namespace: namespace, timestamp: time))
     }
 
+    @inlinable
     public func registerProcessingTimeTimer(namespace: N, time: Int64) {
         if processingTimers.add(Timer(key: currentKey, namespace: namespace, timestamp: time)) {
             scheduleWakeup()
         }
     }
 
+    @inlinable
     public func deleteProcessingTimeTimer(namespace: N, time: Int64) {
         processingTimers.remove(Timer(key: currentKey, namespace: namespace, timestamp: time))
     }
@@ -110,8 +132,9 @@ public final class InternalTimerService<K: StreamKey, N: Hashable> {
 
     /// Sets the watermark and fires every event-time timer at or before it, in time order. Timers
     /// registered while firing at or before the watermark fire in the same advance, as in Flink.
+    @inlinable
     public func advanceWatermark(_ watermark: Int64) throws {
-        currentWatermark = watermark
+        _currentWatermark = watermark
         while let t = eventTimers.peek(), t.timestamp <= watermark {
             _ = eventTimers.poll()
             backend.setCurrentKey(t.key)
@@ -119,7 +142,8 @@ public final class InternalTimerService<K: StreamKey, N: Hashable> {
         }
     }
 
-    private func scheduleWakeup() {
+    @usableFromInline
+    func scheduleWakeup() {
         guard let next = processingTimers.peek() else { return }
         if let s = scheduledWakeup, s.time <= next.timestamp { return }
         if let s = scheduledWakeup { processingTime.cancel(s.id) }
@@ -156,7 +180,9 @@ public final class KeyedContext<K: StreamKey> {
     @inlinable public func setCurrentKey(_ key: K) { backend.setCurrentKey(key) }
     public var currentKey: K? { backend.currentKey }
 
-    /// A named timer service; callbacks run with the timer's key set as current key.
+    /// A named timer service; callbacks run with the timer's key set as current key. Call it from
+    /// inlinable code so the service's hot paths are specialised for the key and namespace types.
+    @inlinable
     public func timerService<N: Hashable>(
         name: String, namespace: N.Type = N.self,
         onEventTime: @escaping InternalTimerService<K, N>.Callback,

@@ -3,6 +3,7 @@ import StreamCore
 /// A window operator was used wrongly; the message says what to change.
 public struct WindowError: Error, CustomStringConvertible {
     public let description: String
+    @inlinable public init(description: String) { self.description = description }
     public static let noTimestamp = WindowError(description:
         "record has no timestamp: event-time windows need timestamps — use fromSource with a WatermarkStrategy that assigns them, or assignTimestampsAndWatermarks(...), or a processing-time window")
 }
@@ -15,6 +16,7 @@ public final class WindowContext {
     let processingTime: ProcessingTimeService
     let output: AnyOutput
 
+    @usableFromInline
     init(processingTime: ProcessingTimeService, output: AnyOutput) {
         self.processingTime = processingTime
         self.output = output
@@ -81,12 +83,13 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
     @usableFromInline let keyed: KeyedContext<K>
     @usableFromInline let runtime: RuntimeContext
     @usableFromInline let contents: MapState<TimeWindow, ACC>
-    @usableFromInline var timers: InternalTimerService<K, TimeWindow>!
+    @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, TimeWindow>!
     @usableFromInline let context: WindowContext
     @usableFromInline let collector: Collector<OUT>
     @usableFromInline let lateDropped: Counter
     @exclusivity(unchecked) @usableFromInline var scratch: [TimeWindow] = []
 
+    @inlinable
     public init(assigner: WindowAssigner, allowedLateness: Duration = .zero, lateDataTag: OutputTag<IN>? = nil,
                 logic: WindowLogic<K, IN, ACC, OUT>, setup: KeyedOperatorSetup<K, OUT>) throws {
         let lateness = Timestamps.milliseconds(allowedLateness)
@@ -144,9 +147,16 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
         } else {
             for w in scratch where !isWindowLate(w) {
                 skipped = false
-                contents.put(w, logic.add(contents.get(w), value))
-                try onElement(w)
-                registerCleanupTimer(w)
+                let old = contents.get(w)
+                contents.put(w, logic.add(old, value))
+                if old == nil {
+                    // A new window: its trigger and cleanup timers (re-registering them for every
+                    // record, as Flink does, is a deduplicated no-op).
+                    try onElement(w)
+                    registerCleanupTimer(w)
+                } else if assigner.isEventTime, w.maxTimestamp <= watermark {
+                    try fire(w)   // late but allowed: fire again at once
+                }
             }
         }
         if skipped, assigner.isEventTime, timestamp &+ allowedLateness <= watermark {
@@ -156,7 +166,7 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
 
     /// The default triggers' `onElement`: fire at once if the watermark already passed the window
     /// (a late-but-allowed record), else wait for `end - 1`.
-    @usableFromInline
+    @inlinable
     func onElement(_ w: TimeWindow) throws {
         if assigner.isEventTime {
             if w.maxTimestamp <= watermark { try fire(w) } else { timers.registerEventTimeTimer(namespace: w, time: w.maxTimestamp) }
@@ -165,7 +175,7 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
         }
     }
 
-    @usableFromInline
+    @inlinable
     func registerCleanupTimer(_ w: TimeWindow) {
         let t = cleanupTime(w)
         guard t != Int64.max else { return }
@@ -176,6 +186,7 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
         }
     }
 
+    @usableFromInline
     func fire(_ w: TimeWindow) throws {
         guard let acc = contents.get(w) else { return }
         context.window = w
@@ -184,6 +195,7 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
         try logic.emit(keyed.currentKey!, context, acc, collector)
     }
 
+    @usableFromInline
     func clear(_ w: TimeWindow) {
         contents.remove(w)
         if assigner.isEventTime {
@@ -194,12 +206,14 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
         }
     }
 
+    @inlinable
     func onEventTime(_ w: TimeWindow, _ time: Int64) throws {
         guard assigner.isEventTime else { return }
         if time == w.maxTimestamp { try fire(w) }
         if time == cleanupTime(w) { clear(w) }
     }
 
+    @inlinable
     func onProcessingTime(_ w: TimeWindow, _ time: Int64) throws {
         guard !assigner.isEventTime else { return }
         if time == w.maxTimestamp {
