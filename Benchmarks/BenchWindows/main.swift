@@ -98,6 +98,10 @@ func measure(_ name: String, parallelism: Int, records: Int64, build: (StreamExe
         fatalError("benchmark \(name) produced no output")
     }
     let busiest = Double(result.slotCPUNanos.max() ?? 0) / 1e9
+    if getenv("BENCH_DEBUG") != nil {
+        print("  slot cpu ms:", result.slotCPUNanos.map { $0 / 1_000_000 },
+              result.operators.map { "\($0.name) \($0.recordsInPerSubtask)" })
+    }
     return CaseResult(name: name, parallelism: parallelism, records: records, seconds: t1 - t0, mallocs: m1 - m0,
                       busiestSlotSeconds: busiest)
 }
@@ -112,10 +116,16 @@ func chainedMapFilter(records: Int64) -> (StreamExecutionEnvironment) -> Void {
     }
 }
 
-/// Generated transactions, one per millisecond of event time, spread over `keys` cards.
+/// Generated transactions, one per millisecond of event time, spread over `keys` cards. Two splits
+/// that interleave in event time (even and odd milliseconds), so at parallelism 2 both source
+/// subtasks advance the watermark together.
 func transactions(_ env: StreamExecutionEnvironment, records: Int64, keys: Int64) -> KeyedStream<Txn, Int64> {
-    env.fromSource(DataGeneratorSource(count: records, timestamp: { $0 }) { i in Txn(card: (i &* 7919) % keys, amountCents: i & 1023) },
-                   watermarkStrategy: .forBoundedOutOfOrderness(.seconds(5)), name: "Generator")
+    let half = records / 2
+    let source = DataGeneratorSource(count: records, splits: 2,
+                                     timestamp: { i in i < half ? i * 2 : (i - half) * 2 + 1 }) { i in
+        Txn(card: (i &* 7919) % keys, amountCents: i & 1023)
+    }
+    return env.fromSource(source, watermarkStrategy: .forBoundedOutOfOrderness(.seconds(5)), name: "Generator")
         .keyBy { $0.card }
 }
 
