@@ -88,6 +88,7 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
     @usableFromInline let collector: Collector<OUT>
     @usableFromInline let lateDropped: Counter
     @exclusivity(unchecked) @usableFromInline var scratch: [TimeWindow] = []
+    @exclusivity(unchecked) @usableFromInline var sessionScratch: [TimeWindow] = []
 
     @inlinable
     public init(assigner: WindowAssigner, allowedLateness: Duration = .zero, lateDataTag: OutputTag<IN>? = nil,
@@ -224,29 +225,58 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
 
     /// Adds a record to its session, merging every session it touches (transitively) into one.
     /// Returns true when the record was skipped because the merged session is already late.
-    @usableFromInline
+    @inlinable
     func addToSession(_ value: IN, candidate: TimeWindow) throws -> Bool {
+        // The key's sessions are disjoint and do not touch, so one pass in start order finds every
+        // session the growing window reaches.
+        sessionScratch.removeAll(keepingCapacity: true)
+        contents.forEach { w, _ in sessionScratch.append(w) }
         var merged = candidate
-        var absorbed: [(window: TimeWindow, acc: ACC)] = []
-        var remaining = contents.entries().sorted { $0.key < $1.key }
-        var grew = true
-        while grew {
-            grew = false
-            remaining.removeAll { entry in
-                guard entry.key.intersects(merged) else { return false }
-                merged = merged.cover(entry.key)
-                absorbed.append((entry.key, entry.value))
-                grew = true
-                return true
+        var absorbed = 0
+        if !sessionScratch.isEmpty {
+            sessionScratch.sort()
+            var i = 0
+            while i < sessionScratch.count {
+                if sessionScratch[i].intersects(merged) {
+                    merged = merged.cover(sessionScratch[i])
+                    sessionScratch.swapAt(i, absorbed)
+                    absorbed += 1
+                }
+                i += 1
+            }
+            // A session before the merged range may touch it only after it grew: one more sweep.
+            var grew = true
+            while grew {
+                grew = false
+                var j = absorbed
+                while j < sessionScratch.count {
+                    if sessionScratch[j].intersects(merged) {
+                        merged = merged.cover(sessionScratch[j])
+                        sessionScratch.swapAt(j, absorbed)
+                        absorbed += 1
+                        grew = true
+                    }
+                    j += 1
+                }
             }
         }
         if isWindowLate(merged) { return true }
-        var acc: ACC?
-        for (w, a) in absorbed.sorted(by: { $0.window < $1.window }) {
-            acc = acc.map { logic.merge($0, a) } ?? a
-            if w != merged { clear(w) }
+        if absorbed == 1, sessionScratch[0] == merged {
+            // The record falls inside an existing session: just add it.
+            contents.put(merged, logic.add(contents.get(merged), value))
+            if assigner.isEventTime, merged.maxTimestamp <= watermark { try fire(merged) }
+            return false
         }
+        var acc: ACC?
+        sessionScratch.removeSubrange(absorbed...)
+        sessionScratch.sort()
+        for w in sessionScratch {
+            if let a = contents.get(w) { acc = acc.map { logic.merge($0, a) } ?? a }
+        }
+        // Store the merged session before dropping the parts, so the key's map is never emptied
+        // (which would free and re-create it).
         contents.put(merged, logic.add(acc, value))
+        for w in sessionScratch where w != merged { clear(w) }
         try onElement(merged)
         registerCleanupTimer(merged)
         return false

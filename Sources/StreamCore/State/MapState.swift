@@ -86,6 +86,18 @@ public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
         return maps[s]!.map { ($0.key, $0.value.value) }
     }
 
+    /// Calls `body` for each live entry of the current key without materialising them (with TTL,
+    /// expired entries are purged first).
+    @inlinable
+    public func forEach(_ body: (UK, UV) throws -> Void) rethrows {
+        guard let s = currentSlotIfPresent else { return }
+        if let ttl {
+            purge(slot: s, ttl: ttl, now: store.clock.currentTimeMillis())
+            guard s < maps.count, maps[s] != nil else { return }
+        }
+        for (k, e) in maps[s]! { try body(k, e.value) }
+    }
+
     public func keys() -> [UK] { entries().map(\.key) }
     public func values() -> [UV] { entries().map(\.value) }
     public var isEmpty: Bool { entries().isEmpty }
