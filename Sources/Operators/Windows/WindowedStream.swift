@@ -51,11 +51,25 @@ public struct WindowedStream<T, K: StreamKey> {
         }
     }
 
+    /// Runs mergeable logic: sliced for sliding event-time windows (a record updates one slice),
+    /// the general window operator otherwise.
+    @inlinable
+    public func applyMergeable<ACC: Codable, OUT>(name: String, _ makeLogic: @escaping @Sendable () -> WindowLogic<K, T, ACC, OUT>) -> DataStream<OUT> {
+        guard case .sliding(let size, let slide, let offset) = assigner.kind, assigner.isEventTime, size % slide == 0 else {
+            return apply(name: name, makeLogic)
+        }
+        let lateness = self.lateness, tag = self.lateDataTag
+        return keyed.transform(name) { setup in
+            try SlicingWindowOperator(size: .milliseconds(size), slide: .milliseconds(slide), offset: .milliseconds(offset),
+                                      allowedLateness: lateness, lateDataTag: tag, logic: makeLogic(), setup: setup)
+        }
+    }
+
     /// Incremental aggregation; one result per window firing (Flink's `aggregate`).
     @inlinable
     public func aggregate<F: AggregateFunction>(_ function: F, name: String = "Window") -> DataStream<F.Result>
     where F.Input == T, F.Accumulator: Codable {
-        apply(name: name) {
+        applyMergeable(name: name) {
             WindowLogic(add: { acc, v in
                 var a = acc ?? function.createAccumulator()
                 function.add(v, to: &a)
@@ -69,7 +83,7 @@ public struct WindowedStream<T, K: StreamKey> {
     public func aggregate<F: AggregateFunction, W: ProcessWindowFunction>(
         _ function: F, _ windowFunction: @autoclosure @escaping @Sendable () -> W, name: String = "Window"
     ) -> DataStream<W.Output> where F.Input == T, F.Accumulator: Codable, W.Input == F.Result, W.Key == K {
-        apply(name: name) {
+        applyMergeable(name: name) {
             let wf = windowFunction()
             return WindowLogic(add: { acc, v in
                 var a = acc ?? function.createAccumulator()
@@ -84,7 +98,7 @@ public struct WindowedStream<T, K: StreamKey> {
     /// Pairwise reduction (Flink's `reduce`).
     @inlinable
     public func reduce(name: String = "Window", _ f: @escaping @Sendable (T, T) -> T) -> DataStream<T> where T: Codable {
-        apply(name: name) {
+        applyMergeable(name: name) {
             WindowLogic(add: { acc, v in acc.map { f($0, v) } ?? v }, merge: f,
                         emit: { _, _, acc, out in try out.collect(acc) })
         }
