@@ -1,0 +1,219 @@
+import StreamCore
+
+/// An aggregate that can also take a value back out (Flink SQL's retractable aggregate functions),
+/// as rolling (OVER) windows need.
+public protocol RollingAggregate<Input, Accumulator, Result>: Sendable {
+    associatedtype Input
+    associatedtype Accumulator: Codable
+    associatedtype Result
+    func createAccumulator() -> Accumulator
+    func accumulate(_ accumulator: inout Accumulator, _ value: Input)
+    func retract(_ accumulator: inout Accumulator, _ value: Input)
+    func result(_ accumulator: Accumulator) -> Result
+}
+
+/// A record with the rolling aggregate as of that record.
+public struct Rolling<Row, Value> {
+    public let row: Row
+    public let value: Value
+}
+
+extension Rolling: Sendable where Row: Sendable, Value: Sendable {}
+extension Rolling: Equatable where Row: Equatable, Value: Equatable {}
+
+/// Count, sum, min, max and average of an integer field (money in cents, counts) over the range.
+public struct CountSumMinMax<Input>: RollingAggregate {
+    public struct Accumulator: Codable, Sendable {
+        public var count: Int64 = 0
+        public var sum: Int64 = 0
+        /// Value → multiplicity, so min and max survive retraction.
+        public var values: [Int64: Int64] = [:]
+    }
+
+    public struct Result: Sendable, Equatable, CustomStringConvertible {
+        public let count: Int64
+        public let sum: Int64
+        public let min: Int64?
+        public let max: Int64?
+        /// Exact average as sum / count (nil when empty).
+        public var average: Double? { count == 0 ? nil : Double(sum) / Double(count) }
+        public var description: String { "count=\(count) sum=\(sum) min=\(min.map(String.init) ?? "-") max=\(max.map(String.init) ?? "-")" }
+    }
+
+    public let field: @Sendable (Input) -> Int64
+    public init(_ field: @escaping @Sendable (Input) -> Int64) { self.field = field }
+
+    public func createAccumulator() -> Accumulator { Accumulator() }
+
+    public func accumulate(_ acc: inout Accumulator, _ value: Input) {
+        let v = field(value)
+        acc.count += 1
+        acc.sum += v
+        acc.values[v, default: 0] += 1
+    }
+
+    public func retract(_ acc: inout Accumulator, _ value: Input) {
+        let v = field(value)
+        acc.count -= 1
+        acc.sum -= v
+        if let n = acc.values[v] { acc.values[v] = n > 1 ? n - 1 : nil }
+    }
+
+    public func result(_ acc: Accumulator) -> Result {
+        Result(count: acc.count, sum: acc.sum, min: acc.values.keys.min(), max: acc.values.keys.max())
+    }
+}
+
+/// Flink SQL's `OVER (PARTITION BY key ORDER BY rowtime RANGE BETWEEN INTERVAL r PRECEDING AND
+/// CURRENT ROW)` on event time (`RowTimeRangeBoundedPrecedingFunction`): rows wait until the
+/// watermark passes their time, then each row is emitted, in time order, with the aggregate over the
+/// key's rows whose time is in `[t - range, t]` (rows with equal time are peers and see each other).
+/// A row whose time is not after the last time already emitted for its key is dropped and counted
+/// (Flink starts that "last time" at 0, so rows at or before the epoch are dropped too). State per key
+/// is bounded by the range.
+public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneInputStreamOperator where F.Input: Codable {
+    public typealias In = F.Input
+    public typealias Out = Rolling<F.Input, F.Result>
+    public let output: Output<Out>
+    let function: F
+    let range: Int64
+    let keyed: KeyedContext<K>
+    let rows: MapState<Int64, [F.Input]>
+    let retained: ValueState<[Int64]>
+    let accumulator: ValueState<F.Accumulator>
+    let lastTriggering: ValueState<Int64>
+    let dropped: Counter
+    var timers: InternalTimerService<K, VoidNamespace>!
+
+    public init(_ function: F, range: Duration, setup: KeyedOperatorSetup<K, Out>) throws {
+        self.output = setup.output
+        self.function = function
+        self.range = Timestamps.milliseconds(range)
+        self.keyed = setup.keyed
+        self.rows = try setup.runtime.getMapState(MapStateDescriptor<Int64, [F.Input]>("over-rows"))
+        self.retained = try setup.runtime.getState(ValueStateDescriptor<[Int64]>("over-retained"))
+        self.accumulator = try setup.runtime.getState(ValueStateDescriptor<F.Accumulator>("over-accumulator"))
+        self.lastTriggering = try setup.runtime.getState(ValueStateDescriptor<Int64>("over-last-time"))
+        self.dropped = setup.runtime.metrics.counter("numLateRecordsDropped")
+        self.timers = setup.keyed.timerService(
+            name: "over-timers", namespace: VoidNamespace.self,
+            onEventTime: { [unowned self] t in try self.onTimer(t.timestamp) }, onProcessingTime: { _ in })
+    }
+
+    public func processElement(_ value: F.Input, timestamp ts: Int64) throws {
+        guard ts != Timestamps.none else { throw WindowError.noTimestamp }
+        guard ts > (lastTriggering.value() ?? 0) else {
+            dropped.inc()
+            return
+        }
+        if var buffered = rows.get(ts) {
+            buffered.append(value)
+            rows.put(ts, buffered)
+        } else {
+            rows.put(ts, [value])
+            timers.registerEventTimeTimer(namespace: VoidNamespace(), time: ts)
+        }
+    }
+
+    func onTimer(_ t: Int64) throws {
+        guard let current = rows.get(t) else { return }
+        var acc = accumulator.value() ?? function.createAccumulator()
+        var kept = retained.value() ?? []
+        // Retract what fell out of [t - range, t]; `kept` holds emitted times in ascending order.
+        var drop = 0
+        while drop < kept.count, t &- kept[drop] > range {
+            for row in rows.get(kept[drop]) ?? [] { function.retract(&acc, row) }
+            drop += 1
+        }
+        for row in current { function.accumulate(&acc, row) }
+        let value = function.result(acc)
+        for row in current { try output.collect(Rolling(row: row, value: value), timestamp: t) }
+        for old in kept[0..<drop] { rows.remove(old) }
+        kept.removeFirst(drop)
+        kept.append(t)
+        retained.update(kept)
+        accumulator.update(acc)
+        lastTriggering.update(t)
+    }
+}
+
+/// The on-arrival variant the online jobs need: each record is emitted at once with the aggregate
+/// over the key's records seen so far whose time is in `[t - range, t]` (freshness over
+/// completeness: a record arriving later does not change results already emitted). Records older
+/// than the newest time minus `range` minus `disorder` are forgotten, so state is bounded by the
+/// range; a record that old when it arrives is dropped and counted.
+public final class ArrivalOverOperator<K: StreamKey, F: RollingAggregate>: OneInputStreamOperator where F.Input: Codable {
+    public typealias In = F.Input
+    public typealias Out = Rolling<F.Input, F.Result>
+    public let output: Output<Out>
+    let function: F
+    let range: Int64
+    let disorder: Int64
+    /// Rows by time, and their times in ascending order.
+    let rows: MapState<Int64, [F.Input]>
+    let times: ValueState<[Int64]>
+    let dropped: Counter
+
+    public init(_ function: F, range: Duration, disorder: Duration = .zero, setup: KeyedOperatorSetup<K, Out>) throws {
+        self.output = setup.output
+        self.function = function
+        self.range = Timestamps.milliseconds(range)
+        self.disorder = Timestamps.milliseconds(disorder)
+        self.rows = try setup.runtime.getMapState(MapStateDescriptor<Int64, [F.Input]>("over-rows"))
+        self.times = try setup.runtime.getState(ValueStateDescriptor<[Int64]>("over-times"))
+        self.dropped = setup.runtime.metrics.counter("numLateRecordsDropped")
+    }
+
+    public func processElement(_ value: F.Input, timestamp ts: Int64) throws {
+        guard ts != Timestamps.none else { throw WindowError.noTimestamp }
+        var known = times.value() ?? []
+        let newest = max(known.last ?? ts, ts)
+        let horizon = newest &- range &- disorder
+        guard ts >= horizon else {
+            dropped.inc()
+            return
+        }
+        // Insert in time order (usually at the end).
+        if var same = rows.get(ts) {
+            same.append(value)
+            rows.put(ts, same)
+        } else {
+            rows.put(ts, [value])
+            var i = known.count
+            while i > 0, known[i - 1] > ts { i -= 1 }
+            known.insert(ts, at: i)
+        }
+        // Aggregate [ts - range, ts] over what has been seen.
+        var acc = function.createAccumulator()
+        var i = known.count - 1
+        while i >= 0, known[i] > ts { i -= 1 }
+        while i >= 0, ts &- known[i] <= range {
+            for row in rows.get(known[i]) ?? [] { function.accumulate(&acc, row) }
+            i -= 1
+        }
+        try output.collect(Rolling(row: value, value: function.result(acc)), timestamp: ts)
+        // Forget what no future record can reach.
+        var drop = 0
+        while drop < known.count, known[drop] < horizon {
+            rows.remove(known[drop])
+            drop += 1
+        }
+        known.removeFirst(drop)
+        times.update(known)
+    }
+}
+
+extension KeyedStream where T: Codable {
+    /// Flink SQL's `OVER (... RANGE BETWEEN range PRECEDING AND CURRENT ROW)`, emitted on the watermark.
+    public func over<F: RollingAggregate>(_ function: F, range: Duration, name: String = "Over") -> DataStream<Rolling<T, F.Result>>
+    where F.Input == T {
+        transform(name) { try RowTimeOverOperator(function, range: range, setup: $0) }
+    }
+
+    /// The same aggregate emitted on arrival of each record (the online feature path).
+    public func overOnArrival<F: RollingAggregate>(_ function: F, range: Duration, disorder: Duration = .zero,
+                                                   name: String = "OverOnArrival") -> DataStream<Rolling<T, F.Result>>
+    where F.Input == T {
+        transform(name) { try ArrivalOverOperator(function, range: range, disorder: disorder, setup: $0) }
+    }
+}
