@@ -138,6 +138,33 @@ func windowed(_ assigner: WindowAssigner, records: Int64, keys: Int64) -> (Strea
     }
 }
 
+func rollingOver(records: Int64, keys: Int64) -> (StreamExecutionEnvironment) -> Void {
+    { env in
+        transactions(env, records: records, keys: keys)
+            .over(CountSumMinMax<Txn> { $0.amountCents }, range: .minutes(5))
+            .map { $0.value.count }
+            .sinkTo(DiscardingSink<Int64>(), name: "Discard")
+    }
+}
+
+final class JoinCount: ProcessJoinFunction {
+    func processElement(_ l: Txn, _ r: Txn, _ ctx: JoinContext, _ out: Collector<Int64>) throws {
+        try out.collect(l.amountCents &+ r.amountCents)
+    }
+}
+
+/// Half the records on each side; right rows join left rows of the last 5 minutes.
+func intervalJoin(records: Int64, keys: Int64) -> (StreamExecutionEnvironment) -> Void {
+    { env in
+        let left = transactions(env, records: records / 2, keys: keys)
+        let right = transactions(env, records: records / 2, keys: keys)
+        left.intervalJoin(right)
+            .between(.minutes(-5), .zero)
+            .process(JoinCount())
+            .sinkTo(DiscardingSink<Int64>(), name: "Discard")
+    }
+}
+
 func keyedCount(records: Int64, keys: Int64) -> (StreamExecutionEnvironment) -> Void {
     { env in
         env.fromSource(DataGeneratorSource(count: records) { i in Txn(card: (i &* 7919) % keys, amountCents: i & 1023) },
@@ -164,7 +191,7 @@ while let a = args.popFirst() {
     case "--buffer-size": bufferSize = Int(args.popFirst() ?? "")
     case "--channel-capacity": channelCapacity = Int(args.popFirst() ?? "")
     case "-h", "--help":
-        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m|tumbling-5m|sliding-30m-5m|session-30m] [--parallelism P] [--buffer-size N] [--channel-capacity N]")
+        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m|tumbling-5m|sliding-30m-5m|session-30m|over-5m|interval-join] [--parallelism P] [--buffer-size N] [--channel-capacity N]")
         exit(0)
     default:
         print("unknown argument \(a); see --help")
@@ -179,6 +206,8 @@ var cases: [(String, (Int64) -> (StreamExecutionEnvironment) -> Void)] = [
     ("tumbling-5m", { windowed(TumblingEventTimeWindows.of(.minutes(5)), records: $0, keys: 10_000) }),
     ("sliding-30m-5m", { windowed(SlidingEventTimeWindows.of(.minutes(30), .minutes(5)), records: $0, keys: 10_000) }),
     ("session-30m", { windowed(EventTimeSessionWindows.withGap(.minutes(30)), records: $0, keys: 10_000) }),
+    ("over-5m", { rollingOver(records: $0, keys: 10_000) }),
+    ("interval-join", { intervalJoin(records: $0, keys: 10_000) }),
 ]
 if let only { cases = cases.filter { $0.0 == only } }
 

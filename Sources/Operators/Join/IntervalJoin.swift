@@ -4,6 +4,10 @@ import StreamCore
 public struct JoinContext: Sendable {
     public let leftTimestamp: Int64
     public let rightTimestamp: Int64
+    @inlinable public init(leftTimestamp: Int64, rightTimestamp: Int64) {
+        self.leftTimestamp = leftTimestamp
+        self.rightTimestamp = rightTimestamp
+    }
     /// The pair's timestamp: the later of the two.
     public var timestamp: Int64 { max(leftTimestamp, rightTimestamp) }
 }
@@ -30,25 +34,27 @@ public final class IntervalJoinOperator<K: StreamKey, L: Codable, R: Codable, F:
 where F.Left == L, F.Right == R {
     public typealias Out = F.Output
     public let output: Output<F.Output>
-    let function: F
-    let runtime: RuntimeContext
-    let lower: Int64
-    let upper: Int64
-    let leftLate: OutputTag<L>?
-    let rightLate: OutputTag<R>?
-    let leftBuffer: MapState<Int64, [BufferEntry<L>]>
-    let rightBuffer: MapState<Int64, [BufferEntry<R>]>
-    let collector: Collector<F.Output>
-    let lateDropped: Counter
-    var timers: InternalTimerService<K, Side>!
+    @usableFromInline let function: F
+    @usableFromInline let runtime: RuntimeContext
+    @usableFromInline let lower: Int64
+    @usableFromInline let upper: Int64
+    @usableFromInline let leftLate: OutputTag<L>?
+    @usableFromInline let rightLate: OutputTag<R>?
+    @usableFromInline let leftBuffer: MapState<Int64, [BufferEntry<L>]>
+    @usableFromInline let rightBuffer: MapState<Int64, [BufferEntry<R>]>
+    @usableFromInline let collector: Collector<F.Output>
+    @usableFromInline let lateDropped: Counter
+    @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, Side>!
 
     public enum Side: Hashable, Sendable { case left, right }
 
     public struct BufferEntry<T: Codable>: Codable {
         public let value: T
         public var joined: Bool
+        @inlinable public init(value: T, joined: Bool) { self.value = value; self.joined = joined }
     }
 
+    @inlinable
     public init(_ function: F, lower: Duration, upper: Duration, lowerExclusive: Bool = false, upperExclusive: Bool = false,
                 leftLateData: OutputTag<L>? = nil, rightLateData: OutputTag<R>? = nil,
                 setup: KeyedOperatorSetup<K, F.Output>) throws {
@@ -74,11 +80,13 @@ where F.Left == L, F.Right == R {
 
     public func open() throws { try function.open(runtime) }
 
+    @inlinable
     public func processElement1(_ value: L, timestamp: Int64) throws {
         try process(value, timestamp, ours: leftBuffer, theirs: rightBuffer, relativeLower: lower, relativeUpper: upper,
                     side: .left, late: leftLate) { l, r, lts, rts in (l, r, lts, rts) }
     }
 
+    @inlinable
     public func processElement2(_ value: R, timestamp: Int64) throws {
         try process(value, timestamp, ours: rightBuffer, theirs: leftBuffer, relativeLower: -upper, relativeUpper: -lower,
                     side: .right, late: rightLate) { r, l, rts, lts in (l, r, lts, rts) }
@@ -86,6 +94,7 @@ where F.Left == L, F.Right == R {
 
     /// The one code path for both sides: buffer our row, join it with the other side's rows in
     /// `[ts + relativeLower, ts + relativeUpper]`, schedule its cleanup.
+    @inlinable
     func process<Our: Codable, Their: Codable>(
         _ value: Our, _ ts: Int64, ours: MapState<Int64, [BufferEntry<Our>]>, theirs: MapState<Int64, [BufferEntry<Their>]>,
         relativeLower: Int64, relativeUpper: Int64, side: Side, late: OutputTag<Our>?,
@@ -98,20 +107,19 @@ where F.Left == L, F.Right == R {
         }
         ours.put(ts, (ours.get(ts) ?? []) + [BufferEntry(value: value, joined: false)])
         let from = ts &+ relativeLower, to = ts &+ relativeUpper
-        for (theirTs, entries) in theirs.entries().sorted(by: { $0.key < $1.key }) where theirTs >= from && theirTs <= to {
-            var updated = entries
-            for i in updated.indices {
-                let (l, r, lts, rts) = pair(value, updated[i].value, ts, theirTs)
+        try theirs.forEach { theirTs, entries in
+            guard theirTs >= from, theirTs <= to else { return }
+            for entry in entries {
+                let (l, r, lts, rts) = pair(value, entry.value, ts, theirTs)
                 collector.timestamp = max(lts, rts)
                 try function.processElement(l, r, JoinContext(leftTimestamp: lts, rightTimestamp: rts), collector)
-                updated[i].joined = true
             }
-            theirs.put(theirTs, updated)
         }
         let cleanupTime = relativeUpper > 0 ? ts &+ relativeUpper : ts
         timers.registerEventTimeTimer(namespace: side, time: cleanupTime)
     }
 
+    @inlinable
     func cleanup(_ side: Side, _ timerTs: Int64) {
         switch side {
         case .left: leftBuffer.remove(upper <= 0 ? timerTs : timerTs &- upper)

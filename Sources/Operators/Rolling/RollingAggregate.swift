@@ -16,6 +16,7 @@ public protocol RollingAggregate<Input, Accumulator, Result>: Sendable {
 public struct Rolling<Row, Value> {
     public let row: Row
     public let value: Value
+    @inlinable public init(row: Row, value: Value) { self.row = row; self.value = value }
 }
 
 extension Rolling: Sendable where Row: Sendable, Value: Sendable {}
@@ -28,6 +29,7 @@ public struct CountSumMinMax<Input>: RollingAggregate {
         public var sum: Int64 = 0
         /// Value → multiplicity, so min and max survive retraction.
         public var values: [Int64: Int64] = [:]
+        @inlinable public init() {}
     }
 
     public struct Result: Sendable, Equatable, CustomStringConvertible {
@@ -35,31 +37,34 @@ public struct CountSumMinMax<Input>: RollingAggregate {
         public let sum: Int64
         public let min: Int64?
         public let max: Int64?
+        @inlinable public init(count: Int64, sum: Int64, min: Int64?, max: Int64?) {
+            self.count = count; self.sum = sum; self.min = min; self.max = max
+        }
         /// Exact average as sum / count (nil when empty).
         public var average: Double? { count == 0 ? nil : Double(sum) / Double(count) }
         public var description: String { "count=\(count) sum=\(sum) min=\(min.map(String.init) ?? "-") max=\(max.map(String.init) ?? "-")" }
     }
 
-    public let field: @Sendable (Input) -> Int64
-    public init(_ field: @escaping @Sendable (Input) -> Int64) { self.field = field }
+    @usableFromInline let field: @Sendable (Input) -> Int64
+    @inlinable public init(_ field: @escaping @Sendable (Input) -> Int64) { self.field = field }
 
-    public func createAccumulator() -> Accumulator { Accumulator() }
+    @inlinable public func createAccumulator() -> Accumulator { Accumulator() }
 
-    public func accumulate(_ acc: inout Accumulator, _ value: Input) {
+    @inlinable public func accumulate(_ acc: inout Accumulator, _ value: Input) {
         let v = field(value)
         acc.count += 1
         acc.sum += v
         acc.values[v, default: 0] += 1
     }
 
-    public func retract(_ acc: inout Accumulator, _ value: Input) {
+    @inlinable public func retract(_ acc: inout Accumulator, _ value: Input) {
         let v = field(value)
         acc.count -= 1
         acc.sum -= v
         if let n = acc.values[v] { acc.values[v] = n > 1 ? n - 1 : nil }
     }
 
-    public func result(_ acc: Accumulator) -> Result {
+    @inlinable public func result(_ acc: Accumulator) -> Result {
         Result(count: acc.count, sum: acc.sum, min: acc.values.keys.min(), max: acc.values.keys.max())
     }
 }
@@ -75,16 +80,17 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
     public typealias In = F.Input
     public typealias Out = Rolling<F.Input, F.Result>
     public let output: Output<Out>
-    let function: F
-    let range: Int64
-    let keyed: KeyedContext<K>
-    let rows: MapState<Int64, [F.Input]>
-    let retained: ValueState<[Int64]>
-    let accumulator: ValueState<F.Accumulator>
-    let lastTriggering: ValueState<Int64>
-    let dropped: Counter
-    var timers: InternalTimerService<K, VoidNamespace>!
+    @usableFromInline let function: F
+    @usableFromInline let range: Int64
+    @usableFromInline let keyed: KeyedContext<K>
+    @usableFromInline let rows: MapState<Int64, [F.Input]>
+    @usableFromInline let retained: ValueState<[Int64]>
+    @usableFromInline let accumulator: ValueState<F.Accumulator>
+    @usableFromInline let lastTriggering: ValueState<Int64>
+    @usableFromInline let dropped: Counter
+    @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, VoidNamespace>!
 
+    @inlinable
     public init(_ function: F, range: Duration, setup: KeyedOperatorSetup<K, Out>) throws {
         self.output = setup.output
         self.function = function
@@ -100,6 +106,7 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
             onEventTime: { [unowned self] t in try self.onTimer(t.timestamp) }, onProcessingTime: { _ in })
     }
 
+    @inlinable
     public func processElement(_ value: F.Input, timestamp ts: Int64) throws {
         guard ts != Timestamps.none else { throw WindowError.noTimestamp }
         guard ts > (lastTriggering.value() ?? 0) else {
@@ -115,6 +122,7 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
         }
     }
 
+    @inlinable
     func onTimer(_ t: Int64) throws {
         guard let current = rows.get(t) else { return }
         var acc = accumulator.value() ?? function.createAccumulator()
@@ -146,14 +154,15 @@ public final class ArrivalOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
     public typealias In = F.Input
     public typealias Out = Rolling<F.Input, F.Result>
     public let output: Output<Out>
-    let function: F
-    let range: Int64
-    let disorder: Int64
+    @usableFromInline let function: F
+    @usableFromInline let range: Int64
+    @usableFromInline let disorder: Int64
     /// Rows by time, and their times in ascending order.
-    let rows: MapState<Int64, [F.Input]>
-    let times: ValueState<[Int64]>
-    let dropped: Counter
+    @usableFromInline let rows: MapState<Int64, [F.Input]>
+    @usableFromInline let times: ValueState<[Int64]>
+    @usableFromInline let dropped: Counter
 
+    @inlinable
     public init(_ function: F, range: Duration, disorder: Duration = .zero, setup: KeyedOperatorSetup<K, Out>) throws {
         self.output = setup.output
         self.function = function
@@ -164,6 +173,7 @@ public final class ArrivalOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
         self.dropped = setup.runtime.metrics.counter("numLateRecordsDropped")
     }
 
+    @inlinable
     public func processElement(_ value: F.Input, timestamp ts: Int64) throws {
         guard ts != Timestamps.none else { throw WindowError.noTimestamp }
         var known = times.value() ?? []
