@@ -130,6 +130,7 @@ where F.Left == L, F.Right == R {
 
 extension KeyedStream where T: Codable {
     /// Starts an interval join with another keyed stream (Flink's `KeyedStream.intervalJoin`).
+    @inlinable
     public func intervalJoin<U: Codable>(_ other: KeyedStream<U, K>) -> IntervalJoin<T, U, K> {
         IntervalJoin(left: self, right: other)
     }
@@ -138,15 +139,16 @@ extension KeyedStream where T: Codable {
 /// An interval join being configured: `between(lower, upper)`, optional exclusive bounds and late
 /// outputs, then `process`.
 public struct IntervalJoin<L: Codable, R: Codable, K: StreamKey> {
-    let left: KeyedStream<L, K>
-    let right: KeyedStream<R, K>
-    var lower: Duration = .zero
-    var upper: Duration = .zero
-    var lowerExclusive = false
-    var upperExclusive = false
-    var leftLate: OutputTag<L>?
-    var rightLate: OutputTag<R>?
+    @usableFromInline let left: KeyedStream<L, K>
+    @usableFromInline let right: KeyedStream<R, K>
+    @usableFromInline var lower: Duration = .zero
+    @usableFromInline var upper: Duration = .zero
+    @usableFromInline var lowerExclusive = false
+    @usableFromInline var upperExclusive = false
+    @usableFromInline var leftLate: OutputTag<L>?
+    @usableFromInline var rightLate: OutputTag<R>?
 
+    @usableFromInline
     init(left: KeyedStream<L, K>, right: KeyedStream<R, K>) {
         self.left = left
         self.right = right
@@ -162,6 +164,7 @@ public struct IntervalJoin<L: Codable, R: Codable, K: StreamKey> {
     public func sideOutputRightLateData(_ tag: OutputTag<R>) -> IntervalJoin { var c = self; c.rightLate = tag; return c }
 
     /// Runs the join; the expression is evaluated once per parallel subtask.
+    @inlinable
     public func process<F: ProcessJoinFunction>(name: String = "IntervalJoin", _ function: @autoclosure @escaping @Sendable () -> F) -> DataStream<F.Output>
     where F.Left == L, F.Right == R {
         let (lo, hi, le, ue, ll, rl) = (lower, upper, lowerExclusive, upperExclusive, leftLate, rightLate)

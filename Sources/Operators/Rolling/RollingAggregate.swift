@@ -113,34 +113,32 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
             dropped.inc()
             return
         }
-        if var buffered = rows.get(ts) {
+        let isNew = rows.modify(ts, initial: []) { buffered -> Bool in
             buffered.append(value)
-            rows.put(ts, buffered)
-        } else {
-            rows.put(ts, [value])
-            timers.registerEventTimeTimer(namespace: VoidNamespace(), time: ts)
+            return buffered.count == 1
         }
+        if isNew { timers.registerEventTimeTimer(namespace: VoidNamespace(), time: ts) }
     }
 
     @inlinable
     func onTimer(_ t: Int64) throws {
         guard let current = rows.get(t) else { return }
-        var acc = accumulator.value() ?? function.createAccumulator()
-        var kept = retained.value() ?? []
-        // Retract what fell out of [t - range, t]; `kept` holds emitted times in ascending order.
-        var drop = 0
-        while drop < kept.count, t &- kept[drop] > range {
-            for row in rows.get(kept[drop]) ?? [] { function.retract(&acc, row) }
-            drop += 1
+        // Retract what fell out of [t - range, t]; `retained` holds emitted times in ascending order.
+        let expired = retained.modify(initial: []) { kept -> ArraySlice<Int64> in
+            var drop = 0
+            while drop < kept.count, t &- kept[drop] > range { drop += 1 }
+            let gone = kept[0..<drop]
+            kept.removeFirst(drop)
+            kept.append(t)
+            return gone
         }
-        for row in current { function.accumulate(&acc, row) }
-        let value = function.result(acc)
+        let value = accumulator.modify(initial: function.createAccumulator()) { acc -> F.Result in
+            for old in expired { for row in rows.get(old) ?? [] { function.retract(&acc, row) } }
+            for row in current { function.accumulate(&acc, row) }
+            return function.result(acc)
+        }
+        for old in expired { rows.remove(old) }
         for row in current { try output.collect(Rolling(row: row, value: value), timestamp: t) }
-        for old in kept[0..<drop] { rows.remove(old) }
-        kept.removeFirst(drop)
-        kept.append(t)
-        retained.update(kept)
-        accumulator.update(acc)
         lastTriggering.update(t)
     }
 }
@@ -215,12 +213,14 @@ public final class ArrivalOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
 
 extension KeyedStream where T: Codable {
     /// Flink SQL's `OVER (... RANGE BETWEEN range PRECEDING AND CURRENT ROW)`, emitted on the watermark.
+    @inlinable
     public func over<F: RollingAggregate>(_ function: F, range: Duration, name: String = "Over") -> DataStream<Rolling<T, F.Result>>
     where F.Input == T {
         transform(name) { try RowTimeOverOperator(function, range: range, setup: $0) }
     }
 
     /// The same aggregate emitted on arrival of each record (the online feature path).
+    @inlinable
     public func overOnArrival<F: RollingAggregate>(_ function: F, range: Duration, disorder: Duration = .zero,
                                                    name: String = "OverOnArrival") -> DataStream<Rolling<T, F.Result>>
     where F.Input == T {

@@ -59,6 +59,22 @@ public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
         if let ttl { cleanupIncrementally(ttl) }
     }
 
+    /// Changes the value under `key` in place (no copy of a collection value), creating it with
+    /// `initial` when absent. Counts as a write for TTL.
+    @inlinable
+    public func modify<R>(_ key: UK, initial: @autoclosure () -> UV, _ body: (inout UV) throws -> R) rethrows -> R {
+        let s = store.slotForWrite()
+        if s >= maps.count { maps.append(contentsOf: repeatElement(nil, count: s + 1 - maps.count)) }
+        let stamp = ttl == nil ? 0 : store.clock.currentTimeMillis()
+        if maps[s] == nil {
+            maps[s] = [:]
+            live += 1
+            store.retain(s)
+        }
+        if let ttl, let e = maps[s]![key], ttl.isExpired(lastAccess: e.stamp, now: stamp) { maps[s]![key] = nil }
+        return try body(&maps[s]![key, default: Entry(value: initial(), stamp: stamp)].value)
+    }
+
     public func putAll(_ entries: [UK: UV]) {
         for (k, v) in entries { put(k, v) }
     }

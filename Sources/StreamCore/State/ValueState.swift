@@ -48,6 +48,22 @@ public final class ValueState<T: Codable>: StateColumn {
         if let ttl { cleanupIncrementally(ttl) }
     }
 
+    /// Changes the current key's value in place (no copy of a collection value), creating it with
+    /// `initial` when there is none. Counts as a write for TTL.
+    @inlinable
+    public func modify<R>(initial: @autoclosure () -> T, _ body: (inout T) throws -> R) rethrows -> R {
+        if ttl != nil, value() == nil { update(initial()) }   // TTL: read (expiry) and stamp through the slow path
+        let s = store.slotForWrite()
+        entries.ensure(s)
+        if entries[s] == nil {
+            entries[s] = Entry(value: initial(), stamp: 0)
+            live += 1
+            store.retain(s)
+        }
+        if ttl != nil { entries[s]!.stamp = store.clock.currentTimeMillis() }
+        return try body(&entries[s]!.value)
+    }
+
     /// Removes the current key's value.
     @inlinable
     public func clear() {
