@@ -71,7 +71,7 @@ final class IntervalJoinTests: XCTestCase {
     }
 
     func testMatchesTheRelationalJoinWhenNothingIsLate() throws {
-        var rng = SplitMix(seed: 9)
+        var rng = SeededRandom(seed: 9)
         let h = try harness(.seconds(-30), .seconds(10))
         var txns: [(Txn, Int64)] = [], devices: [(Device, Int64)] = []
         var maxTs: Int64 = 0

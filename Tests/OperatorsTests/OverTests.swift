@@ -70,7 +70,7 @@ final class OverTests: XCTestCase {
     }
 
     func testMatchesANaiveRecomputation() throws {
-        var rng = SplitMix(seed: 5)
+        var rng = SeededRandom(seed: 5)
         var events: [(Txn, Int64)] = []
         for i in 0..<1_500 {
             events.append((Txn(card: "k\(rng.next() % 4)", cents: Int64(rng.next() % 500)), 1 + Int64(i) * 900 + Int64(rng.next() % 4_000)))

@@ -34,7 +34,7 @@ final class SlicingTests: XCTestCase {
 
     func testSlicedEqualsGeneralOnRandomInput() throws {
         for (seed, lateness, withTag) in [(UInt64(1), Int64(0), true), (2, 15_000, true), (3, 15_000, false), (4, 40_000, true)] {
-            var rng = SplitMix(seed: seed)
+            var rng = SeededRandom(seed: seed)
             let tag: OutputTag<Event>? = withTag ? Self.late : nil
             let general = try KeyedOneInputOperatorHarness<String, WindowOperator<String, Event, [Int64], String>>(key: { $0.key }) { setup in
                 try WindowOperator(assigner: SlidingEventTimeWindows.of(.seconds(60), .seconds(15)),

@@ -1,4 +1,5 @@
 import Operators
+import StreamTesting
 import XCTest
 
 /// Windows through the DataStream API on the threaded runtime, checked against a naive oracle.
@@ -32,7 +33,7 @@ final class WindowJobTests: XCTestCase {
 
     /// Events per key with timestamps shuffled within 2 s; the watermark bound (3 s) leaves none late.
     static func events(seed: UInt64, count: Int) -> [Event] {
-        var rng = SplitMix(seed: seed)
+        var rng = SeededRandom(seed: seed)
         return (0..<count).map { i in
             Event(key: "k\(rng.next() % 17)", value: Int64(rng.next() % 1_000), ts: Int64(i) * 250 + Int64(rng.next() % 2_000))
         }
@@ -114,14 +115,3 @@ final class WindowJobTests: XCTestCase {
     }
 }
 
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

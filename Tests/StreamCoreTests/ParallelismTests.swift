@@ -1,4 +1,5 @@
 import StreamCore
+import StreamTesting
 import XCTest
 
 /// The same job gives the same per-key results at parallelism 1, 2 and 4, whatever the batching,

@@ -26,19 +26,6 @@ final class RecordingWatermarkOutput: WatermarkOutput {
     func markActive() { events.append("active") }
 }
 
-/// A deterministic pseudo-random generator (SplitMix64) for seeded tests.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A one-split source whose reader answers its n-th `next()` (counting from 1) with `read(n)`.
 struct ScriptedSource<T>: Source {
     struct Split: SourceSplit { let splitId = "scripted" }
