@@ -225,4 +225,32 @@ final class KeyedStateTests: XCTestCase {
         XCTAssertEqual(h.keyed.backend.totalEntries, 0)
         XCTAssertTrue(h.keysWithState.isEmpty)
     }
+
+    func testModifyChangesValuesInPlaceAndRespectsTtl() throws {
+        final class Ops: KeyedProcessFunction {
+            typealias Key = String
+            var list: ValueState<[Int64]>!
+            var map: MapState<String, [Int64]>!
+            func open(_ context: RuntimeContext) throws {
+                list = try context.getState(ValueStateDescriptor<[Int64]>("list").withTimeToLive(StateTtlConfig(ttl: .milliseconds(100))))
+                map = try context.getMapState(MapStateDescriptor<String, [Int64]>("map").withTimeToLive(StateTtlConfig(ttl: .milliseconds(100))))
+            }
+            func processElement(_ v: Int64, _ ctx: KeyedProcessContext<String>, _ out: Collector<String>) throws {
+                let n = list.modify(initial: []) { xs -> Int in xs.append(v); return xs.count }
+                let m = map.modify("k", initial: []) { xs -> Int in xs.append(v); return xs.count }
+                try out.collect("\(n) \(m)")
+            }
+        }
+        let h = ProcessFunctionHarnesses.forKeyedProcessFunction(Ops(), key: { _ in "a" })
+        try h.setProcessingTime(0)
+        try h.processElement(1)
+        try h.processElement(2)
+        try h.setProcessingTime(50)
+        try h.processElement(3)       // a write restarts the clock
+        try h.setProcessingTime(149)
+        try h.processElement(4)
+        try h.setProcessingTime(400)  // expired: starts over from `initial`
+        try h.processElement(5)
+        XCTAssertEqual(h.records, ["1 1", "2 2", "3 3", "4 4", "1 1"])
+    }
 }

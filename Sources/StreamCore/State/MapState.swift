@@ -63,6 +63,7 @@ public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
     /// `initial` when absent. Counts as a write for TTL.
     @inlinable
     public func modify<R>(_ key: UK, initial: @autoclosure () -> UV, _ body: (inout UV) throws -> R) rethrows -> R {
+        defer { if ttl != nil { touch(key, at: store.clock.currentTimeMillis()) } }
         let s = store.slotForWrite()
         if s >= maps.count { maps.append(contentsOf: repeatElement(nil, count: s + 1 - maps.count)) }
         let stamp = ttl == nil ? 0 : store.clock.currentTimeMillis()
@@ -73,6 +74,12 @@ public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
         }
         if let ttl, let e = maps[s]![key], ttl.isExpired(lastAccess: e.stamp, now: stamp) { maps[s]![key] = nil }
         return try body(&maps[s]![key, default: Entry(value: initial(), stamp: stamp)].value)
+    }
+
+    /// Restarts the TTL clock of `key` for the current stream key (after a write).
+    @inlinable
+    func touch(_ key: UK, at stamp: Int64) {
+        if let s = currentSlotIfPresent, maps[s]![key] != nil { maps[s]![key]!.stamp = stamp }
     }
 
     public func putAll(_ entries: [UK: UV]) {
