@@ -50,8 +50,7 @@ where F.Left == L, F.Right == R {
 
     public struct BufferEntry<T: Codable>: Codable {
         public let value: T
-        public var joined: Bool
-        @inlinable public init(value: T, joined: Bool) { self.value = value; self.joined = joined }
+        @inlinable public init(value: T) { self.value = value }
     }
 
     @inlinable
@@ -105,7 +104,7 @@ where F.Left == L, F.Right == R {
             if let late { try output.collect(late, value, timestamp: ts) } else { lateDropped.inc() }
             return
         }
-        ours.put(ts, (ours.get(ts) ?? []) + [BufferEntry(value: value, joined: false)])
+        ours.put(ts, (ours.get(ts) ?? []) + [BufferEntry(value: value)])
         let from = ts &+ relativeLower, to = ts &+ relativeUpper
         try theirs.forEach { theirTs, entries in
             guard theirTs >= from, theirTs <= to else { return }
