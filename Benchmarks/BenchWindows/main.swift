@@ -179,6 +179,7 @@ var records: Int64 = 10_000_000
 var jsonPath: String?
 var only: String?
 var parallelisms = [1, 2]
+var windowKeys: Int64 = 10_000
 var bufferSize: Int?
 var channelCapacity: Int?
 var args = CommandLine.arguments.dropFirst()
@@ -189,9 +190,10 @@ while let a = args.popFirst() {
     case "--only": only = args.popFirst()
     case "--parallelism": parallelisms = [Int(args.popFirst() ?? "") ?? 1]
     case "--buffer-size": bufferSize = Int(args.popFirst() ?? "")
+    case "--keys": windowKeys = Int64(args.popFirst() ?? "") ?? windowKeys
     case "--channel-capacity": channelCapacity = Int(args.popFirst() ?? "")
     case "-h", "--help":
-        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m|tumbling-5m|sliding-30m-5m|session-30m|over-5m|interval-join] [--parallelism P] [--buffer-size N] [--channel-capacity N]")
+        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m|tumbling-5m|sliding-30m-5m|session-30m|over-5m|interval-join] [--parallelism P] [--buffer-size N] [--channel-capacity N] [--keys N (window cases, default 10000)]")
         exit(0)
     default:
         print("unknown argument \(a); see --help")
@@ -203,7 +205,7 @@ var cases: [(String, (Int64) -> (StreamExecutionEnvironment) -> Void)] = [
     ("map-filter", { chainedMapFilter(records: $0) }),
     ("keyed-10k", { keyedCount(records: $0, keys: 10_000) }),
     ("keyed-1m", { keyedCount(records: $0, keys: 1_000_000) }),
-    ("tumbling-5m", { windowed(TumblingEventTimeWindows.of(.minutes(5)), records: $0, keys: 10_000) }),
+    ("tumbling-5m", { windowed(TumblingEventTimeWindows.of(.minutes(5)), records: $0, keys: windowKeys) }),
     ("sliding-30m-5m", { windowed(SlidingEventTimeWindows.of(.minutes(30), .minutes(5)), records: $0, keys: 10_000) }),
     ("session-30m", { windowed(EventTimeSessionWindows.withGap(.minutes(30)), records: $0, keys: 10_000) }),
     ("over-5m", { rollingOver(records: $0, keys: 10_000) }),

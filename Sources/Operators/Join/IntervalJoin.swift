@@ -104,7 +104,7 @@ where F.Left == L, F.Right == R {
             if let late { try output.collect(late, value, timestamp: ts) } else { lateDropped.inc() }
             return
         }
-        ours.put(ts, (ours.get(ts) ?? []) + [BufferEntry(value: value)])
+        ours.modify(ts, initial: []) { $0.append(BufferEntry(value: value)) }
         let from = ts &+ relativeLower, to = ts &+ relativeUpper
         try theirs.forEach { theirTs, entries in
             guard theirTs >= from, theirTs <= to else { return }
