@@ -127,17 +127,17 @@ where F.Left == L, F.Right == R {
     }
 }
 
-extension KeyedStream where T: Codable {
+extension KeyedStream where T: Codable & SendableMetatype {
     /// Starts an interval join with another keyed stream (Flink's `KeyedStream.intervalJoin`).
     @inlinable
-    public func intervalJoin<U: Codable>(_ other: KeyedStream<U, K>) -> IntervalJoin<T, U, K> {
+    public func intervalJoin<U: Codable & SendableMetatype>(_ other: KeyedStream<U, K>) -> IntervalJoin<T, U, K> {
         IntervalJoin(left: self, right: other)
     }
 }
 
 /// An interval join being configured: `between(lower, upper)`, optional exclusive bounds and late
 /// outputs, then `process`.
-public struct IntervalJoin<L: Codable, R: Codable, K: StreamKey> {
+public struct IntervalJoin<L: Codable & SendableMetatype, R: Codable & SendableMetatype, K: StreamKey> {
     @usableFromInline let left: KeyedStream<L, K>
     @usableFromInline let right: KeyedStream<R, K>
     @usableFromInline var lower: Duration = .zero

@@ -211,7 +211,7 @@ public final class ArrivalOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
     }
 }
 
-extension KeyedStream where T: Codable {
+extension KeyedStream where T: Codable & SendableMetatype {
     /// Flink SQL's `OVER (... RANGE BETWEEN range PRECEDING AND CURRENT ROW)`, emitted on the watermark.
     @inlinable
     public func over<F: RollingAggregate>(_ function: F, range: Duration, name: String = "Over") -> DataStream<Rolling<T, F.Result>>

@@ -1,6 +1,6 @@
 import StreamCore
 
-extension KeyedStream {
+extension KeyedStream where T: SendableMetatype {
     /// Groups each key's records into windows (Flink's `KeyedStream.window`).
     public func window(_ assigner: WindowAssigner) -> WindowedStream<T, K> {
         WindowedStream(keyed: self, assigner: assigner)
@@ -16,7 +16,7 @@ extension KeyedStream {
 }
 
 /// A keyed stream grouped into time windows (Flink's `WindowedStream`).
-public struct WindowedStream<T, K: StreamKey> {
+public struct WindowedStream<T: SendableMetatype, K: StreamKey> {
     public let keyed: KeyedStream<T, K>
     public let assigner: WindowAssigner
     public private(set) var lateness: Duration = .zero
@@ -44,7 +44,7 @@ public struct WindowedStream<T, K: StreamKey> {
 
     /// Runs a window operator with the given fold and emit logic.
     @inlinable
-    public func apply<ACC: Codable, OUT>(name: String, _ makeLogic: @escaping @Sendable () -> WindowLogic<K, T, ACC, OUT>) -> DataStream<OUT> {
+    public func apply<ACC: Codable & SendableMetatype, OUT>(name: String, _ makeLogic: @escaping @Sendable () -> WindowLogic<K, T, ACC, OUT>) -> DataStream<OUT> {
         let assigner = self.assigner, lateness = self.lateness, tag = self.lateDataTag
         return keyed.transform(name) { setup in
             try WindowOperator(assigner: assigner, allowedLateness: lateness, lateDataTag: tag, logic: makeLogic(), setup: setup)
@@ -54,7 +54,7 @@ public struct WindowedStream<T, K: StreamKey> {
     /// Runs mergeable logic: sliced for sliding event-time windows (a record updates one slice),
     /// the general window operator otherwise.
     @inlinable
-    public func applyMergeable<ACC: Codable, OUT>(name: String, _ makeLogic: @escaping @Sendable () -> WindowLogic<K, T, ACC, OUT>) -> DataStream<OUT> {
+    public func applyMergeable<ACC: Codable & SendableMetatype, OUT>(name: String, _ makeLogic: @escaping @Sendable () -> WindowLogic<K, T, ACC, OUT>) -> DataStream<OUT> {
         guard case .sliding(let size, let slide, let offset) = assigner.kind, assigner.isEventTime, size % slide == 0 else {
             return apply(name: name, makeLogic)
         }
@@ -68,7 +68,7 @@ public struct WindowedStream<T, K: StreamKey> {
     /// Incremental aggregation; one result per window firing (Flink's `aggregate`).
     @inlinable
     public func aggregate<F: AggregateFunction>(_ function: F, name: String = "Window") -> DataStream<F.Result>
-    where F.Input == T, F.Accumulator: Codable {
+    where F.Input == T, F.Accumulator: Codable & SendableMetatype {
         applyMergeable(name: name) {
             WindowLogic(add: { acc, v in
                 var a = acc ?? function.createAccumulator()
@@ -82,7 +82,7 @@ public struct WindowedStream<T, K: StreamKey> {
     @inlinable
     public func aggregate<F: AggregateFunction, W: ProcessWindowFunction>(
         _ function: F, _ windowFunction: @autoclosure @escaping @Sendable () -> W, name: String = "Window"
-    ) -> DataStream<W.Output> where F.Input == T, F.Accumulator: Codable, W.Input == F.Result, W.Key == K {
+    ) -> DataStream<W.Output> where F.Input == T, F.Accumulator: Codable & SendableMetatype, W.Input == F.Result, W.Key == K {
         applyMergeable(name: name) {
             let wf = windowFunction()
             return WindowLogic(add: { acc, v in
@@ -118,7 +118,7 @@ public struct WindowedStream<T, K: StreamKey> {
 }
 
 /// A keyed stream grouped into count windows.
-public struct CountWindowedStream<T, K: StreamKey> {
+public struct CountWindowedStream<T: SendableMetatype, K: StreamKey> {
     public let keyed: KeyedStream<T, K>
     public let size: Int
     public let slide: Int?
