@@ -186,8 +186,6 @@ final class JobRun: @unchecked Sendable {
     private final class TaskRunner {
         enum Phase { case running, draining, finished }
 
-        let head: StreamNode
-        let subtask: Int
         let processingTime: ProcessingTimeService
         let backpressure = OutputBackpressure()
         var writers: [PartitionWriter] = []
@@ -199,9 +197,7 @@ final class JobRun: @unchecked Sendable {
         /// Whether the last step found nothing to do while the source waits for data.
         var idleSource = false
 
-        init(head: StreamNode, subtask: Int, processingTime: ProcessingTimeService) {
-            self.head = head
-            self.subtask = subtask
+        init(processingTime: ProcessingTimeService) {
             self.processingTime = processingTime
         }
 
@@ -275,7 +271,7 @@ final class JobRun: @unchecked Sendable {
         var tasks: [TaskRunner] = []
         do {
             for head in heads {
-                let task = TaskRunner(head: head, subtask: slot, processingTime: ProcessingTimeService(clock: clock))
+                let task = TaskRunner(processingTime: ProcessingTimeService(clock: clock))
                 tasks.append(task)
                 try instantiate(head, subtask: slot, task: task)
                 if let byInput = gates[head.id]?[slot] { task.gates = byInput.keys.sorted().map { byInput[$0]! } }

@@ -166,7 +166,6 @@ final class SourceLoop<S: Source> {
 struct SourceInstance {
     @usableFromInline let step: () throws -> Bool
     @usableFromInline let isEnded: () -> Bool
-    @usableFromInline let isUnbounded: Bool
     @usableFromInline let close: () -> Void
 
     @inlinable
@@ -175,7 +174,6 @@ struct SourceInstance {
             do { return try loop.step() } catch { throw wrapFailure(error, loop.metrics, key: nil) }
         }
         isEnded = { loop.ended }
-        isUnbounded = loop.isUnbounded
         close = { loop.close() }
     }
 }
