@@ -12,6 +12,7 @@ ahead of their stream's watermark on arrival) ⊆ output ⊆ the relational join
 and for ours. Exit status 0 when every job matches. Standard library only.
 """
 import argparse
+import bisect
 import collections
 import os
 import random
@@ -75,14 +76,22 @@ def on_time(rows, bound, rule):
 
 
 def join_pairs(left, right, lower, upper, upper_exclusive):
+    """The relational interval join: right.ts in [left.ts + lower, left.ts + upper] per key."""
     by_key = collections.defaultdict(list)
     for k, ts, v in right:
         by_key[k].append((ts, v))
+    for rows in by_key.values():
+        rows.sort()
     pairs = collections.Counter()
     for k, lts, lv in left:
-        for rts, rv in by_key.get(k, ()):
-            if lts + lower <= rts and (rts < lts + upper if upper_exclusive else rts <= lts + upper):
-                pairs["%d,%d,%d,%d,%d" % (k, lts, lv, rts, rv)] += 1
+        rows = by_key.get(k)
+        if not rows:
+            continue
+        lo = bisect.bisect_left(rows, (lts + lower, -sys.maxsize))
+        hi = bisect.bisect_left(rows, (lts + upper, -sys.maxsize)) if upper_exclusive \
+            else bisect.bisect_right(rows, (lts + upper, sys.maxsize))
+        for rts, rv in rows[lo:hi]:
+            pairs["%d,%d,%d,%d,%d" % (k, lts, lv, rts, rv)] += 1
     return pairs
 
 
