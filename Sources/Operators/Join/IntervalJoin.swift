@@ -46,7 +46,7 @@ where F.Left == L, F.Right == R {
     @usableFromInline let lateDropped: Counter
     @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, Side>!
 
-    public enum Side: Hashable, Sendable { case left, right }
+    public enum Side: Hashable, Sendable, Codable { case left, right }
 
     public struct BufferEntry<T: Codable>: Codable {
         public let value: T

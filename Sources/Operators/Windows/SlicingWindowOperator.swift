@@ -1,7 +1,7 @@
 import StreamCore
 
 /// A timer of the slicing operator: fire the window ending at `end`, or drop a slice.
-public enum SliceTimer: Hashable, Sendable {
+public enum SliceTimer: Hashable, Sendable, Codable {
     case fire(windowEnd: Int64)
     case cleanup(sliceStart: Int64)
 }
