@@ -45,9 +45,9 @@ final class CheckpointTests: XCTestCase {
     static let records: Int64 = 60_000
 
     /// Records slowly enough (a pause every 600 records) that periodic checkpoints land mid-stream.
-    static func source(_ count: Int64 = records, offset: Int64 = 0) -> DataGeneratorSource<Rec> {
+    static func source(_ count: Int64 = records, offset: Int64 = 0, pauseEvery: Int64 = 600) -> DataGeneratorSource<Rec> {
         DataGeneratorSource(count: count, splits: 4) { i in
-            if i % 600 == 0 { usleep(300) }
+            if i % pauseEvery == 0 { usleep(300) }
             return Rec(i: offset + i, key: (offset + i) % 97)
         }
     }
@@ -136,9 +136,14 @@ final class CheckpointTests: XCTestCase {
             let env = StreamExecutionEnvironment(parallelism: 2)
             env.enableCheckpointing(.milliseconds(3), store: store)
             env.restoreFrom = restore
+            env.bufferSize = 16   // small batches: records behind a barrier reach the operator early
             let sink = CollectSink<String>()
             let a = env.fromSource(Self.source(), watermarkStrategy: .noWatermarks(), name: "a")
-            let b = env.fromSource(Self.source(offset: 1_000_000), watermarkStrategy: .noWatermarks(), name: "b")
+            // Input b is slow: a's barrier arrives well before b's, with a's next records queued
+            // behind it, which alignment must hold back until b's barrier is in.
+            // (One subtask of b, on slot 0: slot 1's operator has to wait for it.)
+            let b = env.fromSource(Self.source(20_000, offset: 1_000_000, pauseEvery: 40), watermarkStrategy: .noWatermarks(),
+                                   name: "b", parallelism: 1)
             a.keyBy { $0.key }.connect(b.keyBy { $0.key }).process(CountBoth()).sinkTo(sink)
             try env.execute("two inputs")
             return sink.values
