@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "example-job", targets: ["ExampleJob"]),
         .executable(name: "bench-windows", targets: ["BenchWindows"]),
         .executable(name: "flink-diff-tributary", targets: ["FlinkDiff"]),
+        .executable(name: "bench-checkpoint", targets: ["BenchCheckpoint"]),
     ],
     targets: cTargets + [
         .target(name: "StreamCore"),
@@ -33,6 +34,7 @@ let package = Package(
             dependencies: ["StreamCore", "Operators", "CMallocCounter"],
             path: "Benchmarks/BenchWindows"
         ),
+        .executableTarget(name: "BenchCheckpoint", dependencies: ["StreamCore"], path: "Benchmarks/BenchCheckpoint"),
         // The Tributary side of the differential test against Apache Flink (scripts/flink_diff.py).
         .executableTarget(name: "FlinkDiff", dependencies: ["Operators"], path: "Tools/FlinkDiff"),
         // example-job is a dependency so its binary sits next to the tests (cross-process key-group test).

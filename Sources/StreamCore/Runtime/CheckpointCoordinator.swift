@@ -17,6 +17,7 @@ final class CheckpointCoordinator: @unchecked Sendable {
         let isSavepoint: Bool
         let startNanos: UInt64
         var acks: [Int: [OperatorSubtaskState]] = [:]
+        var maxPauseNanos: UInt64 = 0
     }
 
     let config: CheckpointConfig
@@ -37,8 +38,9 @@ final class CheckpointCoordinator: @unchecked Sendable {
     private var finalId: CheckpointId?
     private var failure: (any Error)?
     private var stopped = false
-    /// Durations of completed checkpoints (trigger to stored), for reports.
-    private(set) var durationsNanos: [UInt64] = []
+    /// Figures of completed checkpoints, for reports.
+    private var statsList: [CheckpointStats] = []
+    var stats: [CheckpointStats] { lock.withLock { statsList } }
     var wake: () -> Void = {}
     var fail: (any Error) -> Void = { _ in }
 
@@ -69,11 +71,12 @@ final class CheckpointCoordinator: @unchecked Sendable {
     }
 
     /// Task `task` (a chain head and subtask) has taken its snapshot for `id`.
-    func acknowledge(_ id: CheckpointId, task: Int, states: [OperatorSubtaskState]) {
+    func acknowledge(_ id: CheckpointId, task: Int, states: [OperatorSubtaskState], pauseNanos: UInt64 = 0) {
         var complete: Pending?
         lock.withLock {
             guard var p = pending, p.id == id, p.acks[task] == nil else { return }
             p.acks[task] = states
+            p.maxPauseNanos = max(p.maxPauseNanos, pauseNanos)
             if p.acks.count == taskCount {
                 complete = p
                 pending = nil
@@ -96,7 +99,12 @@ final class CheckpointCoordinator: @unchecked Sendable {
             return
         }
         let isFinal = lock.withLock { () -> Bool in
-            durationsNanos.append(monotonicNanos() &- p.startNanos)
+            let bytes = checkpoint.operators.reduce(0) { total, op in
+                total + op.keyedState.reduce(0) { $0 + $1.entries.count + $1.timers.count }
+                    + (op.operatorState?.count ?? 0) + (op.sourceSplits ?? []).reduce(0) { $0 + $1.count }
+            }
+            statsList.append(CheckpointStats(id: p.id, durationNanos: monotonicNanos() &- p.startNanos,
+                                             maxTaskPauseNanos: p.maxPauseNanos, stateBytes: bytes))
             return p.id == finalId
         }
         completed.store(p.id, ordering: .releasing)
@@ -144,4 +152,15 @@ final class CheckpointCoordinator: @unchecked Sendable {
     }
 
     var isStopped: Bool { lock.withLock { stopped } }
+}
+
+/// Figures of one completed checkpoint.
+public struct CheckpointStats: Sendable, Equatable {
+    public let id: CheckpointId
+    /// From trigger until the store had it.
+    public let durationNanos: UInt64
+    /// The longest time one task spent taking its snapshot (its processing paused meanwhile).
+    public let maxTaskPauseNanos: UInt64
+    /// Encoded state, before compression.
+    public let stateBytes: Int
 }

@@ -357,6 +357,7 @@ final class JobRun: @unchecked Sendable {
         func checkpoint(_ id: CheckpointId) throws {
             guard let c = coordinator, id > lastBarrier else { return }
             lastBarrier = id
+            let start = monotonicNanos()
             var states: [OperatorSubtaskState] = []
             if let src = source {
                 var st = OperatorSubtaskState(operatorId: operatorId(src.node), subtask: src.metrics.subtaskIndex,
@@ -366,7 +367,7 @@ final class JobRun: @unchecked Sendable {
             }
             for (node, inst) in instances.reversed() { states.append(try inst.snapshot(id, operatorId: operatorId(node))) }
             if phase == .running { for w in writers { try w.emitBarrier(id) } }
-            c.acknowledge(id, task: taskId, states: states)
+            c.acknowledge(id, task: taskId, states: states, pauseNanos: monotonicNanos() &- start)
         }
 
         /// Passes a completed checkpoint on to the chain's operators (sinks commit).
@@ -589,6 +590,9 @@ public final class JobClient: Sendable {
         guard c.waitFor(id!) else { throw CheckpointError("the job ended before checkpoint \(id!) completed") }
         return id!
     }
+
+    /// Figures of the checkpoints completed so far.
+    public var checkpointStats: [CheckpointStats] { run.coordinator?.stats ?? [] }
 
     /// Takes a savepoint, then cancels the job (Flink's stop-with-savepoint); returns its id.
     public func stopWithSavepoint() throws -> CheckpointId {
