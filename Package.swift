@@ -19,11 +19,13 @@ let package = Package(
         .library(name: "StreamTesting", targets: ["StreamTesting"]),
         .executable(name: "example-job", targets: ["ExampleJob"]),
         .executable(name: "bench-windows", targets: ["BenchWindows"]),
+        .executable(name: "bench-codec", targets: ["BenchCodec"]),
         .executable(name: "flink-diff-tributary", targets: ["FlinkDiff"]),
         .executable(name: "bench-checkpoint", targets: ["BenchCheckpoint"]),
     ],
     targets: cTargets + [
-        .target(name: "StreamCore"),
+        // StreamCore compresses checkpoint snapshots with zstd (Checkpoint/Zstd.swift).
+        .target(name: "StreamCore", dependencies: ["CZstd"]),
         .target(name: "Operators", dependencies: ["StreamCore"]),
         .target(name: "StreamTesting", dependencies: ["StreamCore"]),
         // A job written against the public library alone, as a user outside this repo would.
@@ -35,6 +37,8 @@ let package = Package(
             path: "Benchmarks/BenchWindows"
         ),
         .executableTarget(name: "BenchCheckpoint", dependencies: ["StreamCore"], path: "Benchmarks/BenchCheckpoint"),
+        // The checkpoint codec, zstd and XXH64 on 1 M small structs (docs/benchmarks.md).
+        .executableTarget(name: "BenchCodec", dependencies: ["StreamCore"], path: "Benchmarks/BenchCodec"),
         // The Tributary side of the differential test against Apache Flink (scripts/flink_diff.py).
         .executableTarget(name: "FlinkDiff", dependencies: ["Operators"], path: "Tools/FlinkDiff"),
         // example-job is a dependency so its binary sits next to the tests (cross-process key-group test).
