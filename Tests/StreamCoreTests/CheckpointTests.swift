@@ -74,7 +74,7 @@ final class CheckpointTests: XCTestCase {
         var remaining = Set<Int64>()
         for op in checkpoint.operators {
             for bytes in op.sourceSplits ?? [] {
-                let split = try! JSONDecoder().decode(GeneratorSplit.self, from: Data(bytes))
+                let split = try! BinaryDecoder().decode(GeneratorSplit.self, from: bytes)
                 remaining.formUnion(split.position..<split.end)
             }
         }
@@ -219,6 +219,39 @@ final class CheckpointTests: XCTestCase {
         XCTAssertGreaterThan(ledger.commits.withLock { $0.count }, 2, "commits happened along the way, not only at the end")
         XCTAssertEqual(store.latest?.operators.allSatisfy { ($0.sourceSplits ?? []).isEmpty }, true,
                        "the final checkpoint has no splits left to read")
+    }
+
+    /// Checkpoints on disk: restore from the latest; a corrupt newest one is skipped with a warning.
+    func testFileCheckpointsRestoreAndSkipACorruptOne() throws {
+        let dir = NSTemporaryDirectory() + "tributary-chk-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let memory = InMemoryCheckpointStore()
+        let full = try countingJob(parallelism: 1, store: memory, restore: nil)
+        // Store a mid-stream checkpoint and a later one on disk.
+        let disk = try FileCheckpointStore(directory: dir, retainedCheckpoints: 3)
+        let mid = try middle(memory)
+        try disk.store(mid)
+        let later = try XCTUnwrap(memory.checkpoints.last { $0.id > mid.id && $0.operators.contains { !($0.sourceSplits ?? []).isEmpty } } ?? memory.checkpoints.last { $0.id > mid.id })
+        try disk.store(later)
+        XCTAssertEqual(try disk.firstCheckpointId(restoring: nil), later.id + 1)
+        let (latest, warnings) = disk.latest()
+        XCTAssertEqual(latest?.id, later.id)
+        XCTAssertEqual(warnings, [])
+        // Flip a byte in a state file of the newest: it is skipped for the previous one.
+        let chkDir = disk.storage.path(of: later.id)
+        let file = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: chkDir).first { $0.hasPrefix("op-") && $0.contains("KeyedProcess") })
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: chkDir + "/" + file))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: chkDir + "/" + file))
+        let (fallback, warned) = disk.latest()
+        XCTAssertEqual(fallback?.id, mid.id)
+        XCTAssertEqual(warned.count, 1)
+        XCTAssertTrue(warned.first?.contains("chk-\(later.id)") ?? false, "\(warned)")
+        let restored = try countingJob(parallelism: 2, store: InMemoryCheckpointStore(), restore: try XCTUnwrap(fallback))
+        assertContinues(restored, from: mid, full: full)
+        // Named, as --from-checkpoint: a corrupt one is refused with the reason.
+        XCTAssertEqual(try disk.load(named: "chk-\(mid.id)").id, mid.id)
+        XCTAssertThrowsError(try disk.load(named: "\(later.id)")) { XCTAssertTrue("\($0)".contains("checksum") || "\($0)".contains("corrupt"), "\($0)") }
     }
 
     /// Stop with a savepoint, then resume from it: nothing lost, nothing twice.

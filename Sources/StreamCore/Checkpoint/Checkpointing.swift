@@ -38,13 +38,12 @@ import Foundation
 enum StateCodec {
     @usableFromInline
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        return Array(try encoder.encode(value))
+        try BinaryEncoder().encode(value)
     }
 
     @usableFromInline
     static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        try JSONDecoder().decode(type, from: Data(bytes))
+        try BinaryDecoder().decode(type, from: bytes)
     }
 }
 
@@ -92,6 +91,12 @@ public struct CompletedCheckpoint: Codable, Sendable {
 /// tells any task the checkpoint completed.
 public protocol CompletedCheckpointStore: AnyObject, Sendable {
     func store(_ checkpoint: CompletedCheckpoint) throws
+    /// The first checkpoint id of a run that restores `restored` (nil: a fresh start).
+    func firstCheckpointId(restoring restored: CheckpointId?) throws -> CheckpointId
+}
+
+extension CompletedCheckpointStore {
+    public func firstCheckpointId(restoring restored: CheckpointId?) throws -> CheckpointId { (restored ?? 0) + 1 }
 }
 
 /// Keeps completed checkpoints in memory (tests, and the default when no directory is set).

@@ -151,7 +151,7 @@ final class JobRun: @unchecked Sendable {
         if let cp = config.checkpoint {
             let c = CheckpointCoordinator(config: cp, jobName: jobName, maxParallelism: config.maxParallelism,
                                           taskCount: nextTask, clock: config.clock,
-                                          firstId: (config.restore?.id ?? 0) + 1)
+                                          firstId: try cp.store.firstCheckpointId(restoring: config.restore?.id))
             c.wake = { [parkers] in for p in parkers { p.unpark() } }
             c.fail = { [weak self] error in self?.fail(error) }
             coordinator = c
