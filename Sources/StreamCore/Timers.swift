@@ -196,6 +196,13 @@ public final class KeyedContext<K: StreamKey> {
         return service
     }
 
+    /// Adds event-time timers an operator keeps itself (`SlotTimerBuckets`, `SlotTimerHeap`):
+    /// `advance` runs on every watermark advance, after `currentWatermark` is set and in order with
+    /// the timer services; `pending` counts them for leak reports.
+    public func addEventTimeTimers(name: String, advance: @escaping (Int64) throws -> Void, pending: @escaping () -> Int) {
+        advancers.append((name, advance, { (pending(), 0) }))
+    }
+
     /// Fires the event-time timers of every service up to `watermark`.
     public func advanceWatermark(_ watermark: Int64) throws {
         currentWatermark = watermark

@@ -1,0 +1,150 @@
+/// Describes a `TimeSortedListState`: its name, unique per operator. No TTL: rows leave by time.
+public struct TimeSortedListStateDescriptor<T: Codable>: Sendable {
+    public let name: String
+    public init(_ name: String, of type: T.Type = T.self) { self.name = name }
+}
+
+/// A list of timestamped rows per key, kept in timestamp order (rows with equal timestamps in
+/// arrival order): what an interval join buffers. Appending in time order is an append; a range of
+/// timestamps is found by binary search and read contiguously; the oldest rows are dropped from the
+/// front as the watermark passes them. Per key the rows are plain arrays, reachable by key slot for
+/// snapshots.
+public final class TimeSortedListState<T: Codable>: StateColumn {
+    @usableFromInline
+    struct Rows {
+        @usableFromInline var timestamps: [Int64]
+        @usableFromInline var values: [T]
+        /// Rows before `head` are dropped (compacted away in batches).
+        @usableFromInline var head: Int
+        @usableFromInline init(_ value: T, _ timestamp: Int64) {
+            timestamps = [timestamp]
+            values = [value]
+            head = 0
+        }
+    }
+
+    public let name: String
+    @usableFromInline let store: KeyedStateStore
+    @exclusivity(unchecked) @usableFromInline var rows = SlotColumn<Rows>()
+    @exclusivity(unchecked) @usableFromInline var live = 0
+    @exclusivity(unchecked) @usableFromInline var rowCount = 0
+    /// Rows held, over all keys.
+    public var count: Int { rowCount }
+
+    init(name: String, store: KeyedStateStore) {
+        self.name = name
+        self.store = store
+    }
+
+    deinit { rows.release() }
+
+    @usableFromInline var liveEntries: Int { live }
+    @usableFromInline func removeExpired(now: Int64) {}
+
+    /// Adds a row for the current key; returns true when it is the key's earliest row now (the list
+    /// was empty, or every other row is later).
+    @inlinable
+    @discardableResult
+    public func add(_ value: T, timestamp: Int64) -> Bool {
+        let s = store.slotForWrite()
+        rows.ensure(s)
+        guard rows[s] != nil else {
+            rows[s] = Rows(value, timestamp)
+            live += 1
+            rowCount += 1
+            store.retain(s)
+            return true
+        }
+        rowCount += 1
+        return rows[s]!.insert(value, timestamp)
+    }
+
+    /// Calls `body` with the current key's rows whose timestamp is in `[from, through]`, in
+    /// timestamp order.
+    @inlinable
+    public func forEach(from: Int64, through: Int64, _ body: (T, Int64) throws -> Void) rethrows {
+        let s = store.currentSlot
+        guard s >= 0, let r = rows[s] else { return }
+        let end = r.timestamps.count
+        var i = r.lowerBound(from)
+        while i < end {
+            let ts = r.timestamps[i]
+            if ts > through { break }
+            try body(r.values[i], ts)
+            i &+= 1
+        }
+    }
+
+    /// The current key's rows in timestamp order (for tests and snapshots).
+    public func get() -> [(value: T, timestamp: Int64)] {
+        let s = store.currentSlot
+        guard s >= 0, let r = rows[s] else { return [] }
+        return (r.head..<r.timestamps.count).map { (r.values[$0], r.timestamps[$0]) }
+    }
+
+    /// The earliest timestamp of the key in `slot`, nil when it has no rows.
+    @inlinable
+    public func earliestTimestamp(slot: Int) -> Int64? {
+        guard let r = rows[slot] else { return nil }
+        return r.timestamps[r.head]
+    }
+
+    /// Drops the rows of the key in `slot` with timestamp `<= bound`; returns the earliest timestamp
+    /// left, or nil when none is (the slot is then released).
+    @inlinable
+    public func removeRows(slot: Int, through bound: Int64) -> Int64? {
+        guard rows[slot] != nil else { return nil }
+        let (dropped, earliest) = rows[slot]!.dropFront(through: bound)
+        rowCount -= dropped
+        if earliest == nil {
+            rows[slot] = nil
+            live -= 1
+            store.release(slot)
+        }
+        return earliest
+    }
+}
+
+extension TimeSortedListState.Rows {
+    /// The first live index whose timestamp is `>= t`.
+    @inlinable
+    func lowerBound(_ t: Int64) -> Int {
+        var lo = head, hi = timestamps.count
+        while lo < hi {
+            let mid = (lo &+ hi) >> 1
+            if timestamps[mid] < t { lo = mid &+ 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Inserts after the rows with timestamp `<= t`; returns true when the row is the earliest.
+    @inlinable
+    mutating func insert(_ value: T, _ t: Int64) -> Bool {
+        if head == timestamps.count || t >= timestamps[timestamps.count - 1] {
+            timestamps.append(t)
+            values.append(value)
+            return timestamps.count - 1 == head
+        }
+        var i = timestamps.count - 1
+        while i > head, timestamps[i - 1] > t { i -= 1 }
+        timestamps.insert(t, at: i)
+        values.insert(value, at: i)
+        return i == head
+    }
+
+    /// Drops the rows with timestamp `<= bound` from the front; returns how many, and the earliest
+    /// timestamp left.
+    @inlinable
+    mutating func dropFront(through bound: Int64) -> (Int, Int64?) {
+        let start = head
+        while head < timestamps.count, timestamps[head] <= bound { head &+= 1 }
+        let dropped = head - start
+        if head == timestamps.count { return (dropped, nil) }
+        if head >= 16, head * 2 >= timestamps.count {
+            timestamps.removeFirst(head)
+            values.removeFirst(head)
+            head = 0
+        }
+        return (dropped, timestamps[head])
+    }
+}
