@@ -10,9 +10,9 @@ public struct WindowError: Error, CustomStringConvertible {
 
 /// What a window function sees besides the elements (Flink's `ProcessWindowFunction.Context`).
 public final class WindowContext {
-    public internal(set) var window = TimeWindow(start: 0, end: 0)
+    @exclusivity(unchecked) public internal(set) var window = TimeWindow(start: 0, end: 0)
     /// The operator's watermark when the window fires.
-    public internal(set) var currentWatermark: Int64 = Int64.min
+    @exclusivity(unchecked) public internal(set) var currentWatermark: Int64 = Int64.min
     let processingTime: ProcessingTimeService
     let output: AnyOutput
 

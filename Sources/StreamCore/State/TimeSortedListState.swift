@@ -10,17 +10,22 @@ public struct TimeSortedListStateDescriptor<T: Codable>: Sendable {
 /// front as the watermark passes them. Per key the rows are plain arrays, reachable by key slot for
 /// snapshots.
 public final class TimeSortedListState<T: Codable>: StateColumn {
+    /// A key's rows; rows before `head` are dropped (compacted away in batches). A slot keeps its
+    /// storage when its rows are all dropped, for whichever key uses the slot next (the left side of
+    /// a join empties and refills all the time), so it holds rows when `head < count`.
     @usableFromInline
     struct Rows {
         @usableFromInline var timestamps: [Int64]
         @usableFromInline var values: [T]
-        /// Rows before `head` are dropped (compacted away in batches).
         @usableFromInline var head: Int
-        @usableFromInline init(_ value: T, _ timestamp: Int64) {
-            timestamps = [timestamp]
-            values = [value]
+        @usableFromInline init() {
+            timestamps = []
+            values = []
+            timestamps.reserveCapacity(8)
+            values.reserveCapacity(8)
             head = 0
         }
+        @inlinable var isEmpty: Bool { head == timestamps.count }
     }
 
     public let name: String
@@ -48,12 +53,10 @@ public final class TimeSortedListState<T: Codable>: StateColumn {
     public func add(_ value: T, timestamp: Int64) -> Bool {
         let s = store.slotForWrite()
         rows.ensure(s)
-        guard rows[s] != nil else {
-            rows[s] = Rows(value, timestamp)
+        if rows[s] == nil { rows[s] = Rows() }
+        if rows[s]!.isEmpty {
             live += 1
-            rowCount += 1
             store.retain(s)
-            return true
         }
         rowCount += 1
         return rows[s]!.insert(value, timestamp)
@@ -85,7 +88,7 @@ public final class TimeSortedListState<T: Codable>: StateColumn {
     /// The earliest timestamp of the key in `slot`, nil when it has no rows.
     @inlinable
     public func earliestTimestamp(slot: Int) -> Int64? {
-        guard let r = rows[slot] else { return nil }
+        guard let r = rows[slot], !r.isEmpty else { return nil }
         return r.timestamps[r.head]
     }
 
@@ -93,11 +96,10 @@ public final class TimeSortedListState<T: Codable>: StateColumn {
     /// left, or nil when none is (the slot is then released).
     @inlinable
     public func removeRows(slot: Int, through bound: Int64) -> Int64? {
-        guard rows[slot] != nil else { return nil }
+        guard let r = rows[slot], !r.isEmpty else { return nil }
         let (dropped, earliest) = rows[slot]!.dropFront(through: bound)
         rowCount -= dropped
         if earliest == nil {
-            rows[slot] = nil
             live -= 1
             store.release(slot)
         }
@@ -139,7 +141,13 @@ extension TimeSortedListState.Rows {
         let start = head
         while head < timestamps.count, timestamps[head] <= bound { head &+= 1 }
         let dropped = head - start
-        if head == timestamps.count { return (dropped, nil) }
+        if head == timestamps.count {
+            // Empty: release the values now, keep the storage.
+            timestamps.removeAll(keepingCapacity: true)
+            values.removeAll(keepingCapacity: true)
+            head = 0
+            return (dropped, nil)
+        }
         if head >= 16, head * 2 >= timestamps.count {
             timestamps.removeFirst(head)
             values.removeFirst(head)
