@@ -63,18 +63,25 @@ public final class TimeSortedListState<T: Codable>: StateColumn {
     }
 
     /// Calls `body` with the current key's rows whose timestamp is in `[from, through]`, in
-    /// timestamp order.
+    /// timestamp order. The rows are read in place: `body` must not add to or drop rows of this
+    /// state (a join function cannot reach it).
     @inlinable
     public func forEach(from: Int64, through: Int64, _ body: (T, Int64) throws -> Void) rethrows {
         let s = store.currentSlot
-        guard s >= 0, let r = rows[s] else { return }
-        let end = r.timestamps.count
-        var i = r.lowerBound(from)
-        while i < end {
-            let ts = r.timestamps[i]
-            if ts > through { break }
-            try body(r.values[i], ts)
-            i &+= 1
+        guard s >= 0, s < rows.capacity else { return }
+        let p = rows.base + s
+        guard p.pointee != nil else { return }
+        let start = p.pointee!.lowerBound(from)
+        try p.pointee!.timestamps.withUnsafeBufferPointer { timestamps in
+            try p.pointee!.values.withUnsafeBufferPointer { values in
+                var i = start
+                while i < timestamps.count {
+                    let ts = timestamps[i]
+                    if ts > through { break }
+                    try body(values[i], ts)
+                    i &+= 1
+                }
+            }
         }
     }
 
