@@ -61,28 +61,33 @@ public struct SlotTimerBuckets {
     }
 }
 
-/// Event-time timers as a min-heap of (time, slot): one entry per key rather than per row, for
-/// operators that keep one pending cleanup time per key (the interval join's buffers). No
-/// deduplication: the owner knows which entry of a slot is current.
+/// Event-time timers as a min-heap of (time, slot), equal times in registration order (as Flink's
+/// timer queue): plain entries, no hash set. For operators that know which timers are new (a
+/// rolling aggregate's first row at a time) or keep one pending time per key (the interval join's
+/// buffers, whose superseded entries the owner recognises and skips). No deduplication.
 public struct SlotTimerHeap {
     @usableFromInline
     struct Entry: Comparable {
         @usableFromInline let time: Int64
+        @usableFromInline let seq: UInt64
         @usableFromInline let slot: Int32
-        @inlinable init(time: Int64, slot: Int32) { self.time = time; self.slot = slot }
-        @inlinable static func < (a: Entry, b: Entry) -> Bool { a.time < b.time }
+        @inlinable init(time: Int64, seq: UInt64, slot: Int32) { self.time = time; self.seq = seq; self.slot = slot }
+        @inlinable static func < (a: Entry, b: Entry) -> Bool { a.time < b.time || (a.time == b.time && a.seq < b.seq) }
+        @inlinable static func == (a: Entry, b: Entry) -> Bool { a.seq == b.seq }
     }
 
     @usableFromInline var heap = BinaryHeap<Entry>()
+    @usableFromInline var seq: UInt64 = 0
 
     public init() {}
 
-    /// Entries held (current and stale).
+    /// Entries held.
     @inlinable public var count: Int { heap.count }
 
     @inlinable
     public mutating func push(slot: Int, time: Int64) {
-        heap.push(Entry(time: time, slot: Int32(truncatingIfNeeded: slot)))
+        seq &+= 1
+        heap.push(Entry(time: time, seq: seq, slot: Int32(truncatingIfNeeded: slot)))
     }
 
     /// The earliest time.

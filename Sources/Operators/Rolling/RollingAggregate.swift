@@ -27,9 +27,23 @@ public struct CountSumMinMax<Input>: RollingAggregate {
     public struct Accumulator: Codable, Sendable {
         public var count: Int64 = 0
         public var sum: Int64 = 0
-        /// Value → multiplicity, so min and max survive retraction.
-        public var values: [Int64: Int64] = [:]
+        /// The values in ascending order, repeats included (a multiset: min and max survive
+        /// retraction). A sorted array beats a hashed multiset at the sizes a range holds: an
+        /// insertion or retraction is a binary search and a short move, min and max are its ends.
+        public var sortedValues: [Int64] = []
         @inlinable public init() {}
+
+        /// The first index whose value is `>= v` (`> v` when `after`).
+        @inlinable
+        func index(of v: Int64, after: Bool) -> Int {
+            var lo = 0, hi = sortedValues.count
+            while lo < hi {
+                let mid = (lo &+ hi) >> 1
+                let x = sortedValues[mid]
+                if x < v || (after && x == v) { lo = mid &+ 1 } else { hi = mid }
+            }
+            return lo
+        }
     }
 
     public struct Result: Sendable, Equatable, CustomStringConvertible {
@@ -54,18 +68,23 @@ public struct CountSumMinMax<Input>: RollingAggregate {
         let v = field(value)
         acc.count += 1
         acc.sum += v
-        acc.values[v, default: 0] += 1
+        if let last = acc.sortedValues.last, v < last {
+            acc.sortedValues.insert(v, at: acc.index(of: v, after: true))
+        } else {
+            acc.sortedValues.append(v)
+        }
     }
 
     @inlinable public func retract(_ acc: inout Accumulator, _ value: Input) {
         let v = field(value)
         acc.count -= 1
         acc.sum -= v
-        if let n = acc.values[v] { acc.values[v] = n > 1 ? n - 1 : nil }
+        let i = acc.index(of: v, after: false)
+        if i < acc.sortedValues.count, acc.sortedValues[i] == v { acc.sortedValues.remove(at: i) }
     }
 
     @inlinable public func result(_ acc: Accumulator) -> Result {
-        Result(count: acc.count, sum: acc.sum, min: acc.values.keys.min(), max: acc.values.keys.max())
+        Result(count: acc.count, sum: acc.sum, min: acc.sortedValues.first, max: acc.sortedValues.last)
     }
 }
 
@@ -88,7 +107,8 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
     @usableFromInline let accumulator: ValueState<F.Accumulator>
     @usableFromInline let lastTriggering: ValueState<Int64>
     @usableFromInline let dropped: Counter
-    @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, VoidNamespace>!
+    /// One timer per (key, time with rows), in a plain heap: a row's time is new when its list is.
+    @exclusivity(unchecked) @usableFromInline var timers = SlotTimerHeap()
 
     @inlinable
     public init(_ function: F, range: Duration, setup: KeyedOperatorSetup<K, Out>) throws {
@@ -101,9 +121,18 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
         self.accumulator = try setup.runtime.getState(ValueStateDescriptor<F.Accumulator>("over-accumulator"))
         self.lastTriggering = try setup.runtime.getState(ValueStateDescriptor<Int64>("over-last-time"))
         self.dropped = setup.runtime.metrics.counter("numLateRecordsDropped")
-        self.timers = setup.keyed.timerService(
-            name: "over-timers", namespace: VoidNamespace.self,
-            onEventTime: { [unowned self] t in try self.onTimer(t.timestamp) }, onProcessingTime: { _ in })
+        setup.keyed.addEventTimeTimers(
+            name: "over-timers", advance: { [unowned self] wm in try self.advance(to: wm) },
+            pending: { [unowned self] in self.timers.count })
+    }
+
+    @inlinable
+    func advance(to wm: Int64) throws {
+        while let time = timers.nextTime, time <= wm {
+            let (_, slot) = timers.pop()!
+            keyed.backend.setCurrentKey(slot: slot)
+            try onTimer(time)
+        }
     }
 
     @inlinable
@@ -117,7 +146,7 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
             buffered.append(value)
             return buffered.count == 1
         }
-        if isNew { timers.registerEventTimeTimer(namespace: VoidNamespace(), time: ts) }
+        if isNew { timers.push(slot: keyed.backend.currentKeySlot, time: ts) }
     }
 
     @inlinable

@@ -72,7 +72,7 @@ public final class ValueState<T: Codable>: StateColumn {
         clearSlot(s)
     }
 
-    @usableFromInline
+    @inlinable
     func clearSlot(_ s: Int) {
         entries[s] = nil
         live -= 1
