@@ -86,8 +86,26 @@ public struct SlotTimerHeap {
 
     @inlinable
     public mutating func push(slot: Int, time: Int64) {
+        push(slot: slot, time: time, seq: newSeq())
+    }
+
+    /// A registration number, for owners that register a timer now and push it later (or push it
+    /// again later with its original place among equal times).
+    @inlinable
+    public mutating func newSeq() -> UInt64 {
         seq &+= 1
+        return seq
+    }
+
+    @inlinable
+    public mutating func push(slot: Int, time: Int64, seq: UInt64) {
         heap.push(Entry(time: time, seq: seq, slot: Int32(truncatingIfNeeded: slot)))
+    }
+
+    @inlinable
+    public mutating func popEntry() -> (time: Int64, seq: UInt64, slot: Int)? {
+        guard let e = heap.pop() else { return nil }
+        return (e.time, e.seq, Int(e.slot))
     }
 
     /// The earliest time.

@@ -2,8 +2,8 @@
 import StreamTesting
 import XCTest
 
-/// The aligned path of `WindowOperator` (flat table, per-window-end timer lists) and the sliced
-/// operator give exactly the general path's output — the whole log in order, records, watermarks and late side output — and
+/// The aligned path of `WindowOperator` (flat table, per-window-end timer lists), its session path
+/// and the sliced operator give exactly the general path's output — the whole log in order, records, watermarks and late side output — and
 /// holds the same state and timers, on seeded random input with late records and keys that come
 /// and go.
 final class AlignedWindowTests: XCTestCase {
@@ -73,10 +73,14 @@ final class AlignedWindowTests: XCTestCase {
             ("tumbling-offset", TumblingEventTimeWindows.of(.seconds(20), offset: .seconds(7))),
             ("sliding", SlidingEventTimeWindows.of(.seconds(60), .seconds(15))),
             ("sliding-uneven", SlidingEventTimeWindows.of(.seconds(50), .seconds(20))),
+            ("session-1s", EventTimeSessionWindows.withGap(.seconds(1))),
+            ("session-3s", EventTimeSessionWindows.withGap(.seconds(3))),
+            ("session-20s", EventTimeSessionWindows.withGap(.seconds(20))),
         ]
         for (name, assigner) in assigners {
           for sliced in [false, true] {
-            for (seed, lateness, withTag) in [(UInt64(1), Int64(0), true), (2, 15_000, true), (3, 15_000, false), (4, 40_000, true)] {
+            for (seed, lateness, withTag) in [(UInt64(1), Int64(0), true), (2, 15_000, true), (3, 15_000, false), (4, 40_000, true),
+                                              (5, 0, false), (6, 0, true)] {
                 var rng = SeededRandom(seed: seed)
                 let tag: OutputTag<Event>? = withTag ? Self.late : nil
                 let general = try harness(assigner, lateness: lateness, tag: tag, general: true)

@@ -84,8 +84,10 @@ public struct WindowLogic<K: StreamKey, IN, ACC, OUT> {
 ///
 /// Event-time tumbling and sliding windows take the aligned path (`WindowOperator+Aligned.swift`):
 /// one flat table keyed by (key slot, window end) and per-window-end lists of key slots as timers.
-/// Sessions and processing-time windows take the general path (`WindowOperator+General.swift`): a
-/// map of windows per key and a timer per (key, window).
+/// Event-time sessions without allowed lateness take the session path
+/// (`WindowOperator+Sessions.swift`): a key's sessions in one array, one heap entry per session.
+/// The rest (processing time, sessions with lateness) take the general path
+/// (`WindowOperator+General.swift`): a map of windows per key and a timer per (key, window).
 public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInputStreamOperator {
     public let output: Output<OUT>
     @usableFromInline let assigner: WindowAssigner
@@ -98,8 +100,10 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
     @usableFromInline let collector: Collector<OUT>
     @usableFromInline let lateDropped: Counter
 
+    @usableFromInline enum Path { case aligned, sessions, general }
+    @usableFromInline let path: Path
+
     // The aligned path.
-    @usableFromInline let isAligned: Bool
     /// Window size and the step between window starts (the size for tumbling windows), and offset.
     @usableFromInline let size: Int64
     @usableFromInline let slide: Int64
@@ -114,6 +118,11 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
     /// The last `[start, start + slide)` computed: records mostly fall in the same one (no division).
     @exclusivity(unchecked) @usableFromInline var cachedStart: Int64 = 1
     @exclusivity(unchecked) @usableFromInline var cachedEnd: Int64 = 0
+
+    // The session path (event time, no allowed lateness): see WindowOperator+Sessions.swift.
+    @usableFromInline let sessions: ValueState<[SessionEntry<ACC>]>!
+    @exclusivity(unchecked) @usableFromInline var sessionTimers = SlotTimerHeap()
+    @exclusivity(unchecked) @usableFromInline var sessionCount = 0
 
     // The general path.
     @usableFromInline let contents: MapState<TimeWindow, ACC>!
@@ -151,22 +160,32 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
         switch assigner.kind {
         case .tumbling(let size, let offset) where assigner.isEventTime && !general:
             (self.size, self.slide, self.offset) = (size, size, offset)
-            isAligned = true
+            path = .aligned
         case .sliding(let size, let slide, let offset) where assigner.isEventTime && !general:
             (self.size, self.slide, self.offset) = (size, slide, offset)
-            isAligned = true
+            path = .aligned
+        case .session(let gap) where assigner.isEventTime && lateness == 0 && !general:
+            (self.size, self.slide, self.offset) = (gap, 0, 0)
+            path = .sessions
         default:
             (self.size, self.slide, self.offset) = (0, 0, 0)
-            isAligned = false
+            path = .general
         }
-        if isAligned {
+        switch path {
+        case .aligned:
             windows = try setup.runtime.getNamespacedState(NamespacedStateDescriptor<ACC>("window-contents"))
-            contents = nil
+            (sessions, contents) = (nil, nil)
             setup.keyed.addEventTimeTimers(
                 name: "window-timers", advance: { [unowned self] wm in try self.advanceAligned(to: wm) },
                 pending: { [unowned self] in self.fireTimers.count + self.cleanupTimers.count })
-        } else {
-            windows = nil
+        case .sessions:
+            sessions = try setup.runtime.getState(ValueStateDescriptor<[SessionEntry<ACC>]>("window-contents"))
+            (windows, contents) = (nil, nil)
+            setup.keyed.addEventTimeTimers(
+                name: "window-timers", advance: { [unowned self] wm in try self.advanceSessions(to: wm) },
+                pending: { [unowned self] in self.sessionCount })
+        case .general:
+            (windows, sessions) = (nil, nil)
             contents = try setup.runtime.getMapState(MapStateDescriptor<TimeWindow, ACC>("window-contents"))
             timers = setup.keyed.timerService(
                 name: "window-timers", namespace: TimeWindow.self,
@@ -180,10 +199,10 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
 
     @inlinable
     public func processElement(_ value: IN, timestamp: Int64) throws {
-        if isAligned {
-            try processAligned(value, timestamp: timestamp)
-        } else {
-            try processGeneral(value, timestamp: timestamp)
+        switch path {
+        case .aligned: try processAligned(value, timestamp: timestamp)
+        case .sessions: try processSession(value, timestamp: timestamp)
+        case .general: try processGeneral(value, timestamp: timestamp)
         }
     }
 
