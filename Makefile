@@ -2,11 +2,13 @@
 #   make run    runs the main job end to end (for now: the example job over generated data)
 #   make test   runs every test (debug build)
 #   make bench  runs the runtime benchmark in release mode and writes bench-results/*.json
+#   make flink-diff / flink-diff-large   the differential test against Apache Flink (small / large data)
+#   make bench-flink   bench-windows and the same workloads on Apache Flink, side by side
 
 SWIFT ?= swift
 RUN_ARGS ?=
 
-.PHONY: setup run test bench build clean
+.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +22,22 @@ build: setup
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing
+	python3 scripts/flink_diff.py
+
+# The same jobs on Apache Flink 2.3 and on Tributary, outputs diffed (CI runs the small data set).
+flink-diff: setup
+	$(SWIFT) build --product flink-diff-tributary
+	python3 scripts/flink_diff.py
+
+flink-diff-large: setup
+	$(SWIFT) build -c release --product flink-diff-tributary
+	python3 scripts/flink_diff.py --events 200000 --keys 500 --tributary-bin .build/release/flink-diff-tributary
+
+# bench-windows and Flink on the same generated workloads, one run, side by side (BENCH_ARGS: e.g. --records 2000000).
+BENCH_ARGS ?=
+bench-flink: setup
+	$(SWIFT) build -c release --product bench-windows
+	python3 scripts/bench_vs_flink.py $(BENCH_ARGS)
 
 bench: setup
 	mkdir -p bench-results

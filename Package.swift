@@ -19,6 +19,8 @@ let package = Package(
         .library(name: "StreamTesting", targets: ["StreamTesting"]),
         .executable(name: "example-job", targets: ["ExampleJob"]),
         .executable(name: "bench-windows", targets: ["BenchWindows"]),
+        .executable(name: "flink-diff-tributary", targets: ["FlinkDiff"]),
+        .executable(name: "bench-checkpoint", targets: ["BenchCheckpoint"]),
     ],
     targets: cTargets + [
         .target(name: "StreamCore"),
@@ -32,6 +34,9 @@ let package = Package(
             dependencies: ["StreamCore", "Operators", "CMallocCounter"],
             path: "Benchmarks/BenchWindows"
         ),
+        .executableTarget(name: "BenchCheckpoint", dependencies: ["StreamCore"], path: "Benchmarks/BenchCheckpoint"),
+        // The Tributary side of the differential test against Apache Flink (scripts/flink_diff.py).
+        .executableTarget(name: "FlinkDiff", dependencies: ["Operators"], path: "Tools/FlinkDiff"),
         // example-job is a dependency so its binary sits next to the tests (cross-process key-group test).
         .testTarget(name: "StreamCoreTests", dependencies: ["StreamCore", "StreamTesting", "Operators", "ExampleJob"]),
         .testTarget(name: "OperatorsTests", dependencies: ["Operators", "StreamTesting"]),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Tributary needs to build and test on Debian 12 / Ubuntu: the C libraries behind the
-# system-library targets and pkg-config. Idempotent and quick when everything is there already.
+# system-library targets and pkg-config, and a JDK and pip for the differential test against Flink. Idempotent and quick when everything is there already.
 set -euo pipefail
 
 PACKAGES=(pkg-config librdkafka-dev librocksdb-dev libavro-dev libzstd-dev libhiredis-dev)
@@ -9,6 +9,10 @@ missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# The differential test against Apache Flink needs a JDK (javac) and pip (to fetch Flink's jars).
+command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}"

@@ -3,7 +3,7 @@
 /// key lands in the same key group as it would in Flink.
 ///
 /// Never derive it from Swift's `Hasher` or `hashValue`, which are seeded per process.
-public protocol StreamKey: Hashable, Sendable {
+public protocol StreamKey: Hashable, Sendable, Codable {
     /// Java's `hashCode()` for the equivalent Java value.
     var stableHashCode: Int32 { get }
 }

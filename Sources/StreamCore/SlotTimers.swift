@@ -53,6 +53,13 @@ public struct SlotTimerBuckets {
         return (time, slots)
     }
 
+    /// Every pending timer as (slot, time), in firing order (for checkpoints).
+    public func forEach(_ body: (Int, Int64) throws -> Void) rethrows {
+        for (time, slots) in zip(times, lists) {
+            for s in slots { try body(Int(s), time) }
+        }
+    }
+
     /// Returns a popped list for reuse (no allocation per window end in the steady state).
     public mutating func recycle(_ list: [Int32]) {
         var list = list
@@ -100,6 +107,11 @@ public struct SlotTimerHeap {
     @inlinable
     public mutating func push(slot: Int, time: Int64, seq: UInt64) {
         heap.push(Entry(time: time, seq: seq, slot: Int32(truncatingIfNeeded: slot)))
+    }
+
+    /// Every entry as (time, registration, slot), in no particular order (for checkpoints).
+    public func forEach(_ body: (Int64, UInt64, Int) throws -> Void) rethrows {
+        for e in heap.storage { try body(e.time, e.seq, Int(e.slot)) }
     }
 
     @inlinable

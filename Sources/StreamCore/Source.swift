@@ -1,6 +1,6 @@
 /// A unit of work of a source — a Kafka partition, a file, a range of a sequence — together with
 /// the position to resume from, so a checkpoint can record it (Flink's `SourceSplit`).
-public protocol SourceSplit: Sendable {
+public protocol SourceSplit: Sendable, Codable {
     var splitId: String { get }
 }
 

@@ -1,5 +1,5 @@
 /// The namespace of timers and state that belong to the key alone (Flink's `VoidNamespace`).
-public struct VoidNamespace: Hashable, Sendable {
+public struct VoidNamespace: Hashable, Sendable, Codable {
     public init() {}
 }
 
@@ -171,6 +171,10 @@ public final class KeyedContext<K: StreamKey> {
     public let processingTime: ProcessingTimeService
     @exclusivity(unchecked) @usableFromInline var advancers: [(name: String, advance: (Int64) throws -> Void, counts: () -> (Int, Int))] = []
     @exclusivity(unchecked) public private(set) var currentWatermark: Int64 = Int64.min
+    /// Per timer service: its timers grouped by key group, encoded.
+    @usableFromInline var timerSnapshots: [(name: String, snapshot: () throws -> [Int: [UInt8]])] = []
+    /// Restored timers of services not created yet, by service name.
+    @usableFromInline var pendingTimerRestores: [String: [[UInt8]]] = [:]
 
     public init(backend: KeyedStateBackend<K>, processingTime: ProcessingTimeService) {
         self.backend = backend
@@ -183,7 +187,7 @@ public final class KeyedContext<K: StreamKey> {
     /// A named timer service; callbacks run with the timer's key set as current key. Call it from
     /// inlinable code so the service's hot paths are specialised for the key and namespace types.
     @inlinable
-    public func timerService<N: Hashable>(
+    public func timerService<N: Hashable & Codable>(
         name: String, namespace: N.Type = N.self,
         onEventTime: @escaping InternalTimerService<K, N>.Callback,
         onProcessingTime: @escaping InternalTimerService<K, N>.Callback
@@ -193,14 +197,46 @@ public final class KeyedContext<K: StreamKey> {
             onEventTime: onEventTime, onProcessingTime: onProcessingTime)
         advancers.append((name, { wm in try service.advanceWatermark(wm) },
                           { (service.numEventTimeTimers, service.numProcessingTimeTimers) }))
+        timerSnapshots.append((name, { try service.snapshotByKeyGroup() }))
+        if let restored = pendingTimerRestores.removeValue(forKey: name) {
+            for bytes in restored { try? service.restore(bytes) }
+        }
         return service
     }
 
     /// Adds event-time timers an operator keeps itself (`SlotTimerBuckets`, `SlotTimerHeap`):
     /// `advance` runs on every watermark advance, after `currentWatermark` is set and in order with
-    /// the timer services; `pending` counts them for leak reports.
-    public func addEventTimeTimers(name: String, advance: @escaping (Int64) throws -> Void, pending: @escaping () -> Int) {
+    /// the timer services; `pending` counts them for leak reports. For checkpoints, `snapshot` lists
+    /// them as (key slot, time, operator's tag), stored by key group under `name`; on restore (call
+    /// this after registering the operator's state, which restores first) `restore` gets each back
+    /// with the key's slot here. Operators that rebuild their timers from their state pass neither.
+    public func addEventTimeTimers(
+        name: String, advance: @escaping (Int64) throws -> Void, pending: @escaping () -> Int,
+        snapshot: @escaping () throws -> [(slot: Int, time: Int64, tag: Int32)] = { [] },
+        restore: @escaping (_ slot: Int, _ time: Int64, _ tag: Int32) throws -> Void = { _, _, _ in }
+    ) throws {
         advancers.append((name, advance, { (pending(), 0) }))
+        timerSnapshots.append((name, { [unowned self] in try self.encodeSlotTimers(snapshot()) }))
+        if let restored = pendingTimerRestores.removeValue(forKey: name) {
+            for bytes in restored {
+                for e in try StateCodec.decode([SlotTimerEntry<K>].self, from: bytes) {
+                    backend.setCurrentKey(e.key)
+                    let slot = backend.currentKeySlot
+                    if slot >= 0 { try restore(slot, e.time, e.tag) }
+                }
+            }
+        }
+    }
+
+    /// Operator-kept timers grouped by the key group of their slot's key, encoded.
+    func encodeSlotTimers(_ timers: [(slot: Int, time: Int64, tag: Int32)]) throws -> [Int: [UInt8]] {
+        var byGroup: [Int: [SlotTimerEntry<K>]] = [:]
+        for t in timers {
+            guard t.slot < backend.slotKeys.count, let key = backend.slotKeys[t.slot] else { continue }
+            byGroup[KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: backend.maxParallelism), default: []]
+                .append(SlotTimerEntry(key: key, time: t.time, tag: t.tag))
+        }
+        return try byGroup.mapValues { try StateCodec.encode($0) }
     }
 
     /// Fires the event-time timers of every service up to `watermark`.
@@ -212,5 +248,80 @@ public final class KeyedContext<K: StreamKey> {
     /// Timers still pending: (event time, processing time), summed over services.
     public var pendingTimers: (eventTime: Int, processingTime: Int) {
         advancers.reduce((0, 0)) { acc, a in let c = a.counts(); return (acc.0 + c.0, acc.1 + c.1) }
+    }
+}
+
+/// An operator-kept timer in a checkpoint.
+struct SlotTimerEntry<K: Codable>: Codable {
+    var key: K
+    var time: Int64
+    var tag: Int32
+}
+
+/// A timer in a checkpoint.
+@usableFromInline
+struct TimerEntry<K: Codable, N: Codable>: Codable {
+    var key: K
+    var namespace: N
+    var timestamp: Int64
+    var eventTime: Bool
+}
+
+extension InternalTimerService where N: Codable {
+    /// Pending timers grouped by key group, encoded.
+    @usableFromInline
+    func snapshotByKeyGroup() throws -> [Int: [UInt8]] {
+        var byGroup: [Int: [TimerEntry<K, N>]] = [:]
+        let maxP = backend.maxParallelism
+        for (queue, isEvent) in [(eventTimers, true), (processingTimers, false)] {
+            for t in queue.live {
+                byGroup[KeyGroupRangeAssignment.keyGroup(of: t.key, maxParallelism: maxP), default: []]
+                    .append(TimerEntry(key: t.key, namespace: t.namespace, timestamp: t.timestamp, eventTime: isEvent))
+            }
+        }
+        return try byGroup.mapValues { try StateCodec.encode($0) }
+    }
+
+    /// Adds the timers of one key group's snapshot.
+    @usableFromInline
+    func restore(_ bytes: [UInt8]) throws {
+        var anyProcessing = false
+        for e in try StateCodec.decode([TimerEntry<K, N>].self, from: bytes) {
+            let timer = Timer(key: e.key, namespace: e.namespace, timestamp: e.timestamp)
+            if e.eventTime { _ = eventTimers.add(timer) } else { _ = processingTimers.add(timer); anyProcessing = true }
+        }
+        if anyProcessing { scheduleWakeup() }
+    }
+}
+
+/// Timers of every service of one key group, by service name.
+struct KeyGroupTimers: Codable {
+    var services: [String: [UInt8]]
+}
+
+extension KeyedContext {
+    /// Keyed state and timers of every key group that holds any.
+    public func snapshotKeyGroups() throws -> [KeyGroupState] {
+        let entries = try backend.snapshotKeyGroups()
+        var timers: [Int: [String: [UInt8]]] = [:]
+        for (name, snapshot) in timerSnapshots {
+            for (group, bytes) in try snapshot() { timers[group, default: [:]][name] = bytes }
+        }
+        let groups = Set(entries.keys).union(timers.keys).sorted()
+        return try groups.map { g in
+            var encodedTimers: [UInt8] = []
+            if let t = timers[g] { encodedTimers = try StateCodec.encode(KeyGroupTimers(services: t)) }
+            return KeyGroupState(keyGroup: g, entries: entries[g] ?? [], timers: encodedTimers)
+        }
+    }
+
+    /// Restores keyed state and timers before the operator registers its states and services.
+    public func restoreKeyGroups(_ groups: [KeyGroupState]) throws {
+        try backend.restoreKeyGroups(groups.map(\.entries).filter { !$0.isEmpty })
+        for g in groups where !g.timers.isEmpty {
+            for (name, bytes) in try StateCodec.decode(KeyGroupTimers.self, from: g.timers).services {
+                pendingTimerRestores[name, default: []].append(bytes)
+            }
+        }
     }
 }

@@ -50,7 +50,8 @@ public final class BoundedOutOfOrdernessWatermarks<Event>: WatermarkGenerator {
     }
 }
 
-/// Flink SQL's `WATERMARK FOR ts AS ts - INTERVAL 'b'` rule: `maxTimestamp - bound`.
+/// Flink SQL's `WATERMARK FOR ts AS ts - INTERVAL 'b'` rule: `maxTimestamp - bound`, and, as Flink
+/// SQL's watermark assigner, only watermarks above 0 (it starts at 0 and emits increases).
 public final class SQLBoundedOutOfOrdernessWatermarks<Event>: WatermarkGenerator {
     public let outOfOrdernessMillis: Int64
     @exclusivity(unchecked) @usableFromInline var maxTimestamp: Int64
@@ -65,7 +66,11 @@ public final class SQLBoundedOutOfOrdernessWatermarks<Event>: WatermarkGenerator
     }
 
     public func onPeriodicEmit(output: any WatermarkOutput) {
-        output.emitWatermark(maxTimestamp &- outOfOrdernessMillis)
+        // Flink SQL's WatermarkAssignerOperator starts its watermark at 0 and emits only increases:
+        // no watermark at or below 0 is ever emitted, so records before the epoch are not late
+        // until event time passes 0 + bound (found by the differential test against Flink 2.3).
+        let watermark = maxTimestamp &- outOfOrdernessMillis
+        if watermark > 0 { output.emitWatermark(watermark) }
     }
 }
 
@@ -170,7 +175,8 @@ public struct WatermarkStrategy<Event>: Sendable {
         WatermarkStrategy { _ in BoundedOutOfOrdernessWatermarks<Event>(outOfOrdernessMillis: 0) }
     }
 
-    /// Flink SQL's `WATERMARK FOR ts AS ts - INTERVAL 'bound'`: `maxTimestamp - bound`.
+    /// Flink SQL's `WATERMARK FOR ts AS ts - INTERVAL 'bound'`: `maxTimestamp - bound`; as in Flink SQL,
+    /// no watermark at or below 0 is emitted (records before the epoch are never late by it).
     public static func forSQLBoundedOutOfOrderness(_ bound: Duration) -> WatermarkStrategy {
         let ms = Timestamps.milliseconds(bound)
         return WatermarkStrategy { _ in SQLBoundedOutOfOrdernessWatermarks<Event>(outOfOrdernessMillis: ms) }

@@ -60,13 +60,41 @@ final class OverTests: XCTestCase {
     func testStateIsBoundedByTheRange() throws {
         let h = try rowtime()
         for i in 1...2_000 { try h.processElement(Txn(card: "c", cents: Int64(i)), timestamp: Int64(i) * 1_000) }
-        try h.processWatermark(Int64.max)
+        try h.processWatermark(2_000_000)
         XCTAssertEqual(h.records.count, 2_000)
         XCTAssertEqual(h.records.last?.value.count, 301, "rows in [t - 300 s, t] at one per second")
         // The key's buffered rows cover the range, not the history.
         h.keyed.setCurrentKey("c")
         let buffered = try h.keyed.backend.getMapState(MapStateDescriptor<Int64, [Txn]>("over-rows"))
         XCTAssertEqual(buffered.entries().count, 301)
+        // Once the watermark passes the clean-up time, nothing of the key is left.
+        try h.processWatermark(Int64.max)
+        h.keyed.setCurrentKey("c")
+        XCTAssertEqual(buffered.entries().count, 0)
+        XCTAssertEqual(h.numEventTimeTimers, 0)
+    }
+
+    /// Flink 2.3's clean-up timers (RowTimeRangeBoundedPrecedingFunction), as the differential test
+    /// against Flink showed them: a superseded clean-up timer moves the last triggering time, and the
+    /// due one clears the key, after which an old row is accepted again.
+    func testCleanupTimersAsFlink() throws {
+        let h = try rowtime()   // range 300 000 ms: clean-up due no earlier than ts + 300 001, set at ts + 450 001
+        try h.processElement(Txn(card: "c", cents: 1), timestamp: 100_000)      // clean-up timer at 550 001
+        try h.processElement(Txn(card: "c", cents: 2), timestamp: 300_000)      // 600 001 > 550 001: new one at 750 001
+        try h.processWatermark(560_000)                                           // fires 100 000, 300 000, stale 550 001
+        XCTAssertEqual(lines(h), ["c:1@100000 count=1 sum=1 min=1 max=1", "c:2@300000 count=2 sum=3 min=1 max=2"])
+        // The superseded clean-up timer moved the last triggering time to 550 001: this row is dropped.
+        try h.processElement(Txn(card: "c", cents: 3), timestamp: 550_000)
+        XCTAssertEqual(h.metrics.counter("numLateRecordsDropped").value, 1)
+        try h.processElement(Txn(card: "c", cents: 4), timestamp: 550_002)      // kept; clean-up now due at 1 000 003
+        try h.processWatermark(760_000)                                           // fires 550 002 and the stale 750 001
+        XCTAssertEqual(lines(h).last, "c:4@550002 count=2 sum=6 min=2 max=4")
+        try h.processWatermark(1_000_003)                                         // the due clean-up
+        // The clean-up cleared the key, last triggering time included: a row from long ago is accepted.
+        try h.processElement(Txn(card: "c", cents: 5), timestamp: 1_000)
+        try h.processWatermark(1_000_004)
+        XCTAssertEqual(lines(h).last, "c:5@1000 count=1 sum=5 min=5 max=5")
+        XCTAssertEqual(h.metrics.counter("numLateRecordsDropped").value, 1)
     }
 
     func testMatchesANaiveRecomputation() throws {

@@ -33,6 +33,18 @@ final class WatermarkTests: XCTestCase {
         XCTAssertEqual(b.watermarks, [5_000])
     }
 
+    /// Flink SQL's watermark assigner starts at 0 and emits only increases, so before the epoch
+    /// (and up to bound past it) no watermark is emitted; found by the differential test.
+    func testSQLVariantEmitsNothingAtOrBelowZero() {
+        let sql = WatermarkStrategy<Int>.forSQLBoundedOutOfOrderness(.seconds(2)).createGenerator(clock: ManualClock())
+        let out = RecordingWatermarkOutput()
+        for ts: Int64 in [-60_000, -1, 1_999, 2_000, 2_001] {
+            sql.onEvent(0, timestamp: ts, output: out)
+            sql.onPeriodicEmit(output: out)
+        }
+        XCTAssertEqual(out.watermarks, [1])
+    }
+
     func testNegativeTimestampsDoNotOverflow() {
         let gen = BoundedOutOfOrdernessWatermarks<Int>(outOfOrdernessMillis: 300_000)
         let out = RecordingWatermarkOutput()

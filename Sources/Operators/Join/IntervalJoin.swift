@@ -55,7 +55,7 @@ where F.Left == L, F.Right == R {
     @exclusivity(unchecked) @usableFromInline var rightCleanup = CleanupQueue()
     @exclusivity(unchecked) @usableFromInline var currentWatermark = Int64.min
 
-    public enum Side: Hashable, Sendable { case left, right }
+    public enum Side: Hashable, Sendable, Codable { case left, right }
 
     /// One side's pending cleanups: per key slot the cleanup time of its earliest row, and a heap of
     /// (time, slot) in which the entry with that time is current and others are stale.
@@ -101,9 +101,16 @@ where F.Left == L, F.Right == R {
         self.keyed = setup.keyed
         self.collector = Collector(setup.output)
         self.lateDropped = setup.runtime.metrics.counter("numLateRecordsDropped")
-        setup.keyed.addEventTimeTimers(
+        try setup.keyed.addEventTimeTimers(
             name: "join-cleanup", advance: { [unowned self] wm in self.advance(to: wm) },
             pending: { [unowned self] in self.leftCleanup.keys + self.rightCleanup.keys })
+        // After a restore the buffers are back: their cleanup times follow from their earliest rows.
+        leftBuffer.forEachKeySlot { slot, earliest in
+            leftCleanup.schedule(slot: slot, time: Self.cleanupTime(earliest, relativeUpper: self.upper))
+        }
+        rightBuffer.forEachKeySlot { slot, earliest in
+            rightCleanup.schedule(slot: slot, time: Self.cleanupTime(earliest, relativeUpper: -self.lower))
+        }
     }
 
     public func open() throws { try function.open(runtime) }

@@ -92,9 +92,15 @@ public struct CountSumMinMax<Input>: RollingAggregate {
 /// CURRENT ROW)` on event time (`RowTimeRangeBoundedPrecedingFunction`): rows wait until the
 /// watermark passes their time, then each row is emitted, in time order, with the aggregate over the
 /// key's rows whose time is in `[t - range, t]` (rows with equal time are peers and see each other).
-/// A row whose time is not after the last time already emitted for its key is dropped and counted
-/// (Flink starts that "last time" at 0, so rows at or before the epoch are dropped too). State per key
-/// is bounded by the range.
+/// A row whose time is not after the key's last triggering time is dropped and counted (Flink starts
+/// that time at 0, so rows at or before the epoch are dropped too).
+///
+/// State clean-up is Flink 2.3's, observable details included (found by the differential test): each
+/// accepted row at `ts` makes sure a clean-up timer is due no earlier than `ts + range + 1`, by
+/// registering one at `ts + ⌊1.5 · range⌋ + 1` when the pending one is earlier; when the due clean-up
+/// timer fires, the key's rows, accumulator and last triggering time are cleared (so a later row of any
+/// positive time is accepted again); any other timer, a superseded clean-up timer included, moves the
+/// last triggering time to its own time. State per key is bounded by the range.
 public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneInputStreamOperator where F.Input: Codable {
     public typealias In = F.Input
     public typealias Out = Rolling<F.Input, F.Result>
@@ -106,9 +112,9 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
     @usableFromInline let retained: ValueState<[Int64]>
     @usableFromInline let accumulator: ValueState<F.Accumulator>
     @usableFromInline let lastTriggering: ValueState<Int64>
+    @usableFromInline let cleanupTime: ValueState<Int64>
     @usableFromInline let dropped: Counter
-    /// One timer per (key, time with rows), in a plain heap: a row's time is new when its list is.
-    @exclusivity(unchecked) @usableFromInline var timers = SlotTimerHeap()
+    @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, VoidNamespace>!
 
     @inlinable
     public init(_ function: F, range: Duration, setup: KeyedOperatorSetup<K, Out>) throws {
@@ -120,19 +126,11 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
         self.retained = try setup.runtime.getState(ValueStateDescriptor<[Int64]>("over-retained"))
         self.accumulator = try setup.runtime.getState(ValueStateDescriptor<F.Accumulator>("over-accumulator"))
         self.lastTriggering = try setup.runtime.getState(ValueStateDescriptor<Int64>("over-last-time"))
+        self.cleanupTime = try setup.runtime.getState(ValueStateDescriptor<Int64>("over-cleanup-time"))
         self.dropped = setup.runtime.metrics.counter("numLateRecordsDropped")
-        setup.keyed.addEventTimeTimers(
-            name: "over-timers", advance: { [unowned self] wm in try self.advance(to: wm) },
-            pending: { [unowned self] in self.timers.count })
-    }
-
-    @inlinable
-    func advance(to wm: Int64) throws {
-        while let time = timers.nextTime, time <= wm {
-            let (_, slot) = timers.pop()!
-            keyed.backend.setCurrentKey(slot: slot)
-            try onTimer(time)
-        }
+        self.timers = setup.keyed.timerService(
+            name: "over-timers", namespace: VoidNamespace.self,
+            onEventTime: { [unowned self] t in try self.onTimer(t.timestamp) }, onProcessingTime: { _ in })
     }
 
     @inlinable
@@ -146,11 +144,26 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
             buffered.append(value)
             return buffered.count == 1
         }
-        if isNew { timers.push(slot: keyed.backend.currentKeySlot, time: ts) }
+        if isNew { timers.registerEventTimeTimer(namespace: VoidNamespace(), time: ts) }
+        let earliest = ts &+ range &+ 1
+        if (cleanupTime.value() ?? Int64.min) < earliest {
+            let due = ts &+ Int64(Double(range) * 1.5) &+ 1
+            timers.registerEventTimeTimer(namespace: VoidNamespace(), time: due)
+            cleanupTime.update(due)
+        }
     }
 
     @inlinable
     func onTimer(_ t: Int64) throws {
+        if let due = cleanupTime.value(), due <= t {
+            rows.clear()
+            retained.clear()
+            accumulator.clear()
+            lastTriggering.clear()
+            cleanupTime.clear()
+            return
+        }
+        defer { lastTriggering.update(t) }
         guard let current = rows.get(t) else { return }
         // Retract what fell out of [t - range, t]; `retained` holds emitted times in ascending order.
         let expired = retained.modify(initial: []) { kept -> ArraySlice<Int64> in
@@ -168,7 +181,6 @@ public final class RowTimeOverOperator<K: StreamKey, F: RollingAggregate>: OneIn
         }
         for old in expired { rows.remove(old) }
         for row in current { try output.collect(Rolling(row: row, value: value), timestamp: t) }
-        lastTriggering.update(t)
     }
 }
 

@@ -56,9 +56,27 @@ public final class SlicingWindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: O
         self.context = WindowContext(processingTime: setup.keyed.processingTime, output: setup.output)
         self.collector = Collector(setup.output)
         self.lateDropped = setup.runtime.metrics.counter("numLateRecordsDropped")
-        setup.keyed.addEventTimeTimers(
+        try setup.keyed.addEventTimeTimers(
             name: "slice-timers", advance: { [unowned self] wm in try self.advance(to: wm) },
-            pending: { [unowned self] in self.fireTimers.count + self.cleanupTimers.count })
+            pending: { [unowned self] in self.fireTimers.count + self.cleanupTimers.count },
+            snapshot: { [unowned self] in self.timersSnapshot() },
+            restore: { [unowned self] slot, time, tag in
+                if tag == 0 { self.fireTimers.add(slot: slot, time: time) } else { self.cleanupTimers.add(slot: slot, time: time) }
+            })
+        // After a restore: the bound on each key's slice starts, from the restored slices.
+        slices.forEachEntry { slot, start, _ in
+            if slot >= latestSlice.count { latestSlice.append(contentsOf: repeatElement(Int64.min, count: slot + 1 - latestSlice.count)) }
+            latestSlice[slot] = max(latestSlice[slot], start)
+        }
+    }
+
+    /// Fire timers (tag 0) and slice cleanup timers (tag 1), for a checkpoint.
+    @usableFromInline
+    func timersSnapshot() -> [(slot: Int, time: Int64, tag: Int32)] {
+        var out: [(slot: Int, time: Int64, tag: Int32)] = []
+        fireTimers.forEach { out.append(($0, $1, 0)) }
+        cleanupTimers.forEach { out.append(($0, $1, 1)) }
+        return out
     }
 
     public func open() throws { try logic.open(runtime) }

@@ -117,6 +117,26 @@ extension WindowOperator {
         }
     }
 
+    /// After a restore: every session of a restored key has its fire timer pending (without
+    /// lateness a session that fired is gone), so the timers are rebuilt from the sessions.
+    @inlinable
+    func rebuildSessionTimers() {
+        let backend = keyed.backend
+        for key in backend.keys {
+            backend.setCurrentKey(key)
+            let slot = backend.currentKeySlot
+            _ = sessions.modifyIfPresent { list in
+                for k in list.indices {
+                    let seq = sessionTimers.newSeq()
+                    list[k].fireSeq = seq
+                    list[k].heapSeq = seq
+                    sessionTimers.push(slot: slot, time: list[k].end &- 1, seq: seq)
+                    sessionCount += 1
+                }
+            }
+        }
+    }
+
     @inlinable
     func emitSession(_ s: SessionEntry<ACC>) throws {
         context.prepare(window: TimeWindow(start: s.start, end: s.end), watermark: currentWatermark)

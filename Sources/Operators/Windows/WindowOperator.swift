@@ -175,15 +175,20 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
         case .aligned:
             windows = try setup.runtime.getNamespacedState(NamespacedStateDescriptor<ACC>("window-contents"))
             (sessions, contents) = (nil, nil)
-            setup.keyed.addEventTimeTimers(
+            try setup.keyed.addEventTimeTimers(
                 name: "window-timers", advance: { [unowned self] wm in try self.advanceAligned(to: wm) },
-                pending: { [unowned self] in self.fireTimers.count + self.cleanupTimers.count })
+                pending: { [unowned self] in self.fireTimers.count + self.cleanupTimers.count },
+                snapshot: { [unowned self] in self.alignedTimersSnapshot() },
+                restore: { [unowned self] slot, time, tag in
+                    if tag == 0 { self.fireTimers.add(slot: slot, time: time) } else { self.cleanupTimers.add(slot: slot, time: time) }
+                })
         case .sessions:
             sessions = try setup.runtime.getState(ValueStateDescriptor<[SessionEntry<ACC>]>("window-contents"))
             (windows, contents) = (nil, nil)
-            setup.keyed.addEventTimeTimers(
+            try setup.keyed.addEventTimeTimers(
                 name: "window-timers", advance: { [unowned self] wm in try self.advanceSessions(to: wm) },
                 pending: { [unowned self] in self.sessionCount })
+            rebuildSessionTimers()
         case .general:
             (windows, sessions) = (nil, nil)
             contents = try setup.runtime.getMapState(MapStateDescriptor<TimeWindow, ACC>("window-contents"))
@@ -196,6 +201,15 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
 
     public func open() throws { try logic.open(runtime) }
     public func close() { logic.close() }
+
+    /// Fire timers (tag 0) and cleanup timers (tag 1) of the aligned path, for a checkpoint.
+    @usableFromInline
+    func alignedTimersSnapshot() -> [(slot: Int, time: Int64, tag: Int32)] {
+        var out: [(slot: Int, time: Int64, tag: Int32)] = []
+        fireTimers.forEach { out.append(($0, $1, 0)) }
+        cleanupTimers.forEach { out.append(($0, $1, 1)) }
+        return out
+    }
 
     @inlinable
     public func processElement(_ value: IN, timestamp: Int64) throws {

@@ -170,7 +170,13 @@ public struct DataStream<T> {
     public func sinkTo<S: Sink>(_ sink: S, name: String = "Sink", parallelism: Int? = nil) -> DataStreamSink where S.Input == T {
         let opFactory: OperatorFactory = { ctx, _ in
             let writer = try sink.createWriter(SinkInitContext(subtaskIndex: ctx.subtaskIndex, parallelism: ctx.parallelism))
-            return OperatorInstance.oneInput(SinkOperator(writer: writer), metrics: ctx.metrics)
+            let instance = OperatorInstance.oneInput(SinkOperator(writer: writer), metrics: ctx.metrics)
+            if let transactional = writer as? any CheckpointedSinkWriter {
+                try transactional.initializeState(ctx.restored?.operatorStates ?? [])
+                instance.snapshotOperatorState = { id in try transactional.snapshotState(checkpointId: id) }
+                instance.notifyCheckpointComplete = { id in try transactional.notifyCheckpointComplete(id) }
+            }
+            return instance
         }
         let id = environment.addNode(name: name, parallelism: parallelism, inputs: edges(),
                                      outputOps: .make(Void.self), kind: .oneInput(opFactory))

@@ -21,6 +21,16 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
     public var chainingEnabled = true
     /// Records a source reads from one split before turning to the next.
     public var sourceChunkSize = 256
+    /// Checkpointing (off when nil): see `enableCheckpointing`.
+    public var checkpointConfig: CheckpointConfig?
+    /// A checkpoint to resume from: sources continue at its positions, operators get their state.
+    public var restoreFrom: CompletedCheckpoint?
+
+    /// Takes a checkpoint every `interval` (nil: only when asked, `JobClient.triggerCheckpoint`,
+    /// and the final one when a bounded job ends) and hands each completed one to `store`.
+    public func enableCheckpointing(_ interval: Duration?, store: any CompletedCheckpointStore = InMemoryCheckpointStore()) {
+        checkpointConfig = CheckpointConfig(interval: interval, store: store)
+    }
 
     @usableFromInline var nodes: [StreamNode] = []
 
@@ -61,7 +71,8 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
             }
         }
         let id = addNode(name: name, parallelism: parallelism, inputs: [], outputOps: .make(S.Element.self),
-                         kind: .source(factory, enumerate: { p in try source.createSplits(parallelism: p).map { $0 as Any } }))
+                         kind: .source(factory, enumerate: { p in try source.createSplits(parallelism: p).map { $0 as Any } },
+                                       decodeSplits: { encoded in try encoded.map { try StateCodec.decode(S.Split.self, from: $0) as Any } }))
         return DataStream(environment: self, node: id)
     }
 
@@ -107,7 +118,8 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
                                autoWatermarkIntervalMillis: Timestamps.milliseconds(autoWatermarkInterval),
                                clock: clock, batchSize: bufferSize, channelCapacity: channelCapacity,
                                chainingEnabled: chainingEnabled, sourceChunkSize: sourceChunkSize,
-                               bufferTimeoutNanos: UInt64(max(0, Timestamps.milliseconds(bufferTimeout))) * 1_000_000)
+                               bufferTimeoutNanos: UInt64(max(0, Timestamps.milliseconds(bufferTimeout))) * 1_000_000,
+                               checkpoint: checkpointConfig, restore: restoreFrom)
         return try JobRun(jobName: jobName, nodes: nodes, config: config)
     }
 

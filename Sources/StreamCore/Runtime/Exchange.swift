@@ -1,10 +1,13 @@
-/// What travels between tasks: records with their timestamp, watermarks, watermark status, and
-/// the end of a producer's partition.
+/// What travels between tasks: records with their timestamp, watermarks, watermark status,
+/// checkpoint barriers, and the end of a producer's partition.
 @usableFromInline
 enum StreamElement<T> {
     case record(T, Int64)
     case watermark(Int64)
     case status(WatermarkStatus)
+    /// Checkpoint barrier N: always the last element of its batch, so a consumer that aligns can
+    /// stop taking batches from the channel right after it.
+    case barrier(Int64)
     case endOfPartition
 }
 
@@ -43,6 +46,14 @@ class AnyInputGate: @unchecked Sendable {
     @exclusivity(unchecked) @usableFromInline var queuedElements = 0
     @exclusivity(unchecked) @usableFromInline var peakQueuedElements = 0
     @exclusivity(unchecked) @usableFromInline var producerWaits = 0
+    /// Channels that delivered the barrier being aligned: not read until alignment ends. Only the
+    /// consumer's thread touches it.
+    @exclusivity(unchecked) @usableFromInline var blocked: [Bool]
+    @exclusivity(unchecked) @usableFromInline var blockedCount = 0
+    /// Set by the consumer task: barrier `id` arrived on `channel` (which is now blocked).
+    @exclusivity(unchecked) @usableFromInline var onBarrier: (Int64, Int) throws -> Void = { _, _ in }
+    /// Set by the consumer task: a channel ended (alignment may be complete now).
+    @exclusivity(unchecked) @usableFromInline var onChannelEnded: () throws -> Void = {}
     let consumerName: String
     let subtask: Int
 
@@ -51,6 +62,7 @@ class AnyInputGate: @unchecked Sendable {
          consumerName: String, subtask: Int) {
         self.consumer = consumer
         self.producers = Array(repeating: nil, count: channels)
+        self.blocked = Array(repeating: false, count: channels)
         self.channelCount = channels
         self.inputIndex = inputIndex
         self.channelCapacity = capacity
@@ -60,6 +72,20 @@ class AnyInputGate: @unchecked Sendable {
     }
 
     @usableFromInline var isFinished: Bool { endedChannels == channelCount }
+
+    /// Marks `channel` as having delivered the barrier being aligned.
+    @usableFromInline
+    func block(_ channel: Int) {
+        if !blocked[channel] { blocked[channel] = true; blockedCount += 1 }
+    }
+
+    /// Ends alignment: every channel is read again.
+    func unblockAll() {
+        guard blockedCount > 0 else { return }
+        for i in blocked.indices { blocked[i] = false }
+        blockedCount = 0
+        consumer.unpark()
+    }
 
     /// Processes up to `maxBatches` queued batches; returns how many it processed.
     func processAvailable(maxBatches: Int) throws -> Int { preconditionFailure("abstract") }
@@ -164,7 +190,7 @@ final class InputGate<T>: AnyInputGate, @unchecked Sendable {
             var channel = -1
             for i in 0..<channelCount {
                 let c = (cursor + i) % channelCount
-                if counts[c] > 0 {
+                if counts[c] > 0, blockedCount == 0 || !blocked[c] {
                     cursor = (c + 1) % channelCount
                     channel = c
                     break
@@ -206,6 +232,8 @@ protocol PartitionWriter: AnyObject {
     var isDrained: Bool { get }
     /// Appends end-of-partition on every channel (shipped by later `ship(partial: true)` calls).
     func endPartition() throws
+    /// Appends checkpoint barrier `id` on every channel and closes each channel's batch after it.
+    func emitBarrier(_ id: Int64) throws
 }
 
 /// Flags shared by the writers of one task: set when one of them holds output back, so the task
@@ -363,6 +391,17 @@ final class ExchangeWriter<T>: PartitionWriter {
     @usableFromInline
     func endPartition() throws {
         try broadcast(.endOfPartition)
+    }
+
+    /// The barrier ends its batch on every channel: sent now, or held back behind earlier batches.
+    @usableFromInline
+    func emitBarrier(_ id: Int64) throws {
+        for t in gates.indices {
+            let n = fills[t]
+            (storages[t] + n).initialize(to: .barrier(id))
+            fills[t] = n &+ 1
+            shipFull(t)
+        }
     }
 
     /// This writer as an operator output.

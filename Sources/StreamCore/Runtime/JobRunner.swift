@@ -1,4 +1,7 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Configuration of a run, captured when the job starts.
 struct RunConfig {
@@ -10,6 +13,8 @@ struct RunConfig {
     let chainingEnabled: Bool
     let sourceChunkSize: Int
     let bufferTimeoutNanos: UInt64
+    let checkpoint: CheckpointConfig?
+    let restore: CompletedCheckpoint?
 }
 
 /// Turns the logical graph into chains of operators, one task per chain and subtask, and runs the
@@ -44,6 +49,11 @@ final class JobRun: @unchecked Sendable {
     private var slotCPUNanos: [UInt64] = []
     private var startNanos: UInt64 = 0
     private var endNanos: UInt64 = 0
+    /// Set when checkpointing is on.
+    private(set) var coordinator: CheckpointCoordinator?
+    /// (chain head, subtask) → task number, for acknowledgements.
+    private var taskIds: [Int: [Int]] = [:]
+    private var triggerThread: NativeThread?
 
     init(jobName: String, nodes: [StreamNode], config: RunConfig) throws {
         self.jobName = jobName
@@ -118,9 +128,44 @@ final class JobRun: @unchecked Sendable {
 
     // MARK: running
 
+    /// The operator's identity in checkpoints: stable for the same job code.
+    func operatorId(_ n: StreamNode) -> String { "\(n.id)-\(n.name)" }
+
     func start() throws {
+        try validateRestore()
         for n in nodes {
-            if case .source(_, let enumerate) = n.kind { splitsBySource[n.id] = try enumerate(n.parallelism) }
+            if case .source(_, let enumerate, let decode) = n.kind {
+                if let restore = config.restore {
+                    // Resume the splits the checkpoint recorded, not a fresh enumeration.
+                    let states = restore.operators.filter { $0.operatorId == operatorId(n) }.sorted { $0.subtask < $1.subtask }
+                    splitsBySource[n.id] = try decode(states.flatMap { $0.sourceSplits ?? [] })
+                } else {
+                    splitsBySource[n.id] = try enumerate(n.parallelism)
+                }
+            }
+        }
+        var nextTask = 0
+        for head in heads {
+            taskIds[head.id] = (0..<head.parallelism).map { _ in defer { nextTask += 1 }; return nextTask }
+        }
+        if let cp = config.checkpoint {
+            let c = CheckpointCoordinator(config: cp, jobName: jobName, maxParallelism: config.maxParallelism,
+                                          taskCount: nextTask, clock: config.clock,
+                                          firstId: (config.restore?.id ?? 0) + 1)
+            c.wake = { [parkers] in for p in parkers { p.unpark() } }
+            c.fail = { [weak self] error in self?.fail(error) }
+            coordinator = c
+            if let interval = cp.interval {
+                let millis = max(1, Timestamps.milliseconds(interval))
+                let parker = Parker()
+                triggerThread = NativeThread(name: "checkpoint-trigger") { [weak self] in
+                    while let self, !c.isStopped, !self.cancelled.load(ordering: .relaxed) {
+                        parker.park(timeoutMillis: millis)
+                        if c.isStopped || self.cancelled.load(ordering: .relaxed) { break }
+                        c.trigger()
+                    }
+                }
+            }
         }
         startNanos = monotonicNanos()
         slotCPUNanos = Array(repeating: 0, count: parkers.count)
@@ -133,7 +178,38 @@ final class JobRun: @unchecked Sendable {
 
     func cancel() {
         cancelled.store(true, ordering: .releasing)
+        coordinator?.stop()
         for p in parkers { p.unpark() }
+    }
+
+    /// The checkpoint to restore must fit this job: same max parallelism, and every operator with
+    /// state still in the job.
+    private func validateRestore() throws {
+        guard let restore = config.restore else { return }
+        guard restore.maxParallelism == config.maxParallelism else {
+            throw CheckpointError("checkpoint \(restore.id) was taken with max parallelism \(restore.maxParallelism) but the job has \(config.maxParallelism): key groups would not match; set env.maxParallelism = \(restore.maxParallelism)")
+        }
+        let known = Set(nodes.map(operatorId))
+        let unknown = Set(restore.operators.filter { s in
+            !s.keyedState.isEmpty || s.operatorState != nil || !(s.sourceSplits ?? []).isEmpty
+        }.map(\.operatorId)).subtracting(known)
+        guard unknown.isEmpty else {
+            throw CheckpointError("checkpoint \(restore.id) holds state of operators this job does not have: \(unknown.sorted().joined(separator: ", ")); the job graph changed (operators are identified by position and name)")
+        }
+    }
+
+    /// What subtask `subtask` of `n` takes over from the checkpoint: the key groups it owns from
+    /// every old subtask, and the operator state of old subtasks `i` with `i % parallelism == subtask`.
+    private func restoredState(_ n: StreamNode, subtask: Int) -> RestoredState? {
+        guard let restore = config.restore else { return nil }
+        let states = restore.operators.filter { $0.operatorId == operatorId(n) }.sorted { $0.subtask < $1.subtask }
+        var r = RestoredState(checkpointId: restore.id)
+        if let range = KeyGroupRangeAssignment.keyGroupRange(maxParallelism: config.maxParallelism,
+                                                             parallelism: n.parallelism, operatorIndex: subtask) {
+            r.keyGroups = states.flatMap { $0.keyedState.filter { range.contains($0.keyGroup) } }
+        }
+        r.operatorStates = states.filter { $0.subtask % n.parallelism == subtask }.compactMap(\.operatorState)
+        return r
     }
 
     private func fail(_ error: any Error) {
@@ -150,6 +226,8 @@ final class JobRun: @unchecked Sendable {
 
     func join() throws -> JobExecutionResult {
         for t in threads { t.join() }
+        coordinator?.stop()
+        triggerThread?.join()
         endNanos = monotonicNanos()
         let (failure, summaries) = stateLock.withLock { (self.failure, self.summaries) }
         if let failure {
@@ -188,6 +266,16 @@ final class JobRun: @unchecked Sendable {
 
         let processingTime: ProcessingTimeService
         let backpressure = OutputBackpressure()
+        /// Number of this task in acknowledgements; -1 without checkpointing.
+        var taskId = -1
+        var coordinator: CheckpointCoordinator?
+        var operatorId: (StreamNode) -> String = { _ in "" }
+        /// Last barrier this task took a snapshot for, and last completion it passed on.
+        var lastBarrier: CheckpointId = 0
+        var lastNotified: CheckpointId = 0
+        /// The barrier being aligned and how many channels delivered it.
+        var aligning: CheckpointId = 0
+        var arrived = 0
         var writers: [PartitionWriter] = []
         /// Post-order: consumers before producers; the head last.
         var instances: [(node: StreamNode, instance: OperatorInstance)] = []
@@ -220,6 +308,13 @@ final class JobRun: @unchecked Sendable {
                 }
                 return progress
             case .running:
+                if let c = coordinator {
+                    try notifyIfCompleted(c)
+                    if source != nil {
+                        let t = c.triggered.load(ordering: .acquiring)
+                        if t > lastBarrier { try checkpoint(t); progress = true }
+                    }
+                }
                 let clock = processingTime.clock
                 if let due = processingTime.nextDueTime, clock.currentTimeMillis() >= due {
                     try processingTime.fireDue(now: clock.currentTimeMillis())
@@ -257,6 +352,52 @@ final class JobRun: @unchecked Sendable {
             phase = .draining
         }
 
+        /// Takes this task's snapshot for checkpoint `id`: source positions, every chained operator's
+        /// state (sinks pre-commit here), then sends barrier `id` downstream and acknowledges.
+        func checkpoint(_ id: CheckpointId) throws {
+            guard let c = coordinator, id > lastBarrier else { return }
+            lastBarrier = id
+            let start = monotonicNanos()
+            var states: [OperatorSubtaskState] = []
+            if let src = source {
+                var st = OperatorSubtaskState(operatorId: operatorId(src.node), subtask: src.metrics.subtaskIndex,
+                                              parallelism: src.node.parallelism)
+                st.sourceSplits = try src.run.snapshotSplits()
+                states.append(st)
+            }
+            for (node, inst) in instances.reversed() { states.append(try inst.snapshot(id, operatorId: operatorId(node))) }
+            if phase == .running { for w in writers { try w.emitBarrier(id) } }
+            c.acknowledge(id, task: taskId, states: states, pauseNanos: monotonicNanos() &- start)
+        }
+
+        /// Passes a completed checkpoint on to the chain's operators (sinks commit).
+        func notifyIfCompleted(_ c: CheckpointCoordinator) throws {
+            let done = c.completed.load(ordering: .acquiring)
+            guard done > lastNotified else { return }
+            lastNotified = done
+            for (_, inst) in instances.reversed() { try inst.checkpointComplete(done) }
+        }
+
+        /// Barrier `id` arrived on a channel of one of this task's gates (which blocked it).
+        func barrierArrived(_ id: CheckpointId) throws {
+            if id <= lastBarrier {
+                for g in gates { g.unblockAll() }   // stale: nothing to align
+                return
+            }
+            if id > aligning { aligning = id; arrived = 0 }
+            arrived += 1
+            try checkAligned()
+        }
+
+        /// Alignment ends when every channel that has not ended delivered the barrier.
+        func checkAligned() throws {
+            guard aligning > lastBarrier else { return }
+            let open = gates.reduce(0) { $0 + $1.channelCount - $1.endedChannels }
+            guard arrived >= open else { return }
+            for g in gates { g.unblockAll() }
+            try checkpoint(aligning)
+        }
+
         /// Sends partly filled batches as far as channels have room (latency when idle).
         func ship(partial: Bool) throws -> Bool {
             var shipped = false
@@ -273,8 +414,19 @@ final class JobRun: @unchecked Sendable {
             for head in heads {
                 let task = TaskRunner(processingTime: ProcessingTimeService(clock: clock))
                 tasks.append(task)
+                if let c = coordinator {
+                    task.coordinator = c
+                    task.taskId = taskIds[head.id]![slot]
+                    task.operatorId = { [unowned self] in self.operatorId($0) }
+                }
                 try instantiate(head, subtask: slot, task: task)
                 if let byInput = gates[head.id]?[slot] { task.gates = byInput.keys.sorted().map { byInput[$0]! } }
+                if task.coordinator != nil {
+                    for g in task.gates {
+                        g.onBarrier = { [unowned task] id, _ in try task.barrierArrived(id) }
+                        g.onChannelEnded = { [unowned task] in try task.checkAligned() }
+                    }
+                }
             }
             for task in tasks { for (_, inst) in task.instances { try inst.open() } }
             var lastShipped = monotonicNanos()
@@ -290,9 +442,27 @@ final class JobRun: @unchecked Sendable {
                 var allFinished = true
                 for task in tasks where task.phase != .finished {
                     if try task.step() { progress = true }
-                    if task.phase != .finished { allFinished = false }
+                    if task.phase != .finished {
+                        allFinished = false
+                    } else if let c = task.coordinator {
+                        c.taskFinished(task.taskId)
+                    }
                 }
-                if allFinished { break }
+                if let c = coordinator {
+                    // Finished tasks still take part: they acknowledge with their final state and
+                    // pass completions on, until the final checkpoint has completed.
+                    let t = c.triggered.load(ordering: .acquiring)
+                    for task in tasks where task.phase == .finished {
+                        if t > task.lastBarrier { try task.checkpoint(t); progress = true }
+                        try task.notifyIfCompleted(c)
+                    }
+                    if allFinished, c.finalCompleted.load(ordering: .acquiring) {
+                        for task in tasks { try task.notifyIfCompleted(c) }
+                        break
+                    }
+                } else if allFinished {
+                    break
+                }
                 if progress { continue }
                 var shipped = false
                 for task in tasks { if try task.ship(partial: true) { shipped = true } }
@@ -361,9 +531,10 @@ final class JobRun: @unchecked Sendable {
         let output = n.outputOps.makeOutput(main, sideOutputs, metrics)
         let context = NodeContext(operatorName: n.name, subtaskIndex: subtask, parallelism: n.parallelism,
                                   maxParallelism: config.maxParallelism, processingTime: task.processingTime,
-                                  autoWatermarkIntervalMillis: config.autoWatermarkIntervalMillis, metrics: metrics)
+                                  autoWatermarkIntervalMillis: config.autoWatermarkIntervalMillis, metrics: metrics,
+                                  restored: n.isSource ? nil : restoredState(n, subtask: subtask))
         switch n.kind {
-        case .source(let factory, _):
+        case .source(let factory, _, _):
             let all = splitsBySource[n.id] ?? []
             let mine = all.indices.filter { $0 % n.parallelism == subtask }.map { all[$0] }
             let env = SourceTaskEnvironment(autoWatermarkIntervalMillis: config.autoWatermarkIntervalMillis,
@@ -403,4 +574,31 @@ public final class JobClient: Sendable {
 
     /// Blocks until the job ends.
     public func waitForResult() throws -> JobExecutionResult { try run.join() }
+
+    /// Takes a checkpoint now and waits until it is complete (stored); returns its id.
+    @discardableResult
+    public func triggerCheckpoint(savepoint: Bool = false) throws -> CheckpointId {
+        guard let c = run.coordinator else {
+            throw CheckpointError("checkpointing is off: call env.enableCheckpointing(...) before executeAsync()")
+        }
+        var id: CheckpointId?
+        while id == nil {
+            if c.isStopped { throw CheckpointError("the job has ended; no checkpoint was taken") }
+            id = c.trigger(savepoint: savepoint)
+            if id == nil { usleep(1_000) }   // one is in progress
+        }
+        guard c.waitFor(id!) else { throw CheckpointError("the job ended before checkpoint \(id!) completed") }
+        return id!
+    }
+
+    /// Figures of the checkpoints completed so far.
+    public var checkpointStats: [CheckpointStats] { run.coordinator?.stats ?? [] }
+
+    /// Takes a savepoint, then cancels the job (Flink's stop-with-savepoint); returns its id.
+    public func stopWithSavepoint() throws -> CheckpointId {
+        let id = try triggerCheckpoint(savepoint: true)
+        run.cancel()
+        _ = try? run.join()
+        return id
+    }
 }

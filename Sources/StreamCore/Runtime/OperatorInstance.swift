@@ -76,6 +76,30 @@ public final class OperatorInstance {
     public func close() { closeFn() }
     public var leftover: Leftover { leftoverFn() }
 
+    // MARK: checkpoints (cold paths: set by the factories that know the operator's state)
+
+    /// The operator's keyed state and timers by key group.
+    public var snapshotKeyedState: (() throws -> [KeyGroupState])?
+    /// The operator's non-keyed state (a sink writer's transactions) at barrier `id`.
+    public var snapshotOperatorState: ((CheckpointId) throws -> [UInt8]?)?
+    /// Checkpoint `id` completed.
+    public var notifyCheckpointComplete: ((CheckpointId) throws -> Void)?
+
+    /// This subtask's state for checkpoint `id`.
+    func snapshot(_ id: CheckpointId, operatorId: String) throws -> OperatorSubtaskState {
+        var state = OperatorSubtaskState(operatorId: operatorId, subtask: metrics.subtaskIndex, parallelism: metrics.parallelism)
+        do {
+            if let f = snapshotKeyedState { state.keyedState = try f() }
+            if let f = snapshotOperatorState { state.operatorState = try f(id) }
+        } catch { throw wrapFailure(error, metrics, key: nil) }
+        return state
+    }
+
+    func checkpointComplete(_ id: CheckpointId) throws {
+        guard let f = notifyCheckpointComplete else { return }
+        do { try f(id) } catch { throw wrapFailure(error, metrics, key: nil) }
+    }
+
     /// A non-keyed one-input operator.
     @inlinable
     public static func oneInput<Op: OneInputStreamOperator>(_ op: Op, metrics: OperatorMetrics) -> OperatorInstance {
@@ -117,11 +141,13 @@ public final class OperatorInstance {
                 } catch { throw wrapFailure(error, metrics, key: describeKey(backend.currentKey)) }
             },
             status: { s in try op.processWatermarkStatus(s) })
-        return OperatorInstance(
+        let instance = OperatorInstance(
             inputs: [input], metrics: metrics, open: { try op.open() },
             endInput: { _ in try op.endInput() }, finish: { try op.finish() },
             close: { op.close(); keyed.backend.dispose() },
             leftover: { keyed.leftover })
+        instance.snapshotKeyedState = { try keyed.snapshotKeyGroups() }
+        return instance
     }
 
     /// A two-input operator, optionally keyed (both selectors given).
@@ -165,11 +191,13 @@ public final class OperatorInstance {
             },
             watermark: { try onWatermark($0, 2) },
             status: { try onStatus($0, 2) })
-        return OperatorInstance(
+        let instance = OperatorInstance(
             inputs: [input1, input2], metrics: metrics, open: { try op.open() },
             endInput: { try op.endInput($0) }, finish: { try op.finish() },
             close: { op.close(); keyed?.backend.dispose() },
             leftover: { keyed?.leftover ?? Leftover() })
+        if let keyed { instance.snapshotKeyedState = { try keyed.snapshotKeyGroups() } }
+        return instance
     }
 }
 

@@ -76,6 +76,13 @@ final class SourceLoop<S: Source> {
         states.removeAll()
     }
 
+    /// The unfinished splits with the position of their next record, for a checkpoint. Finished
+    /// splits are left out: a restored job does not read them again.
+    @usableFromInline
+    func snapshotSplits() throws -> [[UInt8]] {
+        try states.map { try StateCodec.encode($0.reader.currentSplit()) }
+    }
+
     @usableFromInline
     func drain() throws {
         guard !pending.changes.isEmpty else { return }
@@ -167,6 +174,7 @@ struct SourceInstance {
     @usableFromInline let step: () throws -> Bool
     @usableFromInline let isEnded: () -> Bool
     @usableFromInline let close: () -> Void
+    @usableFromInline let snapshotSplits: () throws -> [[UInt8]]
 
     @inlinable
     init<S: Source>(_ loop: SourceLoop<S>) {
@@ -175,5 +183,8 @@ struct SourceInstance {
         }
         isEnded = { loop.ended }
         close = { loop.close() }
+        snapshotSplits = {
+            do { return try loop.snapshotSplits() } catch { throw wrapFailure(error, loop.metrics, key: nil) }
+        }
     }
 }

@@ -7,6 +7,8 @@ public struct NodeContext {
     public let processingTime: ProcessingTimeService
     public let autoWatermarkIntervalMillis: Int64
     public let metrics: OperatorMetrics
+    /// The state this subtask restores from a checkpoint, if the job was started from one.
+    public let restored: RestoredState?
 
     public func runtimeContext(keyedStateStore: KeyedStateStore?) -> RuntimeContext {
         RuntimeContext(operatorName: operatorName, subtaskIndex: subtaskIndex, parallelism: parallelism,
@@ -55,7 +57,8 @@ struct StreamEdge: @unchecked Sendable {
 @usableFromInline
 final class StreamNode: @unchecked Sendable {
     @usableFromInline enum Kind {
-        case source(SourceFactory, enumerate: @Sendable (Int) throws -> [Any])
+        case source(SourceFactory, enumerate: @Sendable (Int) throws -> [Any],
+                    decodeSplits: @Sendable ([[UInt8]]) throws -> [Any])
         case oneInput(OperatorFactory)
         case twoInput(OperatorFactory)
     }

@@ -71,8 +71,12 @@ public final class TypeOps: @unchecked Sendable {
                             case .emitStatus(let st): try target.emitWatermarkStatus(st)
                             }
                         }
+                    case .barrier(let id):
+                        gate.block(channel)
+                        try gate.onBarrier(id, channel)
                     case .endOfPartition:
                         gate.endedChannels += 1
+                        try gate.onChannelEnded()
                         if gate.isFinished { try onEnded() }
                     }
                 }

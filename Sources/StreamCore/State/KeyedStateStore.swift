@@ -19,6 +19,10 @@ protocol StateColumn: AnyObject {
     var liveEntries: Int { get }
     /// Removes every entry (or element) whose TTL has run out; returns how many keys were affected.
     func removeExpired(now: Int64)
+    /// The value held in `slot` (with its TTL stamps), encoded for a checkpoint; nil when none.
+    func snapshotEntry(slot: Int) throws -> [UInt8]?
+    /// Sets the current key's value from a checkpoint entry.
+    func restoreEntry(_ bytes: [UInt8]) throws
 }
 
 /// The key-independent half of a keyed state backend: the dense slot of the current key, how many
@@ -31,6 +35,8 @@ public class KeyedStateStore {
     @exclusivity(unchecked) @usableFromInline final var slotRefs: [Int32] = []
     public let clock: any ProcessingTimeClock
     @exclusivity(unchecked) @usableFromInline var columns: [String: any StateColumn] = [:]
+    /// Restored entries of states the operator has not registered yet; applied when it does.
+    final var deferredRestores: [String: (any StateColumn) throws -> Void] = [:]
 
     /// Creates the slot of the current key; set by the typed backend with code specialized for its
     /// key type.
@@ -66,6 +72,7 @@ public class KeyedStateStore {
         }
         let c = make()
         columns[name] = c
+        if let restore = deferredRestores.removeValue(forKey: name) { try restore(c) }
         return c
     }
 
@@ -206,4 +213,51 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
 
     /// Keys that hold a value in at least one state.
     public var keys: [K] { slotKeys.compactMap { $0 } }
+}
+
+/// One key's state in a checkpoint: state name → encoded entry.
+struct KeyedEntry<K: Codable>: Codable {
+    var key: K
+    var states: [String: [UInt8]]
+}
+
+extension KeyedStateBackend {
+    /// Every key's state, grouped by key group (Flink's key-grouped snapshot), encoded.
+    func snapshotKeyGroups() throws -> [Int: [UInt8]] {
+        var byGroup: [Int: [KeyedEntry<K>]] = [:]
+        let names = columns.keys.sorted()
+        for slot in slotKeys.indices {
+            guard let key = slotKeys[slot] else { continue }
+            var states: [String: [UInt8]] = [:]
+            for name in names {
+                if let bytes = try columns[name]!.snapshotEntry(slot: slot) { states[name] = bytes }
+            }
+            guard !states.isEmpty else { continue }
+            let group = KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: maxParallelism)
+            byGroup[group, default: []].append(KeyedEntry(key: key, states: states))
+        }
+        return try byGroup.mapValues { try StateCodec.encode($0) }
+    }
+
+    /// Restores the entries of `groups` (encoded by `snapshotKeyGroups`); states the operator has
+    /// not registered yet are restored when it registers them.
+    func restoreKeyGroups(_ encoded: [[UInt8]]) throws {
+        var waiting: [String: [(K, [UInt8])]] = [:]
+        for bytes in encoded {
+            for entry in try StateCodec.decode([KeyedEntry<K>].self, from: bytes) {
+                setCurrentKey(entry.key)
+                for (name, value) in entry.states {
+                    if let column = columns[name] { try column.restoreEntry(value) } else { waiting[name, default: []].append((entry.key, value)) }
+                }
+            }
+        }
+        for (name, entries) in waiting {
+            deferredRestores[name] = { [unowned self] column in
+                for (key, value) in entries {
+                    self.setCurrentKey(key)
+                    try column.restoreEntry(value)
+                }
+            }
+        }
+    }
 }

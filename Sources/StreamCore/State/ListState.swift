@@ -123,4 +123,29 @@ public final class ListState<T: Codable>: StateColumn {
         guard let ttl else { return }
         for s in lists.indices where lists[s] != nil { _ = purge(slot: s, ttl: ttl, now: now) }
     }
+
+    @usableFromInline struct Snapshot: Codable {
+        var values: [T]
+        var stamps: [Int64]?
+    }
+
+    @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
+        guard slot < lists.count, let list = lists[slot], !list.isEmpty else { return nil }
+        return try StateCodec.encode(Snapshot(values: list, stamps: ttl == nil ? nil : stamps[slot]))
+    }
+
+    @usableFromInline func restoreEntry(_ bytes: [UInt8]) throws {
+        let snap = try StateCodec.decode(Snapshot.self, from: bytes)
+        guard !snap.values.isEmpty else { return }
+        let s = prepareWrite()
+        if lists[s] == nil {
+            live += 1
+            store.retain(s)
+        }
+        lists[s] = snap.values
+        if ttl != nil {
+            let now = store.clock.currentTimeMillis()
+            stamps[s] = snap.stamps ?? Array(repeating: now, count: snap.values.count)
+        }
+    }
 }

@@ -1,7 +1,7 @@
 /// A map per key (Flink's `MapState`). With TTL every entry expires on its own.
 public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
     @usableFromInline
-    struct Entry {
+    struct Entry: Codable {
         @usableFromInline var value: UV
         @usableFromInline var stamp: Int64
         @usableFromInline init(value: UV, stamp: Int64) { self.value = value; self.stamp = stamp }
@@ -166,5 +166,28 @@ public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
     func removeExpired(now: Int64) {
         guard let ttl else { return }
         for s in maps.indices where maps[s] != nil { purge(slot: s, ttl: ttl, now: now) }
+    }
+
+    /// Entries as (key, entry) pairs: dictionary keys need not be strings.
+    @usableFromInline struct Snapshot: Codable {
+        var keys: [UK]
+        var entries: [Entry]
+    }
+
+    @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
+        guard slot < maps.count, let m = maps[slot], !m.isEmpty else { return nil }
+        return try StateCodec.encode(Snapshot(keys: Array(m.keys), entries: Array(m.values)))
+    }
+
+    @usableFromInline func restoreEntry(_ bytes: [UInt8]) throws {
+        let snap = try StateCodec.decode(Snapshot.self, from: bytes)
+        guard snap.keys.count == snap.entries.count, !snap.keys.isEmpty else { return }
+        let s = store.slotForWrite()
+        if s >= maps.count { maps.append(contentsOf: repeatElement(nil, count: s + 1 - maps.count)) }
+        if maps[s] == nil {
+            live += 1
+            store.retain(s)
+        }
+        maps[s] = Dictionary(uniqueKeysWithValues: zip(snap.keys, snap.entries))
     }
 }

@@ -19,6 +19,8 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     @exclusivity(unchecked) @usableFromInline var perSlot: UnsafeMutablePointer<Int32>
     @exclusivity(unchecked) @usableFromInline var perSlotCapacity: Int
     @exclusivity(unchecked) @usableFromInline var live = 0
+    /// Bumped when entries come or go (a snapshot's grouping by slot stays valid until then).
+    @exclusivity(unchecked) @usableFromInline var version: UInt64 = 0
 
     init(name: String, store: KeyedStateStore) {
         self.name = name
@@ -109,6 +111,7 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         let i = table.find(slot: Int32(truncatingIfNeeded: slot), namespace)
         guard i >= 0 else { return nil }
         let value = table.remove(at: i)
+        version &+= 1
         perSlot[slot] &-= 1
         if perSlot[slot] == 0 {
             live -= 1
@@ -124,9 +127,39 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         }
     }
 
+    // MARK: checkpoints
+
+    @usableFromInline struct Snapshot: Codable {
+        var namespaces: [Int64]
+        var values: [V]
+    }
+
+    /// The table grouped by slot, built once per snapshot (the backend asks slot by slot).
+    @usableFromInline var snapshotCache: (version: UInt64, bySlot: [Int: Snapshot])?
+
+    @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
+        guard entryCount(slot: slot) > 0 else { return nil }
+        if snapshotCache?.version != version {
+            var bySlot: [Int: Snapshot] = [:]
+            try forEachEntry { s, ns, v in
+                bySlot[s, default: Snapshot(namespaces: [], values: [])].namespaces.append(ns)
+                bySlot[s]!.values.append(v)
+            }
+            snapshotCache = (version, bySlot)
+        }
+        guard let snap = snapshotCache?.bySlot[slot] else { return nil }
+        return try StateCodec.encode(snap)
+    }
+
+    @usableFromInline func restoreEntry(_ bytes: [UInt8]) throws {
+        let snap = try StateCodec.decode(Snapshot.self, from: bytes)
+        for (ns, v) in zip(snap.namespaces, snap.values) { put(ns, v) }
+    }
+
     @usableFromInline
     func insertNew(slot s: Int, _ namespace: Int64, _ value: V) {
         table.insert(slot: Int32(truncatingIfNeeded: s), namespace, value)
+        version &+= 1
         if s >= perSlotCapacity { growPerSlot(s) }
         if perSlot[s] == 0 {
             live += 1

@@ -114,6 +114,31 @@ public final class TimeSortedListState<T: Codable>: StateColumn {
     }
 }
 
+extension TimeSortedListState {
+    @usableFromInline struct Snapshot: Codable {
+        var timestamps: [Int64]
+        var values: [T]
+    }
+
+    @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
+        guard let r = rows[slot], !r.isEmpty else { return nil }
+        return try StateCodec.encode(Snapshot(timestamps: Array(r.timestamps[r.head...]), values: Array(r.values[r.head...])))
+    }
+
+    @usableFromInline func restoreEntry(_ bytes: [UInt8]) throws {
+        let snap = try StateCodec.decode(Snapshot.self, from: bytes)
+        for (t, v) in zip(snap.timestamps, snap.values) { add(v, timestamp: t) }
+    }
+
+    /// Calls `body` with every key slot that has rows and its earliest timestamp (to rebuild
+    /// per-key cleanup times after a restore).
+    public func forEachKeySlot(_ body: (Int, Int64) throws -> Void) rethrows {
+        for s in rows.indices {
+            if let r = rows[s], !r.isEmpty { try body(s, r.timestamps[r.head]) }
+        }
+    }
+}
+
 extension TimeSortedListState.Rows {
     /// The first live index whose timestamp is `>= t`.
     @inlinable

@@ -1,7 +1,7 @@
 /// One value per key (Flink's `ValueState`). `nil` means no value; `update(nil)` clears.
 public final class ValueState<T: Codable>: StateColumn {
     @usableFromInline
-    struct Entry {
+    struct Entry: Codable {
         @usableFromInline var value: T
         @usableFromInline var stamp: Int64
         @usableFromInline init(value: T, stamp: Int64) { self.value = value; self.stamp = stamp }
@@ -125,6 +125,22 @@ public final class ValueState<T: Codable>: StateColumn {
         for s in entries.indices {
             if let e = entries[s], ttl.isExpired(lastAccess: e.stamp, now: now) { clearSlot(s) }
         }
+    }
+
+    @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
+        guard let e = entries[slot] else { return nil }
+        return try StateCodec.encode(e)
+    }
+
+    @usableFromInline func restoreEntry(_ bytes: [UInt8]) throws {
+        let e = try StateCodec.decode(Entry.self, from: bytes)
+        let s = store.slotForWrite()
+        entries.ensure(s)
+        if entries[s] == nil {
+            live += 1
+            store.retain(s)
+        }
+        entries[s] = e
     }
 }
 

@@ -1,0 +1,128 @@
+/// Checkpoint ids count up from 1 within a job's checkpoint directory.
+public typealias CheckpointId = Int64
+
+/// Something told when a checkpoint completed or was given up (Flink's `CheckpointListener`).
+/// Called on the task's thread, between records.
+public protocol CheckpointListener: AnyObject {
+    /// Checkpoint `id` is complete: its manifest is durable. Commit what was pre-committed for it
+    /// (and for any earlier id whose notification was missed).
+    func notifyCheckpointComplete(_ id: CheckpointId) throws
+    /// Checkpoint `id` will not complete. What was pre-committed for it stays pending: the next
+    /// completed checkpoint covers it.
+    func notifyCheckpointAborted(_ id: CheckpointId)
+}
+
+extension CheckpointListener {
+    public func notifyCheckpointAborted(_ id: CheckpointId) {}
+}
+
+/// A sink writer that takes part in checkpoints (what Flink's `TwoPhaseCommitSinkFunction` and
+/// Sink V2's stateful, committing writers do). The runtime calls, on the writer's task thread:
+/// - `initializeState` once before the first record: with the state of the checkpoint the job
+///   restores from (one entry per writer of the previous run that hands state to this subtask —
+///   several after a change of parallelism), or with `[]` on a fresh start;
+/// - `snapshotState` when barrier `id` has reached the writer: everything written before the barrier
+///   must be pre-committed (flushed, durable, not yet visible); returns the writer's state for the
+///   checkpoint (e.g. its pending transactions);
+/// - `notifyCheckpointComplete` once checkpoint `id` is durable.
+public protocol CheckpointedSinkWriter: SinkWriter, CheckpointListener {
+    func initializeState(_ restored: [[UInt8]]) throws
+    func snapshotState(checkpointId: CheckpointId) throws -> [UInt8]
+}
+
+import Foundation
+
+/// How snapshot entries are encoded. One place, so the encoding can change without touching the
+/// state classes.
+@usableFromInline
+enum StateCodec {
+    @usableFromInline
+    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        return Array(try encoder.encode(value))
+    }
+
+    @usableFromInline
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        try JSONDecoder().decode(type, from: Data(bytes))
+    }
+}
+
+/// The keyed state of one key group of one operator: entries per key and timers.
+public struct KeyGroupState: Codable, Sendable, Equatable {
+    public var keyGroup: Int
+    /// Encoded `[KeyedEntry<K>]`.
+    public var entries: [UInt8]
+    /// Encoded `[TimerEntry<K>]`.
+    public var timers: [UInt8]
+}
+
+/// The state of one operator subtask in a checkpoint.
+public struct OperatorSubtaskState: Codable, Sendable {
+    /// The operator's identity in the job graph (stable for the same job code).
+    public var operatorId: String
+    public var subtask: Int
+    public var parallelism: Int
+    public var keyedState: [KeyGroupState] = []
+    /// Non-keyed state (a sink's pending transactions); handed to subtask `i % newParallelism` on
+    /// restore.
+    public var operatorState: [UInt8]?
+    /// A source's unfinished splits with their positions, each encoded on its own so they can be
+    /// redistributed; nil for operators.
+    public var sourceSplits: [[UInt8]]?
+
+    public init(operatorId: String, subtask: Int, parallelism: Int) {
+        self.operatorId = operatorId
+        self.subtask = subtask
+        self.parallelism = parallelism
+    }
+}
+
+/// A checkpoint every task acknowledged.
+public struct CompletedCheckpoint: Codable, Sendable {
+    public let id: CheckpointId
+    public let jobName: String
+    public let maxParallelism: Int
+    public let timestampMillis: Int64
+    public var isSavepoint: Bool
+    public var operators: [OperatorSubtaskState]
+}
+
+/// Where completed checkpoints go. The runtime calls `store` on the coordinator thread before it
+/// tells any task the checkpoint completed.
+public protocol CompletedCheckpointStore: AnyObject, Sendable {
+    func store(_ checkpoint: CompletedCheckpoint) throws
+}
+
+/// Keeps completed checkpoints in memory (tests, and the default when no directory is set).
+public final class InMemoryCheckpointStore: CompletedCheckpointStore, @unchecked Sendable {
+    private let lock = NSLock()
+    private var all: [CompletedCheckpoint] = []
+    public init() {}
+    public func store(_ checkpoint: CompletedCheckpoint) throws { lock.withLock { all.append(checkpoint) } }
+    public var checkpoints: [CompletedCheckpoint] { lock.withLock { all } }
+    public var latest: CompletedCheckpoint? { lock.withLock { all.last } }
+}
+
+/// Checkpointing of a job (Flink's `CheckpointConfig`).
+public struct CheckpointConfig: Sendable {
+    /// Time between the start of one checkpoint and the next; nil: only on demand
+    /// (`JobClient.triggerCheckpoint`) and at the end of a bounded job.
+    public var interval: Duration?
+    public var store: any CompletedCheckpointStore
+    public init(interval: Duration?, store: any CompletedCheckpointStore) {
+        self.interval = interval
+        self.store = store
+    }
+}
+
+/// What an operator subtask gets back on restore.
+public struct RestoredState: Sendable {
+    public var checkpointId: CheckpointId
+    /// Keyed state of the key groups this subtask owns.
+    public var keyGroups: [KeyGroupState] = []
+    /// Operator state of the old subtasks this one takes over.
+    public var operatorStates: [[UInt8]] = []
+    /// A source's splits (nil: the operator is not a source, or it had no state).
+    public var sourceSplits: [[UInt8]]?
+}

@@ -1,0 +1,166 @@
+import Synchronization
+
+/// A checkpoint could not be taken or the job could not be restored: the message says why.
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ message: String) { description = message }
+}
+
+/// Flink's checkpoint coordinator, for one run: numbers checkpoints, tells source tasks to inject
+/// barrier N (they poll `triggered`), collects every task's acknowledgement with its state, hands
+/// the completed checkpoint to the store, and only then publishes `completed` so tasks notify their
+/// sinks. One checkpoint at a time. Finished tasks acknowledge from their slot with their final
+/// state; when every task has finished, a final checkpoint commits what the sinks wrote last.
+final class CheckpointCoordinator: @unchecked Sendable {
+    struct Pending {
+        let id: CheckpointId
+        let isSavepoint: Bool
+        let startNanos: UInt64
+        var acks: [Int: [OperatorSubtaskState]] = [:]
+        var maxPauseNanos: UInt64 = 0
+    }
+
+    let config: CheckpointConfig
+    let jobName: String
+    let maxParallelism: Int
+    let taskCount: Int
+    let clock: any ProcessingTimeClock
+    /// Latest checkpoint whose barriers sources must inject.
+    let triggered = Atomic<Int64>(0)
+    /// Latest checkpoint the store holds.
+    let completed = Atomic<Int64>(0)
+    /// Set when the final checkpoint (after every task finished) has completed.
+    let finalCompleted = Atomic<Bool>(false)
+    private let lock = ConditionLock()
+    private var nextId: CheckpointId
+    private var pending: Pending?
+    private var finished = Set<Int>()
+    private var finalId: CheckpointId?
+    private var failure: (any Error)?
+    private var stopped = false
+    /// Figures of completed checkpoints, for reports.
+    private var statsList: [CheckpointStats] = []
+    var stats: [CheckpointStats] { lock.withLock { statsList } }
+    var wake: () -> Void = {}
+    var fail: (any Error) -> Void = { _ in }
+
+    init(config: CheckpointConfig, jobName: String, maxParallelism: Int, taskCount: Int,
+         clock: any ProcessingTimeClock, firstId: CheckpointId) {
+        self.config = config
+        self.jobName = jobName
+        self.maxParallelism = maxParallelism
+        self.taskCount = taskCount
+        self.clock = clock
+        self.nextId = firstId
+    }
+
+    /// Starts checkpoint `nextId` unless one is in progress; returns its id.
+    @discardableResult
+    func trigger(savepoint: Bool = false) -> CheckpointId? {
+        let id: CheckpointId? = lock.withLock {
+            guard pending == nil, !stopped, finalId == nil else { return nil }
+            let id = nextId
+            nextId += 1
+            pending = Pending(id: id, isSavepoint: savepoint, startNanos: monotonicNanos())
+            return id
+        }
+        guard let id else { return nil }
+        triggered.store(id, ordering: .releasing)
+        wake()
+        return id
+    }
+
+    /// Task `task` (a chain head and subtask) has taken its snapshot for `id`.
+    func acknowledge(_ id: CheckpointId, task: Int, states: [OperatorSubtaskState], pauseNanos: UInt64 = 0) {
+        var complete: Pending?
+        lock.withLock {
+            guard var p = pending, p.id == id, p.acks[task] == nil else { return }
+            p.acks[task] = states
+            p.maxPauseNanos = max(p.maxPauseNanos, pauseNanos)
+            if p.acks.count == taskCount {
+                complete = p
+                pending = nil
+            } else {
+                pending = p
+            }
+        }
+        if let p = complete { finish(p) }
+    }
+
+    private func finish(_ p: Pending) {
+        let checkpoint = CompletedCheckpoint(
+            id: p.id, jobName: jobName, maxParallelism: maxParallelism, timestampMillis: clock.currentTimeMillis(),
+            isSavepoint: p.isSavepoint, operators: p.acks.keys.sorted().flatMap { p.acks[$0]! })
+        do {
+            try config.store.store(checkpoint)
+        } catch {
+            lock.withLock { failure = error; lock.signal() }
+            fail(CheckpointError("checkpoint \(p.id) could not be stored: \(error)"))
+            return
+        }
+        let isFinal = lock.withLock { () -> Bool in
+            let bytes = checkpoint.operators.reduce(0) { total, op in
+                total + op.keyedState.reduce(0) { $0 + $1.entries.count + $1.timers.count }
+                    + (op.operatorState?.count ?? 0) + (op.sourceSplits ?? []).reduce(0) { $0 + $1.count }
+            }
+            statsList.append(CheckpointStats(id: p.id, durationNanos: monotonicNanos() &- p.startNanos,
+                                             maxTaskPauseNanos: p.maxPauseNanos, stateBytes: bytes))
+            return p.id == finalId
+        }
+        completed.store(p.id, ordering: .releasing)
+        if isFinal { finalCompleted.store(true, ordering: .releasing) }
+        lock.withLock { lock.signal() }
+        wake()
+        // Every task finished while this one ran: now the final checkpoint.
+        triggerFinalIfDue()
+    }
+
+    /// Task `task` has finished (its input ended and its output drained).
+    func taskFinished(_ task: Int) {
+        lock.withLock { _ = finished.insert(task) }
+        triggerFinalIfDue()
+    }
+
+    private func triggerFinalIfDue() {
+        let id: CheckpointId? = lock.withLock {
+            guard finished.count == taskCount, finalId == nil, pending == nil, !stopped else { return nil }
+            let id = nextId
+            nextId += 1
+            finalId = id
+            pending = Pending(id: id, isSavepoint: false, startNanos: monotonicNanos())
+            return id
+        }
+        guard let id else { return }
+        triggered.store(id, ordering: .releasing)
+        wake()
+    }
+
+    /// Blocks until checkpoint `id` completed (true) or the run stopped or failed (false).
+    func waitFor(_ id: CheckpointId) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        while completed.load(ordering: .acquiring) < id {
+            if stopped || failure != nil { return false }
+            lock.wait(timeoutMillis: 50)
+        }
+        return true
+    }
+
+    /// The run ended: no more checkpoints.
+    func stop() {
+        lock.withLock { stopped = true; lock.signal() }
+    }
+
+    var isStopped: Bool { lock.withLock { stopped } }
+}
+
+/// Figures of one completed checkpoint.
+public struct CheckpointStats: Sendable, Equatable {
+    public let id: CheckpointId
+    /// From trigger until the store had it.
+    public let durationNanos: UInt64
+    /// The longest time one task spent taking its snapshot (its processing paused meanwhile).
+    public let maxTaskPauseNanos: UInt64
+    /// Encoded state, before compression.
+    public let stateBytes: Int
+}
