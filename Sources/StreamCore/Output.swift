@@ -78,11 +78,26 @@ public final class Output<T>: AnyOutput {
 /// event-time timer that fired), as Flink's `TimestampedCollector` does.
 public final class Collector<T> {
     @usableFromInline let output: Output<T>
+    /// Where the timestamp lives: a plain cell, so that operators in other modules set it per record
+    /// without a dynamic exclusivity check (which `@exclusivity(unchecked)` on a stored property of
+    /// this generic class did not remove from their inlined code).
+    @usableFromInline let timestampCell: UnsafeMutablePointer<Int64>
+
     /// The timestamp `collect(_:)` gives records: set by the operator that owns the collector.
-    @exclusivity(unchecked) public var timestamp: Int64 = Timestamps.none
+    @inlinable
+    public var timestamp: Int64 {
+        get { timestampCell.pointee }
+        set { timestampCell.pointee = newValue }
+    }
 
     @inlinable
-    public init(_ output: Output<T>) { self.output = output }
+    public init(_ output: Output<T>) {
+        self.output = output
+        timestampCell = .allocate(capacity: 1)
+        timestampCell.initialize(to: Timestamps.none)
+    }
+
+    deinit { timestampCell.deallocate() }
 
     @inlinable
     public func collect(_ value: T) throws { try output.collect(value, timestamp: timestamp) }

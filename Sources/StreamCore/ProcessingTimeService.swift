@@ -56,36 +56,46 @@ struct BinaryHeap<Element: Comparable> {
 
     @inlinable init() {}
 
-    @usableFromInline var peek: Element? { storage.first }
-    @usableFromInline var count: Int { storage.count }
-    @usableFromInline var isEmpty: Bool { storage.isEmpty }
+    @inlinable var peek: Element? { storage.first }
+    @inlinable var count: Int { storage.count }
+    @inlinable var isEmpty: Bool { storage.isEmpty }
 
+    /// Sift-up with a hole (one move per level, no swaps), over raw storage.
     @inlinable
     mutating func push(_ e: Element) {
         storage.append(e)
-        var i = storage.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            if storage[i] < storage[parent] { storage.swapAt(i, parent); i = parent } else { break }
+        storage.withUnsafeMutableBufferPointer { h in
+            var i = h.count - 1
+            while i > 0 {
+                let parent = (i - 1) / 2
+                guard e < h[parent] else { break }
+                h[i] = h[parent]
+                i = parent
+            }
+            h[i] = e
         }
     }
 
+    /// Takes the minimum; the last element sifts down from the root with a hole.
     @inlinable
     mutating func pop() -> Element? {
-        guard !storage.isEmpty else { return nil }
-        storage.swapAt(0, storage.count - 1)
-        let top = storage.removeLast()
-        var i = 0
-        let n = storage.count
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < n, storage[l] < storage[m] { m = l }
-            if r < n, storage[r] < storage[m] { m = r }
-            if m == i { break }
-            storage.swapAt(i, m)
-            i = m
+        guard let last = storage.popLast() else { return nil }
+        if storage.isEmpty { return last }
+        return storage.withUnsafeMutableBufferPointer { h in
+            let top = h[0]
+            let n = h.count
+            var i = 0
+            while true {
+                let l = 2 * i + 1
+                if l >= n { break }
+                let r = l + 1
+                let m = r < n && h[r] < h[l] ? r : l
+                guard h[m] < last else { break }
+                h[i] = h[m]
+                i = m
+            }
+            h[i] = last
+            return top
         }
-        return top
     }
 }

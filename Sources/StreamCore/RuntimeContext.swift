@@ -70,6 +70,12 @@ public final class RuntimeContext {
     public func getMapState<UK, UV>(_ d: MapStateDescriptor<UK, UV>) throws -> MapState<UK, UV> {
         try store("MapState '\(d.name)'").getMapState(d)
     }
+    public func getNamespacedState<V>(_ d: NamespacedStateDescriptor<V>) throws -> NamespacedValueState<V> {
+        try store("NamespacedValueState '\(d.name)'").getNamespacedState(d)
+    }
+    public func getTimeSortedListState<T>(_ d: TimeSortedListStateDescriptor<T>) throws -> TimeSortedListState<T> {
+        try store("TimeSortedListState '\(d.name)'").getTimeSortedListState(d)
+    }
     public func getReducingState<T>(_ d: ReducingStateDescriptor<T>) throws -> ReducingState<T> {
         try store("ReducingState '\(d.name)'").getReducingState(d)
     }

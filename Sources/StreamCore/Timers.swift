@@ -204,6 +204,41 @@ public final class KeyedContext<K: StreamKey> {
         return service
     }
 
+    /// Adds event-time timers an operator keeps itself (`SlotTimerBuckets`, `SlotTimerHeap`):
+    /// `advance` runs on every watermark advance, after `currentWatermark` is set and in order with
+    /// the timer services; `pending` counts them for leak reports. For checkpoints, `snapshot` lists
+    /// them as (key slot, time, operator's tag), stored by key group under `name`; on restore (call
+    /// this after registering the operator's state, which restores first) `restore` gets each back
+    /// with the key's slot here. Operators that rebuild their timers from their state pass neither.
+    public func addEventTimeTimers(
+        name: String, advance: @escaping (Int64) throws -> Void, pending: @escaping () -> Int,
+        snapshot: @escaping () throws -> [(slot: Int, time: Int64, tag: Int32)] = { [] },
+        restore: @escaping (_ slot: Int, _ time: Int64, _ tag: Int32) throws -> Void = { _, _, _ in }
+    ) throws {
+        advancers.append((name, advance, { (pending(), 0) }))
+        timerSnapshots.append((name, { [unowned self] in try self.encodeSlotTimers(snapshot()) }))
+        if let restored = pendingTimerRestores.removeValue(forKey: name) {
+            for bytes in restored {
+                for e in try StateCodec.decode([SlotTimerEntry<K>].self, from: bytes) {
+                    backend.setCurrentKey(e.key)
+                    let slot = backend.currentKeySlot
+                    if slot >= 0 { try restore(slot, e.time, e.tag) }
+                }
+            }
+        }
+    }
+
+    /// Operator-kept timers grouped by the key group of their slot's key, encoded.
+    func encodeSlotTimers(_ timers: [(slot: Int, time: Int64, tag: Int32)]) throws -> [Int: [UInt8]] {
+        var byGroup: [Int: [SlotTimerEntry<K>]] = [:]
+        for t in timers {
+            guard t.slot < backend.slotKeys.count, let key = backend.slotKeys[t.slot] else { continue }
+            byGroup[KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: backend.maxParallelism), default: []]
+                .append(SlotTimerEntry(key: key, time: t.time, tag: t.tag))
+        }
+        return try byGroup.mapValues { try StateCodec.encode($0) }
+    }
+
     /// Fires the event-time timers of every service up to `watermark`.
     public func advanceWatermark(_ watermark: Int64) throws {
         currentWatermark = watermark
@@ -214,6 +249,13 @@ public final class KeyedContext<K: StreamKey> {
     public var pendingTimers: (eventTime: Int, processingTime: Int) {
         advancers.reduce((0, 0)) { acc, a in let c = a.counts(); return (acc.0 + c.0, acc.1 + c.1) }
     }
+}
+
+/// An operator-kept timer in a checkpoint.
+struct SlotTimerEntry<K: Codable>: Codable {
+    var key: K
+    var time: Int64
+    var tag: Int32
 }
 
 /// A timer in a checkpoint.

@@ -30,6 +30,12 @@ extension ProcessJoinFunction {
 /// inputs run one symmetric code path with the bounds negated for the right side; rows wait in
 /// per-key buffers by timestamp and are removed once the watermark passes them by the bound; a row
 /// whose timestamp is behind the watermark is late and dropped (or sent to that side's late output).
+///
+/// Each side's rows are a `TimeSortedListState` (per key, sorted by timestamp): a row is appended,
+/// the other side's matching rows are one binary search and a contiguous run. Instead of a timer per
+/// row, each key and side has one pending cleanup time, that of its earliest row, in a heap of
+/// (time, slot): when the watermark reaches it, every row of the key whose cleanup time has passed
+/// goes — the rows Flink's per-row timers remove at that watermark.
 public final class IntervalJoinOperator<K: StreamKey, L: Codable, R: Codable, F: ProcessJoinFunction>: TwoInputStreamOperator
 where F.Left == L, F.Right == R {
     public typealias Out = F.Output
@@ -40,17 +46,39 @@ where F.Left == L, F.Right == R {
     @usableFromInline let upper: Int64
     @usableFromInline let leftLate: OutputTag<L>?
     @usableFromInline let rightLate: OutputTag<R>?
-    @usableFromInline let leftBuffer: MapState<Int64, [BufferEntry<L>]>
-    @usableFromInline let rightBuffer: MapState<Int64, [BufferEntry<R>]>
+    @usableFromInline let leftBuffer: TimeSortedListState<L>
+    @usableFromInline let rightBuffer: TimeSortedListState<R>
+    @usableFromInline let keyed: KeyedContext<K>
     @usableFromInline let collector: Collector<F.Output>
     @usableFromInline let lateDropped: Counter
-    @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, Side>!
+    @exclusivity(unchecked) @usableFromInline var leftCleanup = CleanupQueue()
+    @exclusivity(unchecked) @usableFromInline var rightCleanup = CleanupQueue()
+    @exclusivity(unchecked) @usableFromInline var currentWatermark = Int64.min
 
     public enum Side: Hashable, Sendable, Codable { case left, right }
 
-    public struct BufferEntry<T: Codable>: Codable {
-        public let value: T
-        @inlinable public init(value: T) { self.value = value }
+    /// One side's pending cleanups: per key slot the cleanup time of its earliest row, and a heap of
+    /// (time, slot) in which the entry with that time is current and others are stale.
+    @usableFromInline
+    struct CleanupQueue {
+        @usableFromInline var heap = SlotTimerHeap()
+        @usableFromInline var scheduled: [Int64] = []
+        @usableFromInline var keys = 0
+        @usableFromInline init() {}
+
+        /// The key in `slot` has a new earliest row, cleaned up at `time`.
+        @inlinable
+        mutating func schedule(slot: Int, time: Int64) {
+            if slot >= scheduled.count { scheduled.append(contentsOf: repeatElement(Int64.min, count: slot + 1 - scheduled.count)) }
+            let current = scheduled[slot]
+            if current == Int64.min {
+                keys += 1
+            } else if current <= time {
+                return
+            }
+            scheduled[slot] = time
+            heap.push(slot: slot, time: time)
+        }
     }
 
     @inlinable
@@ -68,13 +96,21 @@ where F.Left == L, F.Right == R {
         self.upper = hi
         self.leftLate = leftLateData
         self.rightLate = rightLateData
-        self.leftBuffer = try setup.runtime.getMapState(MapStateDescriptor<Int64, [BufferEntry<L>]>("join-left"))
-        self.rightBuffer = try setup.runtime.getMapState(MapStateDescriptor<Int64, [BufferEntry<R>]>("join-right"))
+        self.leftBuffer = try setup.runtime.getTimeSortedListState(TimeSortedListStateDescriptor<L>("join-left"))
+        self.rightBuffer = try setup.runtime.getTimeSortedListState(TimeSortedListStateDescriptor<R>("join-right"))
+        self.keyed = setup.keyed
         self.collector = Collector(setup.output)
         self.lateDropped = setup.runtime.metrics.counter("numLateRecordsDropped")
-        self.timers = setup.keyed.timerService(
-            name: "join-cleanup", namespace: Side.self,
-            onEventTime: { [unowned self] t in self.cleanup(t.namespace, t.timestamp) }, onProcessingTime: { _ in })
+        try setup.keyed.addEventTimeTimers(
+            name: "join-cleanup", advance: { [unowned self] wm in self.advance(to: wm) },
+            pending: { [unowned self] in self.leftCleanup.keys + self.rightCleanup.keys })
+        // After a restore the buffers are back: their cleanup times follow from their earliest rows.
+        leftBuffer.forEachKeySlot { slot, earliest in
+            leftCleanup.schedule(slot: slot, time: Self.cleanupTime(earliest, relativeUpper: self.upper))
+        }
+        rightBuffer.forEachKeySlot { slot, earliest in
+            rightCleanup.schedule(slot: slot, time: Self.cleanupTime(earliest, relativeUpper: -self.lower))
+        }
     }
 
     public func open() throws { try function.open(runtime) }
@@ -91,38 +127,74 @@ where F.Left == L, F.Right == R {
                     side: .right, late: rightLate) { r, l, rts, lts in (l, r, lts, rts) }
     }
 
+    /// When a row at `ts` of a side whose matches lie up to `relativeUpper` after it is cleaned up:
+    /// once no row of the other side that is not late can match it (Flink's timer time, saturating).
+    @inlinable
+    static func cleanupTime(_ ts: Int64, relativeUpper: Int64) -> Int64 {
+        guard relativeUpper > 0 else { return ts }
+        let (t, overflow) = ts.addingReportingOverflow(relativeUpper)
+        return overflow ? Int64.max : t
+    }
+
     /// The one code path for both sides: buffer our row, join it with the other side's rows in
     /// `[ts + relativeLower, ts + relativeUpper]`, schedule its cleanup.
     @inlinable
     func process<Our: Codable, Their: Codable>(
-        _ value: Our, _ ts: Int64, ours: MapState<Int64, [BufferEntry<Our>]>, theirs: MapState<Int64, [BufferEntry<Their>]>,
+        _ value: Our, _ ts: Int64, ours: TimeSortedListState<Our>, theirs: TimeSortedListState<Their>,
         relativeLower: Int64, relativeUpper: Int64, side: Side, late: OutputTag<Our>?,
         pair: (Our, Their, Int64, Int64) -> (L, R, Int64, Int64)
     ) throws {
         guard ts != Timestamps.none else { throw WindowError.noTimestamp }
-        if ts < timers.currentWatermark {
+        if ts < currentWatermark {
             if let late { try output.collect(late, value, timestamp: ts) } else { lateDropped.inc() }
             return
         }
-        ours.modify(ts, initial: []) { $0.append(BufferEntry(value: value)) }
-        let from = ts &+ relativeLower, to = ts &+ relativeUpper
-        try theirs.forEach { theirTs, entries in
-            guard theirTs >= from, theirTs <= to else { return }
-            for entry in entries {
-                let (l, r, lts, rts) = pair(value, entry.value, ts, theirTs)
-                collector.timestamp = max(lts, rts)
-                try function.processElement(l, r, JoinContext(leftTimestamp: lts, rightTimestamp: rts), collector)
+        if ours.add(value, timestamp: ts) {
+            let slot = keyed.backend.currentKeySlot
+            let time = Self.cleanupTime(ts, relativeUpper: relativeUpper)
+            switch side {
+            case .left: leftCleanup.schedule(slot: slot, time: time)
+            case .right: rightCleanup.schedule(slot: slot, time: time)
             }
         }
-        let cleanupTime = relativeUpper > 0 ? ts &+ relativeUpper : ts
-        timers.registerEventTimeTimer(namespace: side, time: cleanupTime)
+        let collector = self.collector, function = self.function
+        try theirs.forEach(from: ts &+ relativeLower, through: ts &+ relativeUpper) { theirValue, theirTs in
+            let (l, r, lts, rts) = pair(value, theirValue, ts, theirTs)
+            collector.timestamp = max(lts, rts)
+            try function.processElement(l, r, JoinContext(leftTimestamp: lts, rightTimestamp: rts), collector)
+        }
+    }
+
+    /// Drops, for every key whose earliest cleanup time the watermark reached, the rows whose
+    /// cleanup time it reached.
+    @inlinable
+    func advance(to wm: Int64) {
+        currentWatermark = wm
+        Self.clean(&leftCleanup, leftBuffer, relativeUpper: upper, watermark: wm)
+        Self.clean(&rightCleanup, rightBuffer, relativeUpper: -lower, watermark: wm)
     }
 
     @inlinable
-    func cleanup(_ side: Side, _ timerTs: Int64) {
-        switch side {
-        case .left: leftBuffer.remove(upper <= 0 ? timerTs : timerTs &- upper)
-        case .right: rightBuffer.remove(lower <= 0 ? timerTs &+ lower : timerTs)
+    static func clean<T>(_ queue: inout CleanupQueue, _ buffer: TimeSortedListState<T>, relativeUpper: Int64, watermark wm: Int64) {
+        // Rows at `ts <= bound` have `cleanupTime(ts) <= wm`.
+        let bound: Int64
+        if wm == Int64.max || relativeUpper <= 0 {
+            bound = wm
+        } else {
+            let (b, overflow) = wm.subtractingReportingOverflow(relativeUpper)
+            bound = overflow ? Int64.min : b
+        }
+        while let time = queue.heap.nextTime, time <= wm {
+            let (_, slot) = queue.heap.pop()!
+            guard queue.scheduled[slot] == time else { continue }   // stale: an earlier row came later
+            if let earliest = buffer.removeRows(slot: slot, through: bound) {
+                let next = cleanupTime(earliest, relativeUpper: relativeUpper)
+                queue.scheduled[slot] = next
+                queue.heap.push(slot: slot, time: next)
+            } else {
+                queue.scheduled[slot] = Int64.min
+                queue.keys -= 1
+            }
         }
     }
 }

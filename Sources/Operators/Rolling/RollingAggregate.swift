@@ -27,9 +27,23 @@ public struct CountSumMinMax<Input>: RollingAggregate {
     public struct Accumulator: Codable, Sendable {
         public var count: Int64 = 0
         public var sum: Int64 = 0
-        /// Value → multiplicity, so min and max survive retraction.
-        public var values: [Int64: Int64] = [:]
+        /// The values in ascending order, repeats included (a multiset: min and max survive
+        /// retraction). A sorted array beats a hashed multiset at the sizes a range holds: an
+        /// insertion or retraction is a binary search and a short move, min and max are its ends.
+        public var sortedValues: [Int64] = []
         @inlinable public init() {}
+
+        /// The first index whose value is `>= v` (`> v` when `after`).
+        @inlinable
+        func index(of v: Int64, after: Bool) -> Int {
+            var lo = 0, hi = sortedValues.count
+            while lo < hi {
+                let mid = (lo &+ hi) >> 1
+                let x = sortedValues[mid]
+                if x < v || (after && x == v) { lo = mid &+ 1 } else { hi = mid }
+            }
+            return lo
+        }
     }
 
     public struct Result: Sendable, Equatable, CustomStringConvertible {
@@ -54,18 +68,23 @@ public struct CountSumMinMax<Input>: RollingAggregate {
         let v = field(value)
         acc.count += 1
         acc.sum += v
-        acc.values[v, default: 0] += 1
+        if let last = acc.sortedValues.last, v < last {
+            acc.sortedValues.insert(v, at: acc.index(of: v, after: true))
+        } else {
+            acc.sortedValues.append(v)
+        }
     }
 
     @inlinable public func retract(_ acc: inout Accumulator, _ value: Input) {
         let v = field(value)
         acc.count -= 1
         acc.sum -= v
-        if let n = acc.values[v] { acc.values[v] = n > 1 ? n - 1 : nil }
+        let i = acc.index(of: v, after: false)
+        if i < acc.sortedValues.count, acc.sortedValues[i] == v { acc.sortedValues.remove(at: i) }
     }
 
     @inlinable public func result(_ acc: Accumulator) -> Result {
-        Result(count: acc.count, sum: acc.sum, min: acc.values.keys.min(), max: acc.values.keys.max())
+        Result(count: acc.count, sum: acc.sum, min: acc.sortedValues.first, max: acc.sortedValues.last)
     }
 }
 

@@ -1,16 +1,14 @@
 import StreamCore
 
-/// A timer of the slicing operator: fire the window ending at `end`, or drop a slice.
-public enum SliceTimer: Hashable, Sendable, Codable {
-    case fire(windowEnd: Int64)
-    case cleanup(sliceStart: Int64)
-}
-
 /// Sliding event-time windows without redundant work (as Flink SQL's sliced window aggregation):
 /// a record updates the one slice `[s, s + slide)` it falls in, and a window is the merge of its
 /// `size / slide` slices when it fires. The results, their timestamps, lateness re-firing, purging
 /// and late side output are exactly those of `WindowOperator`; only the accumulator must be
 /// mergeable (associative), which `AggregateFunction.merge` and `reduce` are.
+///
+/// Slices live in one flat table keyed by (key slot, slice start); a window's fire timer is the
+/// key's slot in the list of the window's `end - 1`, a slice's cleanup timer likewise (see
+/// `SlotTimerBuckets`), so a record that opens no slice touches one table entry and nothing else.
 public final class SlicingWindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInputStreamOperator {
     public let output: Output<OUT>
     @usableFromInline let size: Int64
@@ -21,8 +19,16 @@ public final class SlicingWindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: O
     @usableFromInline let logic: WindowLogic<K, IN, ACC, OUT>
     @usableFromInline let keyed: KeyedContext<K>
     @usableFromInline let runtime: RuntimeContext
-    @usableFromInline let slices: MapState<Int64, ACC>
-    @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, SliceTimer>!
+    @usableFromInline let slices: NamespacedValueState<ACC>
+    /// Fire timers at `end - 1`; cleanup timers of slices at `start + size - 1 + L`.
+    @exclusivity(unchecked) @usableFromInline var fireTimers = SlotTimerBuckets()
+    @exclusivity(unchecked) @usableFromInline var cleanupTimers = SlotTimerBuckets()
+    @exclusivity(unchecked) @usableFromInline var currentWatermark = Int64.min
+    /// Per key slot, a bound on the starts of its slices (the latest created since it had none).
+    @exclusivity(unchecked) @usableFromInline var latestSlice: [Int64] = []
+    /// The last slice computed: records mostly fall in the same one (no division).
+    @exclusivity(unchecked) @usableFromInline var cachedStart: Int64 = 1
+    @exclusivity(unchecked) @usableFromInline var cachedEnd: Int64 = 0
     @usableFromInline let context: WindowContext
     @usableFromInline let collector: Collector<OUT>
     @usableFromInline let lateDropped: Counter
@@ -46,20 +52,35 @@ public final class SlicingWindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: O
         self.logic = logic
         self.keyed = setup.keyed
         self.runtime = setup.runtime
-        self.slices = try setup.runtime.getMapState(MapStateDescriptor<Int64, ACC>("window-slices"))
+        self.slices = try setup.runtime.getNamespacedState(NamespacedStateDescriptor<ACC>("window-slices"))
         self.context = WindowContext(processingTime: setup.keyed.processingTime, output: setup.output)
         self.collector = Collector(setup.output)
         self.lateDropped = setup.runtime.metrics.counter("numLateRecordsDropped")
-        self.timers = setup.keyed.timerService(
-            name: "slice-timers", namespace: SliceTimer.self,
-            onEventTime: { [unowned self] t in try self.onTimer(t.namespace, t.timestamp) },
-            onProcessingTime: { _ in })
+        try setup.keyed.addEventTimeTimers(
+            name: "slice-timers", advance: { [unowned self] wm in try self.advance(to: wm) },
+            pending: { [unowned self] in self.fireTimers.count + self.cleanupTimers.count },
+            snapshot: { [unowned self] in self.timersSnapshot() },
+            restore: { [unowned self] slot, time, tag in
+                if tag == 0 { self.fireTimers.add(slot: slot, time: time) } else { self.cleanupTimers.add(slot: slot, time: time) }
+            })
+        // After a restore: the bound on each key's slice starts, from the restored slices.
+        slices.forEachEntry { slot, start, _ in
+            if slot >= latestSlice.count { latestSlice.append(contentsOf: repeatElement(Int64.min, count: slot + 1 - latestSlice.count)) }
+            latestSlice[slot] = max(latestSlice[slot], start)
+        }
+    }
+
+    /// Fire timers (tag 0) and slice cleanup timers (tag 1), for a checkpoint.
+    @usableFromInline
+    func timersSnapshot() -> [(slot: Int, time: Int64, tag: Int32)] {
+        var out: [(slot: Int, time: Int64, tag: Int32)] = []
+        fireTimers.forEach { out.append(($0, $1, 0)) }
+        cleanupTimers.forEach { out.append(($0, $1, 1)) }
+        return out
     }
 
     public func open() throws { try logic.open(runtime) }
     public func close() { logic.close() }
-
-    @inlinable var watermark: Int64 { timers.currentWatermark }
 
     @inlinable
     func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {
@@ -68,10 +89,19 @@ public final class SlicingWindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: O
     }
 
     @inlinable
+    func sliceStart(_ ts: Int64) -> Int64 {
+        if ts >= cachedStart, ts < cachedEnd { return cachedStart }
+        let start = TimeWindow.windowStart(timestamp: ts, offset: offset, size: slide)
+        cachedStart = start
+        cachedEnd = start &+ slide
+        return start
+    }
+
+    @inlinable
     public func processElement(_ value: IN, timestamp ts: Int64) throws {
         guard ts != Timestamps.none else { throw WindowError.noTimestamp }
-        let sliceStart = TimeWindow.windowStart(timestamp: ts, offset: offset, size: slide)
-        let wm = watermark
+        let sliceStart = sliceStart(ts)
+        let wm = currentWatermark
         // The latest window holding the record ends last: if it is late, all of them are.
         let latestEnd = sliceStart &+ size
         if saturatingAdd(latestEnd &- 1, allowedLateness) <= wm {
@@ -80,51 +110,92 @@ public final class SlicingWindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: O
             }
             return
         }
-        let old = slices.get(sliceStart)
-        slices.put(sliceStart, logic.add(old, value))
-        if old == nil {
-            // A new slice: every window ending after it needs its timer; the slice goes when the last
-            // window holding it is past its lateness.
-            var end = sliceStart &+ slide
-            while end <= latestEnd {
-                if end &- 1 > wm { timers.registerEventTimeTimer(namespace: .fire(windowEnd: end), time: end &- 1) }
-                end &+= slide
-            }
-            let cleanup = saturatingAdd(latestEnd &- 1, allowedLateness)
-            if cleanup != Int64.max {
-                timers.registerEventTimeTimer(namespace: .cleanup(sliceStart: sliceStart), time: cleanup)
-            }
-        }
-        // Windows that already fired but are not late fire again at once, latest first (Flink's order).
+        if slices.fold(sliceStart, { logic.add($0, value) }) { onNewSlice(sliceStart, watermark: wm) }
+        // Windows that already fired but are not late fire again at once, latest first (Flink's
+        // order). The earliest-ending window holding the slice ends at `sliceStart + slide`.
+        guard sliceStart &+ slide &- 1 <= wm else { return }
+        let slot = keyed.backend.currentKeySlot
         var start = sliceStart
         while start > ts &- size {
             let maxTs = start &+ size &- 1
-            if maxTs <= wm, saturatingAdd(maxTs, allowedLateness) > wm { try fire(windowEnd: start &+ size) }
+            if maxTs <= wm, saturatingAdd(maxTs, allowedLateness) > wm { try fire(slot: slot, windowEnd: start &+ size) }
             start &-= slide
         }
     }
 
+    /// Timers for a new slice: a fire timer for every window holding it that has none yet (no other
+    /// slice of the key in it) and has not fired; a cleanup timer when the last window holding it is
+    /// past its lateness.
+    @inlinable
+    func onNewSlice(_ s: Int64, watermark wm: Int64) {
+        let slot = keyed.backend.currentKeySlot
+        if slot >= latestSlice.count { latestSlice.append(contentsOf: repeatElement(0, count: slot + 1 - latestSlice.count)) }
+        // Windows ending in (s, s + size] hold the slice. Those ending at or before `p + size` also
+        // hold the nearest earlier slice p, those ending after q the nearest later slice q: they
+        // have their timers.
+        var firstNew = s &+ slide
+        var lastNew = s &+ size
+        if slices.entryCount(slot: slot) > 1 {
+            var p = s &- slide
+            while p > s &- size {
+                if slices.get(slot: slot, p) != nil { firstNew = p &+ size &+ slide; break }
+                p &-= slide
+            }
+            if s < latestSlice[slot] {
+                var q = s &+ slide
+                while q < s &+ size {
+                    if slices.get(slot: slot, q) != nil { lastNew = q; break }
+                    q &+= slide
+                }
+            } else {
+                latestSlice[slot] = s
+            }
+        } else {
+            latestSlice[slot] = s
+        }
+        var end = firstNew
+        while end <= lastNew {
+            if end &- 1 > wm { fireTimers.add(slot: slot, time: end &- 1) }
+            end &+= slide
+        }
+        let cleanup = saturatingAdd(s &+ size &- 1, allowedLateness)
+        if cleanup != Int64.max { cleanupTimers.add(slot: slot, time: cleanup) }
+    }
+
     /// Merges the slices of the window ending at `end` and emits the result, if any slice has data.
-    @usableFromInline
-    func fire(windowEnd end: Int64) throws {
+    @inlinable
+    func fire(slot: Int, windowEnd end: Int64) throws {
         var acc: ACC?
         var s = end &- size
         while s < end {
-            if let a = slices.get(s) { acc = acc.map { logic.merge($0, a) } ?? a }
+            if let a = slices.get(slot: slot, s) { acc = acc.map { logic.merge($0, a) } ?? a }
             s &+= slide
         }
         guard let acc else { return }
-        context.window = TimeWindow(start: end &- size, end: end)
-        context.currentWatermark = watermark
+        context.prepare(window: TimeWindow(start: end &- size, end: end), watermark: currentWatermark)
         collector.timestamp = end &- 1
-        try logic.emit(keyed.currentKey!, context, acc, collector)
+        try logic.emit(keyed.backend.currentKey!, context, acc, collector)
     }
 
-    @usableFromInline
-    func onTimer(_ timer: SliceTimer, _ time: Int64) throws {
-        switch timer {
-        case .fire(let end): try fire(windowEnd: end)
-        case .cleanup(let start): slices.remove(start)
+    /// Fires the windows whose end the watermark passed, then drops the slices past their lateness
+    /// (a slice's cleanup time is never before the fire times of the windows holding it).
+    @inlinable
+    func advance(to wm: Int64) throws {
+        currentWatermark = wm
+        let backend = keyed.backend
+        while let time = fireTimers.nextTime, time <= wm {
+            let (_, slots) = fireTimers.popFirst()
+            for s in slots {
+                backend.setCurrentKey(slot: Int(s))
+                try fire(slot: Int(s), windowEnd: time &+ 1)
+            }
+            fireTimers.recycle(slots)
+        }
+        while let time = cleanupTimers.nextTime, time <= wm {
+            let (_, slots) = cleanupTimers.popFirst()
+            let start = time &- allowedLateness &- size &+ 1
+            for s in slots { slices.remove(slot: Int(s), start) }
+            cleanupTimers.recycle(slots)
         }
     }
 }

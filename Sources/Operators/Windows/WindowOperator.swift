@@ -10,9 +10,9 @@ public struct WindowError: Error, CustomStringConvertible {
 
 /// What a window function sees besides the elements (Flink's `ProcessWindowFunction.Context`).
 public final class WindowContext {
-    public internal(set) var window = TimeWindow(start: 0, end: 0)
+    @exclusivity(unchecked) public internal(set) var window = TimeWindow(start: 0, end: 0)
     /// The operator's watermark when the window fires.
-    public internal(set) var currentWatermark: Int64 = Int64.min
+    @exclusivity(unchecked) public internal(set) var currentWatermark: Int64 = Int64.min
     let processingTime: ProcessingTimeService
     let output: AnyOutput
 
@@ -23,6 +23,13 @@ public final class WindowContext {
     }
 
     public func currentProcessingTime() -> Int64 { processingTime.currentProcessingTime() }
+
+    /// Set by the operator before each firing.
+    @usableFromInline
+    func prepare(window: TimeWindow, watermark: Int64) {
+        self.window = window
+        currentWatermark = watermark
+    }
 
     /// Emits to a side output with the window's timestamp (`end - 1`).
     public func output<S>(_ tag: OutputTag<S>, _ value: S) throws {
@@ -74,6 +81,13 @@ public struct WindowLogic<K: StreamKey, IN, ACC, OUT> {
 /// - a record is dropped from its late windows only; it goes to the late side output (or is counted
 ///   in `numLateRecordsDropped`) only if it is late for all of its windows;
 /// - session windows that touch merge, accumulators merged.
+///
+/// Event-time tumbling and sliding windows take the aligned path (`WindowOperator+Aligned.swift`):
+/// one flat table keyed by (key slot, window end) and per-window-end lists of key slots as timers.
+/// Event-time sessions without allowed lateness take the session path
+/// (`WindowOperator+Sessions.swift`): a key's sessions in one array, one heap entry per session.
+/// The rest (processing time, sessions with lateness) take the general path
+/// (`WindowOperator+General.swift`): a map of windows per key and a timer per (key, window).
 public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInputStreamOperator {
     public let output: Output<OUT>
     @usableFromInline let assigner: WindowAssigner
@@ -82,17 +96,52 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
     @usableFromInline let logic: WindowLogic<K, IN, ACC, OUT>
     @usableFromInline let keyed: KeyedContext<K>
     @usableFromInline let runtime: RuntimeContext
-    @usableFromInline let contents: MapState<TimeWindow, ACC>
-    @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, TimeWindow>!
     @usableFromInline let context: WindowContext
     @usableFromInline let collector: Collector<OUT>
     @usableFromInline let lateDropped: Counter
+
+    @usableFromInline enum Path { case aligned, sessions, general }
+    @usableFromInline let path: Path
+
+    // The aligned path.
+    /// Window size and the step between window starts (the size for tumbling windows), and offset.
+    @usableFromInline let size: Int64
+    @usableFromInline let slide: Int64
+    @usableFromInline let offset: Int64
+    /// Window contents by window end.
+    @usableFromInline let windows: NamespacedValueState<ACC>!
+    /// Fire timers at `end - 1` (which also purge when there is no lateness), cleanup timers at
+    /// `end - 1 + L`.
+    @exclusivity(unchecked) @usableFromInline var fireTimers = SlotTimerBuckets()
+    @exclusivity(unchecked) @usableFromInline var cleanupTimers = SlotTimerBuckets()
+    @exclusivity(unchecked) @usableFromInline var currentWatermark = Int64.min
+    /// The last `[start, start + slide)` computed: records mostly fall in the same one (no division).
+    @exclusivity(unchecked) @usableFromInline var cachedStart: Int64 = 1
+    @exclusivity(unchecked) @usableFromInline var cachedEnd: Int64 = 0
+
+    // The session path (event time, no allowed lateness): see WindowOperator+Sessions.swift.
+    @usableFromInline let sessions: ValueState<[SessionEntry<ACC>]>!
+    @exclusivity(unchecked) @usableFromInline var sessionTimers = SlotTimerHeap()
+    @exclusivity(unchecked) @usableFromInline var sessionCount = 0
+
+    // The general path.
+    @usableFromInline let contents: MapState<TimeWindow, ACC>!
+    @exclusivity(unchecked) @usableFromInline var timers: InternalTimerService<K, TimeWindow>!
     @exclusivity(unchecked) @usableFromInline var scratch: [TimeWindow] = []
     @exclusivity(unchecked) @usableFromInline var sessionScratch: [TimeWindow] = []
 
     @inlinable
-    public init(assigner: WindowAssigner, allowedLateness: Duration = .zero, lateDataTag: OutputTag<IN>? = nil,
-                logic: WindowLogic<K, IN, ACC, OUT>, setup: KeyedOperatorSetup<K, OUT>) throws {
+    public convenience init(assigner: WindowAssigner, allowedLateness: Duration = .zero, lateDataTag: OutputTag<IN>? = nil,
+                            logic: WindowLogic<K, IN, ACC, OUT>, setup: KeyedOperatorSetup<K, OUT>) throws {
+        try self.init(assigner: assigner, allowedLateness: allowedLateness, lateDataTag: lateDataTag, logic: logic,
+                      setup: setup, general: false)
+    }
+
+    /// `general: true` runs tumbling and sliding event-time windows on the general path too (for
+    /// differential tests of the aligned path).
+    @inlinable
+    init(assigner: WindowAssigner, allowedLateness: Duration, lateDataTag: OutputTag<IN>?,
+         logic: WindowLogic<K, IN, ACC, OUT>, setup: KeyedOperatorSetup<K, OUT>, general: Bool) throws {
         let lateness = Timestamps.milliseconds(allowedLateness)
         guard lateness >= 0 else { throw WindowError(description: "allowedLateness must not be negative") }
         guard assigner.isEventTime || lateness == 0 else {
@@ -105,180 +154,75 @@ public final class WindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInput
         self.logic = logic
         self.keyed = setup.keyed
         self.runtime = setup.runtime
-        self.contents = try setup.runtime.getMapState(MapStateDescriptor<TimeWindow, ACC>("window-contents"))
         self.context = WindowContext(processingTime: setup.keyed.processingTime, output: setup.output)
         self.collector = Collector(setup.output)
         self.lateDropped = setup.runtime.metrics.counter("numLateRecordsDropped")
-        self.timers = setup.keyed.timerService(
-            name: "window-timers", namespace: TimeWindow.self,
-            onEventTime: { [unowned self] t in try self.onEventTime(t.namespace, t.timestamp) },
-            onProcessingTime: { [unowned self] t in try self.onProcessingTime(t.namespace, t.timestamp) })
+        switch assigner.kind {
+        case .tumbling(let size, let offset) where assigner.isEventTime && !general:
+            (self.size, self.slide, self.offset) = (size, size, offset)
+            path = .aligned
+        case .sliding(let size, let slide, let offset) where assigner.isEventTime && !general:
+            (self.size, self.slide, self.offset) = (size, slide, offset)
+            path = .aligned
+        case .session(let gap) where assigner.isEventTime && lateness == 0 && !general:
+            (self.size, self.slide, self.offset) = (gap, 0, 0)
+            path = .sessions
+        default:
+            (self.size, self.slide, self.offset) = (0, 0, 0)
+            path = .general
+        }
+        switch path {
+        case .aligned:
+            windows = try setup.runtime.getNamespacedState(NamespacedStateDescriptor<ACC>("window-contents"))
+            (sessions, contents) = (nil, nil)
+            try setup.keyed.addEventTimeTimers(
+                name: "window-timers", advance: { [unowned self] wm in try self.advanceAligned(to: wm) },
+                pending: { [unowned self] in self.fireTimers.count + self.cleanupTimers.count },
+                snapshot: { [unowned self] in self.alignedTimersSnapshot() },
+                restore: { [unowned self] slot, time, tag in
+                    if tag == 0 { self.fireTimers.add(slot: slot, time: time) } else { self.cleanupTimers.add(slot: slot, time: time) }
+                })
+        case .sessions:
+            sessions = try setup.runtime.getState(ValueStateDescriptor<[SessionEntry<ACC>]>("window-contents"))
+            (windows, contents) = (nil, nil)
+            try setup.keyed.addEventTimeTimers(
+                name: "window-timers", advance: { [unowned self] wm in try self.advanceSessions(to: wm) },
+                pending: { [unowned self] in self.sessionCount })
+            rebuildSessionTimers()
+        case .general:
+            (windows, sessions) = (nil, nil)
+            contents = try setup.runtime.getMapState(MapStateDescriptor<TimeWindow, ACC>("window-contents"))
+            timers = setup.keyed.timerService(
+                name: "window-timers", namespace: TimeWindow.self,
+                onEventTime: { [unowned self] t in try self.onEventTime(t.namespace, t.timestamp) },
+                onProcessingTime: { [unowned self] t in try self.onProcessingTime(t.namespace, t.timestamp) })
+        }
     }
 
     public func open() throws { try logic.open(runtime) }
     public func close() { logic.close() }
 
-    @usableFromInline var watermark: Int64 { timers.currentWatermark }
-
-    /// `end - 1 + allowedLateness` (event time, saturating) or `end - 1` (processing time).
-    @inlinable
-    func cleanupTime(_ w: TimeWindow) -> Int64 {
-        guard assigner.isEventTime else { return w.maxTimestamp }
-        let (t, overflow) = w.maxTimestamp.addingReportingOverflow(allowedLateness)
-        return overflow ? Int64.max : t
+    /// Fire timers (tag 0) and cleanup timers (tag 1) of the aligned path, for a checkpoint.
+    @usableFromInline
+    func alignedTimersSnapshot() -> [(slot: Int, time: Int64, tag: Int32)] {
+        var out: [(slot: Int, time: Int64, tag: Int32)] = []
+        fireTimers.forEach { out.append(($0, $1, 0)) }
+        cleanupTimers.forEach { out.append(($0, $1, 1)) }
+        return out
     }
-
-    @inlinable
-    func isWindowLate(_ w: TimeWindow) -> Bool { assigner.isEventTime && cleanupTime(w) <= watermark }
 
     @inlinable
     public func processElement(_ value: IN, timestamp: Int64) throws {
-        let time: Int64
-        if assigner.isEventTime {
-            guard timestamp != Timestamps.none else { throw WindowError.noTimestamp }
-            time = timestamp
-        } else {
-            time = keyed.processingTime.currentProcessingTime()
-        }
-        scratch.removeAll(keepingCapacity: true)
-        assigner.assignWindows(timestamp: time, into: &scratch)
-        var skipped = true
-        if assigner.isMerging {
-            skipped = try addToSession(value, candidate: scratch[0])
-        } else {
-            for w in scratch where !isWindowLate(w) {
-                skipped = false
-                let old = contents.get(w)
-                contents.put(w, logic.add(old, value))
-                if old == nil {
-                    // A new window: its trigger and cleanup timers (re-registering them for every
-                    // record, as Flink does, is a deduplicated no-op).
-                    try onElement(w)
-                    registerCleanupTimer(w)
-                } else if assigner.isEventTime, w.maxTimestamp <= watermark {
-                    try fire(w)   // late but allowed: fire again at once
-                }
-            }
-        }
-        if skipped, assigner.isEventTime, timestamp &+ allowedLateness <= watermark {
-            if let lateTag { try output.collect(lateTag, value, timestamp: timestamp) } else { lateDropped.inc() }
+        switch path {
+        case .aligned: try processAligned(value, timestamp: timestamp)
+        case .sessions: try processSession(value, timestamp: timestamp)
+        case .general: try processGeneral(value, timestamp: timestamp)
         }
     }
 
-    /// The default triggers' `onElement`: fire at once if the watermark already passed the window
-    /// (a late-but-allowed record), else wait for `end - 1`.
+    /// A record late for all of its windows: to the side output, or counted.
     @inlinable
-    func onElement(_ w: TimeWindow) throws {
-        if assigner.isEventTime {
-            if w.maxTimestamp <= watermark { try fire(w) } else { timers.registerEventTimeTimer(namespace: w, time: w.maxTimestamp) }
-        } else {
-            timers.registerProcessingTimeTimer(namespace: w, time: w.maxTimestamp)
-        }
-    }
-
-    @inlinable
-    func registerCleanupTimer(_ w: TimeWindow) {
-        let t = cleanupTime(w)
-        guard t != Int64.max else { return }
-        if assigner.isEventTime {
-            timers.registerEventTimeTimer(namespace: w, time: t)
-        } else {
-            timers.registerProcessingTimeTimer(namespace: w, time: t)
-        }
-    }
-
-    @usableFromInline
-    func fire(_ w: TimeWindow) throws {
-        guard let acc = contents.get(w) else { return }
-        context.window = w
-        context.currentWatermark = watermark
-        collector.timestamp = w.maxTimestamp
-        try logic.emit(keyed.currentKey!, context, acc, collector)
-    }
-
-    @usableFromInline
-    func clear(_ w: TimeWindow) {
-        contents.remove(w)
-        if assigner.isEventTime {
-            timers.deleteEventTimeTimer(namespace: w, time: w.maxTimestamp)
-            timers.deleteEventTimeTimer(namespace: w, time: cleanupTime(w))
-        } else {
-            timers.deleteProcessingTimeTimer(namespace: w, time: w.maxTimestamp)
-        }
-    }
-
-    @inlinable
-    func onEventTime(_ w: TimeWindow, _ time: Int64) throws {
-        guard assigner.isEventTime else { return }
-        if time == w.maxTimestamp { try fire(w) }
-        if time == cleanupTime(w) { clear(w) }
-    }
-
-    @inlinable
-    func onProcessingTime(_ w: TimeWindow, _ time: Int64) throws {
-        guard !assigner.isEventTime else { return }
-        if time == w.maxTimestamp {
-            try fire(w)
-            clear(w)
-        }
-    }
-
-    /// Adds a record to its session, merging every session it touches (transitively) into one.
-    /// Returns true when the record was skipped because the merged session is already late.
-    @inlinable
-    func addToSession(_ value: IN, candidate: TimeWindow) throws -> Bool {
-        // The key's sessions are disjoint and do not touch, so one pass in start order finds every
-        // session the growing window reaches.
-        sessionScratch.removeAll(keepingCapacity: true)
-        contents.forEach { w, _ in sessionScratch.append(w) }
-        var merged = candidate
-        var absorbed = 0
-        if !sessionScratch.isEmpty {
-            sessionScratch.sort()
-            var i = 0
-            while i < sessionScratch.count {
-                if sessionScratch[i].intersects(merged) {
-                    merged = merged.cover(sessionScratch[i])
-                    sessionScratch.swapAt(i, absorbed)
-                    absorbed += 1
-                }
-                i += 1
-            }
-            // A session before the merged range may touch it only after it grew: one more sweep.
-            var grew = true
-            while grew {
-                grew = false
-                var j = absorbed
-                while j < sessionScratch.count {
-                    if sessionScratch[j].intersects(merged) {
-                        merged = merged.cover(sessionScratch[j])
-                        sessionScratch.swapAt(j, absorbed)
-                        absorbed += 1
-                        grew = true
-                    }
-                    j += 1
-                }
-            }
-        }
-        if isWindowLate(merged) { return true }
-        if absorbed == 1, sessionScratch[0] == merged {
-            // The record falls inside an existing session: just add it.
-            contents.put(merged, logic.add(contents.get(merged), value))
-            if assigner.isEventTime, merged.maxTimestamp <= watermark { try fire(merged) }
-            return false
-        }
-        var acc: ACC?
-        sessionScratch.removeSubrange(absorbed...)
-        sessionScratch.sort()
-        for w in sessionScratch {
-            if let a = contents.get(w) { acc = acc.map { logic.merge($0, a) } ?? a }
-        }
-        // Store the merged session before dropping the parts, so the key's map is never emptied
-        // (which would free and re-create it).
-        contents.put(merged, logic.add(acc, value))
-        for w in sessionScratch where w != merged { clear(w) }
-        try onElement(merged)
-        registerCleanupTimer(merged)
-        return false
+    func dropLate(_ value: IN, timestamp: Int64) throws {
+        if let lateTag { try output.collect(lateTag, value, timestamp: timestamp) } else { lateDropped.inc() }
     }
 }

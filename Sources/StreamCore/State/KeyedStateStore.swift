@@ -47,6 +47,9 @@ public class KeyedStateStore {
     @usableFromInline
     init(clock: any ProcessingTimeClock) { self.clock = clock }
 
+    /// The dense slot of the current key, -1 when it holds no state (for state kept per slot).
+    @inlinable public final var currentKeySlot: Int { currentSlot }
+
     @inlinable final func slotForWrite() -> Int {
         currentSlot >= 0 ? currentSlot : allocateSlotForCurrentKey()
     }
@@ -89,6 +92,20 @@ public class KeyedStateStore {
     public final func getMapState<UK, UV>(_ descriptor: MapStateDescriptor<UK, UV>) throws -> MapState<UK, UV> {
         try column(descriptor.name, as: MapState<UK, UV>.self) {
             MapState(name: descriptor.name, ttl: descriptor.ttl, store: self)
+        }
+    }
+
+    /// The `NamespacedValueState` called `descriptor.name` (window contents by window end or slice).
+    public final func getNamespacedState<V>(_ descriptor: NamespacedStateDescriptor<V>) throws -> NamespacedValueState<V> {
+        try column(descriptor.name, as: NamespacedValueState<V>.self) {
+            NamespacedValueState(name: descriptor.name, store: self)
+        }
+    }
+
+    /// The `TimeSortedListState` called `descriptor.name` (rows buffered by timestamp, as joins use).
+    public final func getTimeSortedListState<T>(_ descriptor: TimeSortedListStateDescriptor<T>) throws -> TimeSortedListState<T> {
+        try column(descriptor.name, as: TimeSortedListState<T>.self) {
+            TimeSortedListState(name: descriptor.name, store: self)
         }
     }
 
@@ -156,6 +173,14 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
     public func setCurrentKey(_ key: K) {
         _currentKey = key
         currentSlot = keyToSlot.find(key)
+    }
+
+    /// Makes the key in `slot` (a slot some state holds) the current key, without a hash lookup:
+    /// for timers kept per slot.
+    @inlinable
+    public func setCurrentKey(slot: Int) {
+        _currentKey = slotKeys[slot]
+        currentSlot = slot
     }
 
     @inlinable

@@ -58,7 +58,7 @@ public final class ListState<T: Codable>: StateColumn {
         clearSlot(s)
     }
 
-    @usableFromInline
+    @inlinable
     func prepareWrite() -> Int {
         let s = store.slotForWrite()
         if s >= lists.count {
@@ -68,7 +68,7 @@ public final class ListState<T: Codable>: StateColumn {
         return s
     }
 
-    @usableFromInline
+    @inlinable
     func clearSlot(_ s: Int) {
         lists[s] = nil
         if ttl != nil { stamps[s] = nil }

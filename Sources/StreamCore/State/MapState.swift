@@ -131,13 +131,13 @@ public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
         clearSlot(s)
     }
 
-    @usableFromInline
+    @inlinable
     func removeEntry(slot s: Int, key: UK) {
         maps[s]![key] = nil
         if maps[s]!.isEmpty { clearSlot(s) }
     }
 
-    @usableFromInline
+    @inlinable
     func clearSlot(_ s: Int) {
         maps[s] = nil
         live -= 1

@@ -64,6 +64,21 @@ public final class ValueState<T: Codable>: StateColumn {
         return try body(&entries[s]!.value)
     }
 
+    /// Changes the current key's value in place if it has one; returns nil (without calling `body`)
+    /// when it has none. Counts as a write for TTL.
+    @inlinable
+    public func modifyIfPresent<R>(_ body: (inout T) throws -> R) rethrows -> R? {
+        if ttl != nil {
+            guard var v = value() else { return nil }
+            let r = try body(&v)
+            update(v)
+            return r
+        }
+        let s = store.currentSlot
+        guard s >= 0, s < entries.capacity, entries.base[s] != nil else { return nil }
+        return try body(&entries.base[s]!.value)
+    }
+
     /// Removes the current key's value.
     @inlinable
     public func clear() {
@@ -72,7 +87,7 @@ public final class ValueState<T: Codable>: StateColumn {
         clearSlot(s)
     }
 
-    @usableFromInline
+    @inlinable
     func clearSlot(_ s: Int) {
         entries[s] = nil
         live -= 1
