@@ -193,7 +193,7 @@ while let a = args.popFirst() {
     case "--keys": windowKeys = Int64(args.popFirst() ?? "") ?? windowKeys
     case "--channel-capacity": channelCapacity = Int(args.popFirst() ?? "")
     case "-h", "--help":
-        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m|tumbling-5m|sliding-30m-5m|session-30m|over-5m|interval-join] [--parallelism P] [--buffer-size N] [--channel-capacity N] [--keys N (window cases, default 10000)]")
+        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m|tumbling-5m|sliding-30m-5m|session-30m|over-5m|interval-join] [--parallelism P] [--buffer-size N] [--channel-capacity N] [--keys N (window, OVER and join cases, default 10000)]")
         exit(0)
     default:
         print("unknown argument \(a); see --help")
@@ -206,10 +206,10 @@ var cases: [(String, (Int64) -> (StreamExecutionEnvironment) -> Void)] = [
     ("keyed-10k", { keyedCount(records: $0, keys: 10_000) }),
     ("keyed-1m", { keyedCount(records: $0, keys: 1_000_000) }),
     ("tumbling-5m", { windowed(TumblingEventTimeWindows.of(.minutes(5)), records: $0, keys: windowKeys) }),
-    ("sliding-30m-5m", { windowed(SlidingEventTimeWindows.of(.minutes(30), .minutes(5)), records: $0, keys: 10_000) }),
-    ("session-30m", { windowed(EventTimeSessionWindows.withGap(.minutes(30)), records: $0, keys: 10_000) }),
-    ("over-5m", { rollingOver(records: $0, keys: 10_000) }),
-    ("interval-join", { intervalJoin(records: $0, keys: 10_000) }),
+    ("sliding-30m-5m", { windowed(SlidingEventTimeWindows.of(.minutes(30), .minutes(5)), records: $0, keys: windowKeys) }),
+    ("session-30m", { windowed(EventTimeSessionWindows.withGap(.minutes(30)), records: $0, keys: windowKeys) }),
+    ("over-5m", { rollingOver(records: $0, keys: windowKeys) }),
+    ("interval-join", { intervalJoin(records: $0, keys: windowKeys) }),
 ]
 if let only { cases = cases.filter { $0.0 == only } }
 
