@@ -61,11 +61,22 @@ public struct RedisScript: Sendable {
     }
 }
 
+/// hiredis writes with write(2), so a server that closed the connection would kill the process
+/// with SIGPIPE instead of failing the write with EPIPE. Like most network libraries, ignore
+/// SIGPIPE process-wide, unless the program installed its own handler.
+private let ignoreSIGPIPE: Void = {
+    var current = sigaction()
+    if sigaction(SIGPIPE, nil, &current) == 0, current.__sigaction_handler.sa_handler == nil {
+        signal(SIGPIPE, SIG_IGN)
+    }
+}()
+
 /// A blocking connection to one Redis server through hiredis, confined to one thread (a
 /// `redisContext` is not thread-safe). Arguments are binary-safe byte buffers.
 ///
 /// Pipelining: `append` queues commands in the output buffer, `flushOutput` sends them, and
-/// `readReply` returns the replies in order.
+/// `readReply` returns the replies in order. The first connection sets SIGPIPE to ignored, unless
+/// the program handles it already.
 public final class RedisConnection {
     public let host: String
     public let port: Int
@@ -80,15 +91,16 @@ public final class RedisConnection {
         self.host = host
         self.port = port
         self.commandTimeout = commandTimeout
+        _ = ignoreSIGPIPE
         guard let c = redisConnectWithTimeout(host, Int32(port), Self.timeval(connectTimeout)) else {
             throw RedisError.connect(host, port, "out of memory")
         }
-        context = c
         if c.pointee.err != 0 {
             let reason = Self.errorText(c)
             redisFree(c)
             throw RedisError.connect(host, port, reason)
         }
+        context = c  // from here on, deinit frees it (also when init throws)
         try applyTimeout()
     }
 
