@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "StreamCore", targets: ["StreamCore"]),
         .library(name: "Operators", targets: ["Operators"]),
         .library(name: "StreamTesting", targets: ["StreamTesting"]),
+        .library(name: "Connectors", targets: ["Connectors"]),
         .executable(name: "example-job", targets: ["ExampleJob"]),
         .executable(name: "bench-windows", targets: ["BenchWindows"]),
         .executable(name: "bench-codec", targets: ["BenchCodec"]),
@@ -28,6 +29,8 @@ let package = Package(
         .target(name: "StreamCore", dependencies: ["CZstd"]),
         .target(name: "Operators", dependencies: ["StreamCore"]),
         .target(name: "StreamTesting", dependencies: ["StreamCore"]),
+        // Sinks and sources at the edge: files, Redis (Feast's online-store layout).
+        .target(name: "Connectors", dependencies: ["StreamCore", "CHiredis"]),
         // A job written against the public library alone, as a user outside this repo would.
         .executableTarget(name: "ExampleJob", dependencies: ["StreamCore"], path: "Examples/ExampleJob"),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
@@ -44,6 +47,7 @@ let package = Package(
         // example-job is a dependency so its binary sits next to the tests (cross-process key-group test).
         .testTarget(name: "StreamCoreTests", dependencies: ["StreamCore", "StreamTesting", "Operators", "ExampleJob"]),
         .testTarget(name: "OperatorsTests", dependencies: ["Operators", "StreamTesting"]),
+        .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "StreamCore"]),
         .testTarget(name: "CInteropTests", dependencies: ["CRdKafka", "CRocksDB", "CAvro", "CZstd", "CHiredis"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Tributary needs to build and test on Debian 12 / Ubuntu: the C libraries behind the
-# system-library targets and pkg-config, and a JDK and pip for the differential test against Flink. Idempotent and quick when everything is there already.
+# system-library targets and pkg-config, redis-server for the Redis sink tests, and a JDK and pip for the differential test against Flink. Idempotent and quick when everything is there already.
 set -euo pipefail
 
-PACKAGES=(pkg-config librdkafka-dev librocksdb-dev libavro-dev libzstd-dev libhiredis-dev)
+PACKAGES=(pkg-config librdkafka-dev librocksdb-dev libavro-dev libzstd-dev libhiredis-dev redis-server)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -18,6 +18,10 @@ public struct SinkInitContext: Sendable {
 public struct SinkWriterContext: Sendable {
     public var timestamp: Int64?
     public var currentWatermark: Int64
+    public init(timestamp: Int64?, currentWatermark: Int64) {
+        self.timestamp = timestamp
+        self.currentWatermark = currentWatermark
+    }
 }
 
 /// Writes records for one subtask (Flink's `SinkWriter`).
