@@ -168,6 +168,8 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
         freeSlot = { [unowned(unsafe) self] in self.releaseSlot($0) }
     }
 
+    deinit { keyToSlot.release() }
+
     /// Makes `key` the key that state accesses refer to.
     @inlinable
     public func setCurrentKey(_ key: K) {
