@@ -13,6 +13,10 @@ public final class OperatorMetrics {
     public let parallelism: Int
     @exclusivity(unchecked) @usableFromInline var recordsIn: Int64 = 0
     @exclusivity(unchecked) @usableFromInline var recordsOut: Int64 = 0
+    /// Set when the operator's only output is the input of an operator chained to it, which counts
+    /// every record it receives: then this operator's records out are that operator's records in,
+    /// and its output calls the consumer directly instead of through a closure that counts.
+    @usableFromInline var recordsOutCountedBy: OperatorMetrics?
     @exclusivity(unchecked) public private(set) var counters: [String: Counter] = [:]
 
     public init(operatorName: String, subtaskIndex: Int, parallelism: Int = 1) {
@@ -30,7 +34,7 @@ public final class OperatorMetrics {
     }
 
     public var numRecordsIn: Int64 { recordsIn }
-    public var numRecordsOut: Int64 { recordsOut }
+    public var numRecordsOut: Int64 { recordsOut &+ (recordsOutCountedBy?.recordsIn ?? 0) }
 }
 
 /// What a function or operator instance knows about where it runs, and its access to keyed state

@@ -501,13 +501,17 @@ final class JobRun: @unchecked Sendable {
         var main: [AnyOutput] = []
         var side: [String: [AnyOutput]] = [:]
         var sideOps: [String: TypeOps] = [:]
+        /// Metrics of the chained consumers fed by the main output.
+        var chainedMainMetrics: [OperatorMetrics] = []
         for (consumerId, edgeIndex) in consumers[n.id] ?? [] {
             let consumer = nodes[consumerId]
             let edge = consumer.inputs[edgeIndex]
             let target: AnyOutput
             if chainedTo[consumerId] == n.id {
                 try instantiate(consumer, subtask: subtask, task: task)
-                target = task.instances.last { $0.node.id == consumerId }!.instance.inputs[edge.inputIndex - 1]
+                let instance = task.instances.last { $0.node.id == consumerId }!.instance
+                target = instance.inputs[edge.inputIndex - 1]
+                if edge.sideTag == nil { chainedMainMetrics.append(instance.metrics) }
             } else {
                 let consumerGates = gates[consumerId]!.map { $0[edge.inputIndex]! }
                 let pointwise = isPointwise(edge, consumer: consumer)
@@ -528,7 +532,11 @@ final class JobRun: @unchecked Sendable {
         var sideOutputs: [String: AnyOutput] = [:]
         for (tag, targets) in side { sideOutputs[tag] = sideOps[tag]!.makeOutput(targets, [:], nil) }
         let metrics = OperatorMetrics(operatorName: n.name, subtaskIndex: subtask, parallelism: n.parallelism)
-        let output = n.outputOps.makeOutput(main, sideOutputs, metrics)
+        // One chained consumer counts every record it gets (`OperatorInstance` inputs do), so it
+        // counts this operator's records out too and the output needs no counting closure.
+        let countedBy = main.count == 1 && chainedMainMetrics.count == 1 ? chainedMainMetrics[0] : nil
+        metrics.recordsOutCountedBy = countedBy
+        let output = n.outputOps.makeOutput(main, sideOutputs, countedBy == nil ? metrics : nil)
         let context = NodeContext(operatorName: n.name, subtaskIndex: subtask, parallelism: n.parallelism,
                                   maxParallelism: config.maxParallelism, processingTime: task.processingTime,
                                   autoWatermarkIntervalMillis: config.autoWatermarkIntervalMillis, metrics: metrics,

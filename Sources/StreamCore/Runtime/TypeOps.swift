@@ -34,8 +34,7 @@ public final class TypeOps: @unchecked Sendable {
                     let only = targets[0]
                     record = { v, ts in m.recordsOut &+= 1; try only.collect(v, timestamp: ts) }
                 case (1, nil):
-                    let only = targets[0]
-                    record = { v, ts in try only.collect(v, timestamp: ts) }
+                    record = targets[0].recordSink   // the target's own entry point: no extra hop per record
                 default:
                     record = { v, ts in
                         metrics?.recordsOut &+= 1
