@@ -14,7 +14,7 @@ extension WindowOperator {
     }
 
     /// The start of the latest window holding `ts` (the start of its slide-long step).
-    @inlinable
+    @inlinable @inline(__always)
     func latestStart(_ ts: Int64) -> Int64 {
         if ts >= cachedStart, ts < cachedEnd { return cachedStart }
         let start = TimeWindow.windowStart(timestamp: ts, offset: offset, size: slide)
@@ -23,9 +23,11 @@ extension WindowOperator {
         return start
     }
 
-    @inlinable
+    /// Inlined into the runtime's per-record closure (one call less per record).
+    @inlinable @inline(__always)
     func processAligned(_ value: IN, timestamp ts: Int64) throws {
         guard ts != Timestamps.none else { throw WindowError.noTimestamp }
+        if size == slide { return try processTumbling(value, timestamp: ts) }
         let wm = currentWatermark
         var skipped = true
         // Every window holding the record, latest first (Flink's order).
@@ -42,6 +44,23 @@ extension WindowOperator {
             }
         }
         if skipped, ts &+ allowedLateness <= wm { try dropLate(value, timestamp: ts) }
+    }
+
+    /// `processAligned` for tumbling windows: the same steps for the record's one window, without
+    /// the loop over windows (fewer instructions and register spills per record).
+    @inlinable @inline(__always)
+    func processTumbling(_ value: IN, timestamp ts: Int64) throws {
+        let wm = currentWatermark
+        let end = latestStart(ts) &+ size
+        guard cleanupTime(end: end) > wm else {   // late for its only window
+            if ts &+ allowedLateness <= wm { try dropLate(value, timestamp: ts) }
+            return
+        }
+        if windows.fold(end, { logic.add($0, value) }) {
+            try onNewWindow(end: end, watermark: wm)
+        } else if end &- 1 <= wm {
+            try fire(slot: keyed.backend.currentKeySlot, end: end)   // late but allowed: fire again at once
+        }
     }
 
     /// The default trigger's `onElement` for a new window, and its cleanup timer.

@@ -23,7 +23,7 @@ struct KeySlotTable<K: StreamKey> {
     }
     @inlinable static var alignment: Int { Swift.max(MemoryLayout<K>.alignment, MemoryLayout<Int32>.alignment) }
 
-    @usableFromInline
+    @inlinable
     init(capacity: Int = 64) {
         var c = 16
         while c < capacity * 2 { c <<= 1 }
@@ -64,8 +64,8 @@ struct KeySlotTable<K: StreamKey> {
         return Int(h) & mask
     }
 
-    /// The slot of `key`, or -1.
-    @inlinable
+    /// The slot of `key`, or -1. Inlined: it runs for every record of a keyed operator.
+    @inlinable @inline(__always)
     func find(_ key: K) -> Int {
         var i = Self.bucket(key, mask: mask)
         while true {

@@ -170,8 +170,8 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
 
     deinit { keyToSlot.release() }
 
-    /// Makes `key` the key that state accesses refer to.
-    @inlinable
+    /// Makes `key` the key that state accesses refer to. Inlined: it runs for every record.
+    @inlinable @inline(__always)
     public func setCurrentKey(_ key: K) {
         _currentKey = key
         currentSlot = keyToSlot.find(key)

@@ -202,7 +202,7 @@ struct NamespaceTable<V> {
         (bucketValueOffset + MemoryLayout<V>.size + alignment - 1) / alignment * alignment
     }
 
-    @usableFromInline
+    @inlinable
     init(capacity: Int = 64) {
         var c = 16, bits: UInt64 = 4
         while c < capacity { c <<= 1; bits += 1 }
@@ -249,7 +249,7 @@ struct NamespaceTable<V> {
         var h = UInt64(bitPattern: namespace) &+ UInt64(UInt32(bitPattern: slot)) &* 0x9E37_79B9_7F4A_7C15
         h ^= h >> 29
         h = h &* 0xBF58_476D_1CE4_E5B9
-        return Int(truncatingIfNeeded: h >> shift)
+        return Int(truncatingIfNeeded: h &>> shift)
     }
 
     @inlinable
