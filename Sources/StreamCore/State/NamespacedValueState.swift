@@ -7,14 +7,23 @@ public struct NamespacedStateDescriptor<V: Codable>: Sendable {
 /// One value per (key, namespace), the namespace an `Int64` such as a window's end or a slice's
 /// start (Flink's heap `StateTable` with namespaces, as window operators use it).
 ///
-/// All entries of all keys live in one open-addressing table keyed by (key slot, namespace) with a
-/// multiplicative hash: a lookup is a probe or two, with no per-key map to allocate when a key opens
-/// its first window. Entries stay reachable by key slot (so by key and key group) for snapshots.
-/// The `slot:` variants address a key by slot directly, for timers that fire per slot.
+/// Each key's most recently created entry (its *front*: the window or slice its records go to)
+/// sits in a column indexed by key slot; the others live in one open-addressing table keyed by
+/// (key slot, namespace) with a multiplicative hash. No per-key map is allocated when a key opens
+/// its first window. A record of a key that writes its newest window costs one access to a dense
+/// column instead of a probe into a table that holds every open window of every key: between two
+/// watermarks (200 ms of processing time) a fast job opens many windows per key, and a table of
+/// all of them outgrows the caches. Entries stay reachable by key slot (so by key and key group)
+/// for snapshots. The `slot:` variants address a key by slot directly, for timers that fire per slot.
 public final class NamespacedValueState<V: Codable>: StateColumn {
     public let name: String
     @usableFromInline let store: KeyedStateStore
+    /// Entries other than the keys' front entries.
     @exclusivity(unchecked) @usableFromInline var table: NamespaceTable<V>
+    /// The front entry of each key slot (bucket `slot` holds `slot`, or -1 when the key has none);
+    /// `perSlotCapacity` buckets.
+    @exclusivity(unchecked) @usableFromInline var front: NamespaceBuckets<V>
+    @exclusivity(unchecked) @usableFromInline var frontCount = 0
     /// Entries per key slot; a slot is retained in the store while it holds any.
     @exclusivity(unchecked) @usableFromInline var perSlot: UnsafeMutablePointer<Int32>
     @exclusivity(unchecked) @usableFromInline var perSlotCapacity: Int
@@ -27,12 +36,14 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         self.store = store
         table = NamespaceTable()
         perSlotCapacity = 64
+        front = NamespaceBuckets(count: perSlotCapacity)
         perSlot = .allocate(capacity: perSlotCapacity)
         perSlot.initialize(repeating: 0, count: perSlotCapacity)
     }
 
     deinit {
         table.release()
+        front.release(count: perSlotCapacity)
         perSlot.deallocate()
     }
 
@@ -40,11 +51,26 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     @usableFromInline func removeExpired(now: Int64) {}
 
     /// Entries held, over all keys.
-    public var count: Int { table.count }
+    public var count: Int { table.count + frontCount }
 
     /// How many namespaces the key in `slot` holds.
     @inlinable
     public func entryCount(slot: Int) -> Int { slot < perSlotCapacity ? Int(perSlot[slot]) : 0 }
+
+    /// The key's front value when it is the one in `namespace`.
+    @inlinable @inline(__always)
+    func frontValue(slot: Int, _ namespace: Int64) -> UnsafeMutablePointer<V>? {
+        guard slot < perSlotCapacity, front.slotAt(slot) >= 0, front.namespaceAt(slot) == namespace else { return nil }
+        return front.valuePointer(slot)
+    }
+
+    /// The value of the key in `slot` in `namespace`, wherever it is.
+    @inlinable
+    func valuePointer(slot: Int, _ namespace: Int64) -> UnsafeMutablePointer<V>? {
+        if let p = frontValue(slot: slot, namespace) { return p }
+        let i = table.find(slot: Int32(truncatingIfNeeded: slot), namespace)
+        return i >= 0 ? table.valuePointer(i) : nil
+    }
 
     // MARK: the current key
 
@@ -59,7 +85,7 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     @inlinable
     public func contains(_ namespace: Int64) -> Bool {
         let s = store.currentSlot
-        return s >= 0 && table.find(slot: Int32(truncatingIfNeeded: s), namespace) >= 0
+        return s >= 0 && valuePointer(slot: s, namespace) != nil
     }
 
     /// Replaces the current key's value in `namespace` with `update(old)` (old is nil when absent),
@@ -68,13 +94,9 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     @discardableResult
     public func fold(_ namespace: Int64, _ update: (V?) -> V) -> Bool {
         let s = store.currentSlot
-        if s >= 0 {
-            let i = table.find(slot: Int32(truncatingIfNeeded: s), namespace)
-            if i >= 0 {
-                let p = table.valuePointer(i)
-                p.initialize(to: update(p.move()))
-                return false
-            }
+        if s >= 0, let p = valuePointer(slot: s, namespace) {
+            p.initialize(to: update(p.move()))
+            return false
         }
         let value = update(nil)
         insertNew(slot: store.slotForWrite(), namespace, value)
@@ -99,8 +121,7 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
 
     @inlinable
     public func get(slot: Int, _ namespace: Int64) -> V? {
-        let i = table.find(slot: Int32(truncatingIfNeeded: slot), namespace)
-        return i >= 0 ? table.valuePointer(i).pointee : nil
+        valuePointer(slot: slot, namespace)?.pointee
     }
 
     /// Removes and returns the value of the key in `slot` in `namespace`; the slot is released when
@@ -108,9 +129,16 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     @inlinable
     @discardableResult
     public func remove(slot: Int, _ namespace: Int64) -> V? {
-        let i = table.find(slot: Int32(truncatingIfNeeded: slot), namespace)
-        guard i >= 0 else { return nil }
-        let value = table.remove(at: i)
+        let value: V
+        if let p = frontValue(slot: slot, namespace) {
+            value = p.move()
+            front.markEmpty(slot)
+            frontCount -= 1
+        } else {
+            let i = table.find(slot: Int32(truncatingIfNeeded: slot), namespace)
+            guard i >= 0 else { return nil }
+            value = table.remove(at: i)
+        }
         version &+= 1
         perSlot[slot] &-= 1
         if perSlot[slot] == 0 {
@@ -120,10 +148,13 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         return value
     }
 
-    /// Every entry as (slot, namespace, value), in table order (for snapshots and tests).
+    /// Every entry as (slot, namespace, value), in no particular order (for snapshots and tests).
     public func forEachEntry(_ body: (Int, Int64, V) throws -> Void) rethrows {
         for i in 0..<(table.mask + 1) where table.slotAt(i) >= 0 {
             try body(Int(table.slotAt(i)), table.namespaceAt(i), table.valuePointer(i).pointee)
+        }
+        for s in 0..<perSlotCapacity where front.slotAt(s) >= 0 {
+            try body(s, front.namespaceAt(s), front.valuePointer(s).pointee)
         }
     }
 
@@ -156,11 +187,18 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         for (ns, v) in zip(snap.namespaces, snap.values) { put(ns, v) }
     }
 
+    /// A new entry becomes its key's front entry; the previous front entry moves to the table.
     @inlinable
     func insertNew(slot s: Int, _ namespace: Int64, _ value: V) {
-        table.insert(slot: Int32(truncatingIfNeeded: s), namespace, value)
         version &+= 1
         if s >= perSlotCapacity { growPerSlot(s) }
+        if front.slotAt(s) >= 0 {
+            table.insert(slot: Int32(truncatingIfNeeded: s), front.namespaceAt(s), front.valuePointer(s).move())
+        } else {
+            frontCount += 1
+        }
+        front.setKey(s, slot: Int32(truncatingIfNeeded: s), namespace)
+        front.valueRaw(s).initializeMemory(as: V.self, repeating: value, count: 1)
         if perSlot[s] == 0 {
             live += 1
             store.retain(s)
@@ -177,70 +215,104 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         (p + perSlotCapacity).initialize(repeating: 0, count: c - perSlotCapacity)
         perSlot.deallocate()
         perSlot = p
+        let f = NamespaceBuckets<V>(count: c)
+        for i in 0..<perSlotCapacity where front.slotAt(i) >= 0 {
+            f.setKey(i, slot: front.slotAt(i), front.namespaceAt(i))
+            f.valueRaw(i).moveInitializeMemory(as: V.self, from: front.valuePointer(i), count: 1)
+        }
+        front.deallocate()
+        front = f
         perSlotCapacity = c
     }
 }
 
-/// Open addressing with linear probing and backward-shift deletion over (slot, namespace) keys.
-/// A bucket is `[slot: Int32][namespace: Int64][value: V]` (the value initialized only where the
-/// slot is not -1), so a lookup and the update that follows touch one cache line instead of one in
-/// each of three arrays. Owned by one state object, which calls `release()`.
+/// Buckets of `[slot: Int32][namespace: Int64][value: V]` in one raw buffer, the value initialized
+/// only where the slot is not -1: a bucket and its value share a cache line.
 @usableFromInline
-struct NamespaceTable<V> {
-    @usableFromInline var buckets: UnsafeMutableRawPointer
-    @usableFromInline var mask: Int
-    @usableFromInline var shift: UInt64
-    @usableFromInline var count = 0
+struct NamespaceBuckets<V> {
+    @usableFromInline let raw: UnsafeMutableRawPointer
 
     /// Bucket layout (constants once specialized): slot at 0, namespace at 8, value after.
-    @inlinable static var bucketValueOffset: Int {
+    @inlinable static var valueOffset: Int {
         let a = MemoryLayout<V>.alignment
         return (16 + a - 1) / a * a
     }
     @inlinable static var alignment: Int { Swift.max(8, MemoryLayout<V>.alignment) }
-    @inlinable static var bucketStride: Int {
-        (bucketValueOffset + MemoryLayout<V>.size + alignment - 1) / alignment * alignment
+    @inlinable static var stride: Int {
+        (valueOffset + MemoryLayout<V>.size + alignment - 1) / alignment * alignment
     }
+
+    /// `count` empty buckets.
+    @inlinable
+    init(count: Int) {
+        raw = .allocate(byteCount: count * Self.stride, alignment: Self.alignment)
+        let stride = Self.stride
+        for i in 0..<count {
+            raw.storeBytes(of: -1, toByteOffset: i * stride, as: Int32.self)
+            raw.storeBytes(of: 0, toByteOffset: i * stride + 8, as: Int64.self)
+        }
+    }
+
+    /// Deinitializes the values of the first `count` buckets and frees the buffer.
+    @inlinable
+    func release(count: Int) {
+        for i in 0..<count where slotAt(i) >= 0 { valuePointer(i).deinitialize(count: 1) }
+        raw.deallocate()
+    }
+
+    /// Frees the buffer (values already moved out).
+    @inlinable
+    func deallocate() { raw.deallocate() }
+
+    /// The key slot in bucket `i`, -1 when empty.
+    @inlinable
+    func slotAt(_ i: Int) -> Int32 { raw.load(fromByteOffset: i &* Self.stride, as: Int32.self) }
+
+    @inlinable
+    func namespaceAt(_ i: Int) -> Int64 { raw.load(fromByteOffset: i &* Self.stride &+ 8, as: Int64.self) }
+
+    @inlinable
+    func setKey(_ i: Int, slot: Int32, _ namespace: Int64) {
+        raw.storeBytes(of: slot, toByteOffset: i &* Self.stride, as: Int32.self)
+        raw.storeBytes(of: namespace, toByteOffset: i &* Self.stride &+ 8, as: Int64.self)
+    }
+
+    /// Marks bucket `i` empty (its value already moved out).
+    @inlinable
+    func markEmpty(_ i: Int) { raw.storeBytes(of: -1, toByteOffset: i &* Self.stride, as: Int32.self) }
+
+    @inlinable
+    func valueRaw(_ i: Int) -> UnsafeMutableRawPointer { raw + (i &* Self.stride &+ Self.valueOffset) }
+
+    /// The value of an occupied bucket.
+    @inlinable
+    func valuePointer(_ i: Int) -> UnsafeMutablePointer<V> { valueRaw(i).assumingMemoryBound(to: V.self) }
+}
+
+/// Open addressing with linear probing and backward-shift deletion over (slot, namespace) keys, in
+/// `NamespaceBuckets`. Owned by one state object, which calls `release()`.
+@usableFromInline
+struct NamespaceTable<V> {
+    @usableFromInline var buckets: NamespaceBuckets<V>
+    @usableFromInline var mask: Int
+    @usableFromInline var shift: UInt64
+    @usableFromInline var count = 0
 
     @inlinable
     init(capacity: Int = 64) {
         var c = 16, bits: UInt64 = 4
         while c < capacity { c <<= 1; bits += 1 }
-        buckets = .allocate(byteCount: c * Self.bucketStride, alignment: Self.alignment)
-        let stride = Self.bucketStride
-        for i in 0..<c {
-            buckets.storeBytes(of: -1, toByteOffset: i * stride, as: Int32.self)
-            buckets.storeBytes(of: 0, toByteOffset: i * stride + 8, as: Int64.self)
-        }
+        buckets = NamespaceBuckets(count: c)
         mask = c - 1
         shift = 64 - bits
     }
 
-    @usableFromInline
-    func release() {
-        for i in 0...mask where slotAt(i) >= 0 { valuePointer(i).deinitialize(count: 1) }
-        buckets.deallocate()
-    }
-
-    /// The key slot in bucket `i`, -1 when empty.
     @inlinable
-    func slotAt(_ i: Int) -> Int32 { buckets.load(fromByteOffset: i &* Self.bucketStride, as: Int32.self) }
+    func release() { buckets.release(count: mask + 1) }
 
-    @inlinable
-    func namespaceAt(_ i: Int) -> Int64 { buckets.load(fromByteOffset: i &* Self.bucketStride &+ 8, as: Int64.self) }
-
-    @inlinable
-    func setKey(_ i: Int, slot: Int32, _ namespace: Int64) {
-        buckets.storeBytes(of: slot, toByteOffset: i &* Self.bucketStride, as: Int32.self)
-        buckets.storeBytes(of: namespace, toByteOffset: i &* Self.bucketStride &+ 8, as: Int64.self)
-    }
-
-    @inlinable
-    func valueRaw(_ i: Int) -> UnsafeMutableRawPointer { buckets + (i &* Self.bucketStride &+ Self.bucketValueOffset) }
-
-    /// The value of an occupied bucket.
-    @inlinable
-    func valuePointer(_ i: Int) -> UnsafeMutablePointer<V> { valueRaw(i).assumingMemoryBound(to: V.self) }
+    @inlinable func slotAt(_ i: Int) -> Int32 { buckets.slotAt(i) }
+    @inlinable func namespaceAt(_ i: Int) -> Int64 { buckets.namespaceAt(i) }
+    @inlinable func valuePointer(_ i: Int) -> UnsafeMutablePointer<V> { buckets.valuePointer(i) }
 
     /// Fibonacci hashing of the pair: window ends are multiples of the window size, so the high
     /// bits of the product are used, not the low ones.
@@ -254,10 +326,11 @@ struct NamespaceTable<V> {
 
     @inlinable
     func find(slot: Int32, _ namespace: Int64) -> Int {
+        guard count > 0 else { return -1 }
         var i = bucket(slot, namespace)
         while true {
-            let s = slotAt(i)
-            if s == slot, namespaceAt(i) == namespace { return i }
+            let s = buckets.slotAt(i)
+            if s == slot, buckets.namespaceAt(i) == namespace { return i }
             if s < 0 { return -1 }
             i = (i &+ 1) & mask
         }
@@ -268,29 +341,29 @@ struct NamespaceTable<V> {
     mutating func insert(slot: Int32, _ namespace: Int64, _ value: V) {
         if (count + 1) * 2 > mask + 1 { grow() }
         var i = bucket(slot, namespace)
-        while slotAt(i) >= 0 { i = (i &+ 1) & mask }
-        setKey(i, slot: slot, namespace)
-        valueRaw(i).initializeMemory(as: V.self, repeating: value, count: 1)
+        while buckets.slotAt(i) >= 0 { i = (i &+ 1) & mask }
+        buckets.setKey(i, slot: slot, namespace)
+        buckets.valueRaw(i).initializeMemory(as: V.self, repeating: value, count: 1)
         count += 1
     }
 
     @inlinable
     mutating func remove(at index: Int) -> V {
-        let value = valuePointer(index).move()
+        let value = buckets.valuePointer(index).move()
         // Backward shift: move later entries of the probe run into the hole.
         var hole = index
         var j = (index &+ 1) & mask
-        while slotAt(j) >= 0 {
-            let home = bucket(slotAt(j), namespaceAt(j))
+        while buckets.slotAt(j) >= 0 {
+            let home = bucket(buckets.slotAt(j), buckets.namespaceAt(j))
             let movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j)
             if movable {
-                setKey(hole, slot: slotAt(j), namespaceAt(j))
-                valueRaw(hole).moveInitializeMemory(as: V.self, from: valuePointer(j), count: 1)
+                buckets.setKey(hole, slot: buckets.slotAt(j), buckets.namespaceAt(j))
+                buckets.valueRaw(hole).moveInitializeMemory(as: V.self, from: buckets.valuePointer(j), count: 1)
                 hole = j
             }
             j = (j &+ 1) & mask
         }
-        buckets.storeBytes(of: -1, toByteOffset: hole &* Self.bucketStride, as: Int32.self)
+        buckets.markEmpty(hole)
         count -= 1
         return value
     }
@@ -301,9 +374,9 @@ struct NamespaceTable<V> {
         self = NamespaceTable(capacity: (mask + 1) * 2)
         for i in 0...old.mask where old.slotAt(i) >= 0 {
             var j = bucket(old.slotAt(i), old.namespaceAt(i))
-            while slotAt(j) >= 0 { j = (j &+ 1) & mask }
-            setKey(j, slot: old.slotAt(i), old.namespaceAt(i))
-            valueRaw(j).moveInitializeMemory(as: V.self, from: old.valuePointer(i), count: 1)
+            while buckets.slotAt(j) >= 0 { j = (j &+ 1) & mask }
+            buckets.setKey(j, slot: old.slotAt(i), old.namespaceAt(i))
+            buckets.valueRaw(j).moveInitializeMemory(as: V.self, from: old.valuePointer(i), count: 1)
             count += 1
         }
         old.buckets.deallocate()
