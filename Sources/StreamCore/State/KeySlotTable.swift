@@ -36,7 +36,12 @@ struct KeySlotTable<K: StreamKey> {
     /// Deinitializes the keys and frees the buckets; the table is unusable after.
     @usableFromInline
     func release() {
-        for i in 0...mask where slotAt(i) >= 0 { keyPointer(i).deinitialize(count: 1) }
+        if !_isPOD(K.self) {
+            let stride = Self.bucketStride, offset = Self.bucketKeyOffset
+            for i in 0...mask where buckets.load(fromByteOffset: i * stride, as: Int32.self) >= 0 {
+                (buckets + i * stride + offset).assumingMemoryBound(to: K.self).deinitialize(count: 1)
+            }
+        }
         buckets.deallocate()
     }
 

@@ -64,12 +64,17 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         return front.valuePointer(slot)
     }
 
+    /// The key's value in `namespace` when it is in the table (not its front entry).
+    @inlinable @inline(never)
+    func tableValue(slot: Int, _ namespace: Int64) -> UnsafeMutablePointer<V>? {
+        let i = table.find(slot: Int32(truncatingIfNeeded: slot), namespace)
+        return i >= 0 ? table.valuePointer(i) : nil
+    }
+
     /// The value of the key in `slot` in `namespace`, wherever it is.
     @inlinable
     func valuePointer(slot: Int, _ namespace: Int64) -> UnsafeMutablePointer<V>? {
-        if let p = frontValue(slot: slot, namespace) { return p }
-        let i = table.find(slot: Int32(truncatingIfNeeded: slot), namespace)
-        return i >= 0 ? table.valuePointer(i) : nil
+        frontValue(slot: slot, namespace) ?? tableValue(slot: slot, namespace)
     }
 
     // MARK: the current key
@@ -94,9 +99,11 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     @discardableResult
     public func fold(_ namespace: Int64, _ update: (V?) -> V) -> Bool {
         let s = store.currentSlot
-        if s >= 0, let p = valuePointer(slot: s, namespace) {
-            p.initialize(to: update(p.move()))
-            return false
+        if s >= 0 {
+            if let p = frontValue(slot: s, namespace) ?? tableValue(slot: s, namespace) {
+                p.initialize(to: update(p.move()))
+                return false
+            }
         }
         let value = update(nil)
         insertNew(slot: store.slotForWrite(), namespace, value)
@@ -206,7 +213,7 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         perSlot[s] &+= 1
     }
 
-    @usableFromInline
+    @inlinable @inline(never)
     func growPerSlot(_ s: Int) {
         var c = perSlotCapacity * 2
         while c <= s { c *= 2 }
@@ -253,10 +260,16 @@ struct NamespaceBuckets<V> {
         }
     }
 
-    /// Deinitializes the values of the first `count` buckets and frees the buffer.
+    /// Deinitializes the values of the first `count` buckets and frees the buffer. (Called from
+    /// unspecialized code too: the layout is read from type metadata once, not per bucket.)
     @inlinable
     func release(count: Int) {
-        for i in 0..<count where slotAt(i) >= 0 { valuePointer(i).deinitialize(count: 1) }
+        if !_isPOD(V.self) {
+            let stride = Self.stride, offset = Self.valueOffset
+            for i in 0..<count where raw.load(fromByteOffset: i * stride, as: Int32.self) >= 0 {
+                (raw + i * stride + offset).assumingMemoryBound(to: V.self).deinitialize(count: 1)
+            }
+        }
         raw.deallocate()
     }
 
