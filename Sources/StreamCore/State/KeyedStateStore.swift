@@ -38,14 +38,27 @@ public class KeyedStateStore {
     /// Restored entries of states the operator has not registered yet; applied when it does.
     final var deferredRestores: [String: (any StateColumn) throws -> Void] = [:]
 
-    /// Creates the slot of the current key; set by the typed backend with code specialized for its
-    /// key type.
-    @usableFromInline final var allocateSlotForCurrentKey: () -> Int = { preconditionFailure("no key type") }
-    /// Forgets a slot no state uses any more.
-    @usableFromInline final var freeSlot: (Int) -> Void = { _ in preconditionFailure("no key type") }
+    /// Set by `dispose()`: slots are no longer allocated or freed.
+    @exclusivity(unchecked) @usableFromInline final var isDisposed = false
+
+    /// Creates the slot of the current key, and forgets a slot no state uses any more: made by the
+    /// typed backend, specialized for its key type. Context-free closures in `let` properties:
+    /// a closure read from a `var` (or capturing the backend) is retained and exclusivity-checked
+    /// on every call, which happens whenever a key gets or loses a slot — with a million keys,
+    /// for most records.
+    @usableFromInline let slotAllocator: (KeyedStateStore) -> Int
+    @usableFromInline let slotReleaser: (KeyedStateStore, Int) -> Void
+
+    @inlinable final func allocateSlotForCurrentKey() -> Int { slotAllocator(self) }
+    @inlinable final func freeSlot(_ slot: Int) { slotReleaser(self, slot) }
 
     @usableFromInline
-    init(clock: any ProcessingTimeClock) { self.clock = clock }
+    init(clock: any ProcessingTimeClock, slotAllocator: @escaping (KeyedStateStore) -> Int,
+         slotReleaser: @escaping (KeyedStateStore, Int) -> Void) {
+        self.clock = clock
+        self.slotAllocator = slotAllocator
+        self.slotReleaser = slotReleaser
+    }
 
     /// The dense slot of the current key, -1 when it holds no state (for state kept per slot).
     @inlinable public final var currentKeySlot: Int { currentSlot }
@@ -132,8 +145,7 @@ public class KeyedStateStore {
     /// Drops every state (breaking the state ↔ store reference cycle); the store is unusable after.
     public final func dispose() {
         columns.removeAll()
-        allocateSlotForCurrentKey = { preconditionFailure("state backend disposed") }
-        freeSlot = { _ in }
+        isDisposed = true
     }
 
     /// Removes everything whose TTL has run out, in every state.
@@ -163,9 +175,12 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
     @inlinable
     public init(clock: any ProcessingTimeClock, maxParallelism: Int = KeyGroupRangeAssignment.defaultMaxParallelism) {
         self.maxParallelism = maxParallelism
-        super.init(clock: clock)
-        allocateSlotForCurrentKey = { [unowned(unsafe) self] in self.allocateSlot() }
-        freeSlot = { [unowned(unsafe) self] in self.releaseSlot($0) }
+        super.init(clock: clock, slotAllocator: { store in
+            precondition(!store.isDisposed, "state backend disposed")
+            return unsafeDowncast(store, to: KeyedStateBackend<K>.self).allocateSlot()
+        }, slotReleaser: { store, slot in
+            if !store.isDisposed { unsafeDowncast(store, to: KeyedStateBackend<K>.self).releaseSlot(slot) }
+        })
     }
 
     deinit { keyToSlot.release() }
