@@ -38,6 +38,7 @@ final class CheckpointCoordinator: @unchecked Sendable {
     private var finalId: CheckpointId?
     private var failure: (any Error)?
     private var stopped = false
+    private var storeThreads: [NativeThread] = []
     /// Figures of completed checkpoints, for reports.
     private var statsList: [CheckpointStats] = []
     var stats: [CheckpointStats] { lock.withLock { statsList } }
@@ -84,7 +85,12 @@ final class CheckpointCoordinator: @unchecked Sendable {
                 pending = p
             }
         }
-        if let p = complete { finish(p) }
+        // Storing (files, fsync) happens off the task threads: the last task to acknowledge goes
+        // straight back to its records.
+        if let p = complete {
+            let thread = NativeThread(name: "checkpoint-\(p.id)") { [self] in self.finish(p) }
+            lock.withLock { storeThreads.append(thread) }
+        }
     }
 
     private func finish(_ p: Pending) {
@@ -149,6 +155,12 @@ final class CheckpointCoordinator: @unchecked Sendable {
     /// The run ended: no more checkpoints.
     func stop() {
         lock.withLock { stopped = true; lock.signal() }
+    }
+
+    /// Waits for checkpoints being stored (call after `stop`, when the tasks have ended).
+    func joinStoreThreads() {
+        let threads = lock.withLock { storeThreads }
+        for t in threads { t.join() }
     }
 
     var isStopped: Bool { lock.withLock { stopped } }

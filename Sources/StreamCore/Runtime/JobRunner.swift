@@ -228,6 +228,7 @@ final class JobRun: @unchecked Sendable {
         for t in threads { t.join() }
         coordinator?.stop()
         triggerThread?.join()
+        coordinator?.joinStoreThreads()
         endNanos = monotonicNanos()
         let (failure, summaries) = stateLock.withLock { (self.failure, self.summaries) }
         if let failure {
