@@ -78,12 +78,10 @@ final class CheckpointCoordinator: @unchecked Sendable {
             guard var p = pending, p.id == id, p.acks[task] == nil else { return }
             p.acks[task] = states
             p.maxPauseNanos = max(p.maxPauseNanos, pauseNanos)
-            if p.acks.count == taskCount {
-                complete = p
-                pending = nil
-            } else {
-                pending = p
-            }
+            pending = p
+            // Complete: it stays `pending` until stored, so the next checkpoint cannot start (and
+            // complete) before this one is durable — completions are published in order.
+            if p.acks.count == taskCount { complete = p }
         }
         // Storing (files, fsync) happens off the task threads: the last task to acknowledge goes
         // straight back to its records.
@@ -99,8 +97,9 @@ final class CheckpointCoordinator: @unchecked Sendable {
             isSavepoint: p.isSavepoint, operators: p.acks.keys.sorted().flatMap { p.acks[$0]! })
         do {
             try config.store.store(checkpoint)
+            lock.withLock { pending = nil }
         } catch {
-            lock.withLock { failure = error; lock.signal() }
+            lock.withLock { failure = error; pending = nil; lock.signal() }
             fail(CheckpointError("checkpoint \(p.id) could not be stored: \(error)"))
             return
         }
