@@ -203,6 +203,43 @@ final class CrashTests: XCTestCase {
     }
 }
 
+extension CrashTests {
+    /// SIGTERM: the job takes a savepoint and exits 0; restarted, it resumes from the savepoint and
+    /// ends with exactly the output of a run that was never stopped.
+    func testSigtermTakesASavepointAndTheJobResumesFromIt() throws {
+        let port = try Self.redisPort()
+        let records: Int64 = 100_000
+        let base = NSTemporaryDirectory() + "tributary-sigterm-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        func args(_ name: String) -> [String] {
+            [Self.jobBinary, "--checkpoint-dir", base + "/\(name)/chk", "--output-dir", base + "/\(name)/out",
+             "--redis-port", "\(port)", "--project", "\(name)-\(base.hashValue)", "--records", "\(records)",
+             "--interval-ms", "1000000"]   // no periodic checkpoints: only the savepoint and the final one
+        }
+        let (refCode, refOut) = Self.run(args("reference"))
+        XCTAssertEqual(refCode, 0, refOut)
+        let reference = try Self.committedLines(base + "/reference/out")
+
+        let p = Spawned(args("stopped"))
+        XCTAssertEqual(p.readLine(timeoutMillis: 30_000), "fresh")
+        usleep(300_000)
+        kill(p.pid, SIGTERM)
+        var lines: [String] = []
+        while let l = p.readLine(timeoutMillis: 30_000) { lines.append(l) }
+        XCTAssertEqual(p.wait(), 0, "\(lines)")
+        let savepoint = try XCTUnwrap(lines.first { $0.hasPrefix("savepoint ") }, "\(lines)")
+        let id = savepoint.split(separator: " ")[1]
+        let partial = try Self.committedLines(base + "/stopped/out").values.reduce(0, +)
+        XCTAssertGreaterThan(partial, 0, "the savepoint committed what was written before it")
+        XCTAssertLessThan(partial, Int(records), "stopped before the end")
+
+        let (code, out) = Self.run(args("stopped"))
+        XCTAssertEqual(code, 0, out)
+        XCTAssertTrue(out.hasPrefix("restored \(id)"), out)
+        XCTAssertEqual(try Self.committedLines(base + "/stopped/out"), reference)
+    }
+}
+
 struct SplitMix {
     var state: UInt64
     init(seed: UInt64) { state = seed }

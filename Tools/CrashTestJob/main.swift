@@ -12,7 +12,8 @@
 // the files and Redis contents of a run that never failed.
 //
 // Prints markers on stdout for the driver: "restored N" / "fresh", "storing N" (checkpoint N is
-// being written), "stored N" (durable; sinks are committing), "done".
+// being written), "stored N" (durable; sinks are committing), "done"; on SIGTERM it takes a savepoint,
+// prints "savepoint N" and exits 0.
 import Connectors
 import StreamCore
 
@@ -127,8 +128,10 @@ do {
         FeastRow(entity: FeastEntityKey(["key": .int64(c.key)]), eventTime: FeastTimestamp(milliseconds: c.i + 1),
                  features: [(name: "count", value: .int64(c.count)), (name: "last_event", value: .int64(c.i))])
     }, name: "redis")
-    try env.execute("crash-test-job")
-    say("done")
+    switch try env.executeStoppingOnSignal("crash-test-job") {
+    case .finished: say("done")
+    case .stoppedWithSavepoint(let id, let signal): say("savepoint \(id) (signal \(signal))")
+    }
 } catch {
     fail("\(error)")
 }

@@ -39,6 +39,8 @@ final class CheckpointCoordinator: @unchecked Sendable {
     private var failure: (any Error)?
     private var stopped = false
     private var storeThreads: [NativeThread] = []
+    /// Task → the latest completion it passed on.
+    private var notified: [Int: CheckpointId] = [:]
     /// Figures of completed checkpoints, for reports.
     private var statsList: [CheckpointStats] = []
     var stats: [CheckpointStats] { lock.withLock { statsList } }
@@ -147,6 +149,25 @@ final class CheckpointCoordinator: @unchecked Sendable {
         while completed.load(ordering: .acquiring) < id {
             if stopped || failure != nil { return false }
             lock.wait(timeoutMillis: 50)
+        }
+        return true
+    }
+
+    /// Task `task` passed completion `id` on to its operators (its sinks committed).
+    func taskNotified(_ id: CheckpointId, task: Int) {
+        lock.withLock {
+            notified[task] = max(notified[task] ?? 0, id)
+            lock.signal()
+        }
+    }
+
+    /// Blocks until every task passed completion `id` (or a later one) on; false if the run stopped.
+    func waitUntilNotified(_ id: CheckpointId) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        while notified.values.filter({ $0 >= id }).count < taskCount {
+            if stopped || failure != nil { return false }
+            lock.wait(timeoutMillis: 20)
         }
         return true
     }
