@@ -12,11 +12,13 @@ public struct CheckpointError: Error, CustomStringConvertible {
 /// sinks. One checkpoint at a time. Finished tasks acknowledge from their slot with their final
 /// state; when every task has finished, a final checkpoint commits what the sinks wrote last.
 final class CheckpointCoordinator: @unchecked Sendable {
-    struct Pending {
+    /// Unchecked: the acknowledged states' encoders hold copies the tasks handed over and no
+    /// longer touch; only the thread that stores the checkpoint runs them.
+    struct Pending: @unchecked Sendable {
         let id: CheckpointId
         let isSavepoint: Bool
         let startNanos: UInt64
-        var acks: [Int: [OperatorSubtaskState]] = [:]
+        var acks: [Int: [PendingSubtaskState]] = [:]
         var maxPauseNanos: UInt64 = 0
     }
 
@@ -74,7 +76,7 @@ final class CheckpointCoordinator: @unchecked Sendable {
     }
 
     /// Task `task` (a chain head and subtask) has taken its snapshot for `id`.
-    func acknowledge(_ id: CheckpointId, task: Int, states: [OperatorSubtaskState], pauseNanos: UInt64 = 0) {
+    func acknowledge(_ id: CheckpointId, task: Int, states: [PendingSubtaskState], pauseNanos: UInt64 = 0) {
         var complete: Pending?
         lock.withLock {
             guard var p = pending, p.id == id, p.acks[task] == nil else { return }
@@ -94,10 +96,13 @@ final class CheckpointCoordinator: @unchecked Sendable {
     }
 
     private func finish(_ p: Pending) {
-        let checkpoint = CompletedCheckpoint(
-            id: p.id, jobName: jobName, maxParallelism: maxParallelism, timestampMillis: clock.currentTimeMillis(),
-            isSavepoint: p.isSavepoint, operators: p.acks.keys.sorted().flatMap { p.acks[$0]! })
+        let checkpoint: CompletedCheckpoint
         do {
+            // Encode what the tasks copied (here, not on their threads), then store.
+            let operators = try p.acks.keys.sorted().flatMap { try p.acks[$0]!.map { try $0.materialize() } }
+            checkpoint = CompletedCheckpoint(
+                id: p.id, jobName: jobName, maxParallelism: maxParallelism, timestampMillis: clock.currentTimeMillis(),
+                isSavepoint: p.isSavepoint, operators: operators)
             try config.store.store(checkpoint)
             lock.withLock { pending = nil }
         } catch {

@@ -371,12 +371,12 @@ final class JobRun: @unchecked Sendable {
             guard let c = coordinator, id > lastBarrier else { return }
             lastBarrier = id
             let start = monotonicNanos()
-            var states: [OperatorSubtaskState] = []
+            var states: [PendingSubtaskState] = []
             if let src = source {
                 var st = OperatorSubtaskState(operatorId: operatorId(src.node), subtask: src.metrics.subtaskIndex,
                                               parallelism: src.node.parallelism)
                 st.sourceSplits = try src.run.snapshotSplits()
-                states.append(st)
+                states.append(PendingSubtaskState(state: st, encodeKeyed: nil))
             }
             for (node, inst) in instances.reversed() { states.append(try inst.snapshot(id, operatorId: operatorId(node))) }
             if phase == .running { for w in writers { try w.emitBarrier(id) } }
