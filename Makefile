@@ -4,11 +4,13 @@
 #   make bench  runs the runtime benchmark in release mode and writes bench-results/*.json
 #   make flink-diff / flink-diff-large   the differential test against Apache Flink (small / large data)
 #   make bench-flink   bench-windows and the same workloads on Apache Flink, side by side
+#   make crash-soak    the kill -9 crash test with 100 kills (make test runs it with 10)
+#   make bench-checkpoint   checkpoint duration and pause with 1 M keys
 
 SWIFT ?= swift
 RUN_ARGS ?=
 
-.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink
+.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint
 
 setup:
 	@bash scripts/setup.sh
@@ -45,3 +47,12 @@ bench: setup
 
 clean:
 	rm -rf .build bench-results
+
+# The kill -9 crash test with 100 random kills (CRASH_SEED=… replays one run).
+CRASH_KILLS ?= 100
+crash-soak: setup
+	$(SWIFT) build --build-tests
+	CRASH_KILLS=$(CRASH_KILLS) $(SWIFT) test --skip-build --disable-swift-testing --filter CrashTests
+
+bench-checkpoint: setup
+	$(SWIFT) run -c release bench-checkpoint --keys 1000000

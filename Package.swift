@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "bench-codec", targets: ["BenchCodec"]),
         .executable(name: "flink-diff-tributary", targets: ["FlinkDiff"]),
         .executable(name: "bench-checkpoint", targets: ["BenchCheckpoint"]),
+        .executable(name: "crash-test-job", targets: ["CrashTestJob"]),
     ],
     targets: cTargets + [
         // StreamCore compresses checkpoint snapshots with zstd (Checkpoint/Zstd.swift).
@@ -39,6 +40,9 @@ let package = Package(
             dependencies: ["StreamCore", "Operators", "CMallocCounter"],
             path: "Benchmarks/BenchWindows"
         ),
+        // The job the kill -9 crash tests run as a separate process (Tests/CrashTests).
+        .executableTarget(name: "CrashTestJob", dependencies: ["StreamCore", "Connectors"], path: "Tools/CrashTestJob"),
+        .testTarget(name: "CrashTests", dependencies: ["Connectors", "StreamCore", "CrashTestJob"]),
         .executableTarget(name: "BenchCheckpoint", dependencies: ["StreamCore"], path: "Benchmarks/BenchCheckpoint"),
         // The checkpoint codec, zstd and XXH64 on 1 M small structs (docs/benchmarks.md).
         .executableTarget(name: "BenchCodec", dependencies: ["StreamCore"], path: "Benchmarks/BenchCodec"),

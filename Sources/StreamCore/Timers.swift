@@ -172,7 +172,8 @@ public final class KeyedContext<K: StreamKey> {
     @exclusivity(unchecked) @usableFromInline var advancers: [(name: String, advance: (Int64) throws -> Void, counts: () -> (Int, Int))] = []
     @exclusivity(unchecked) public private(set) var currentWatermark: Int64 = Int64.min
     /// Per timer service: its timers grouped by key group, encoded.
-    @usableFromInline var timerSnapshots: [(name: String, snapshot: () throws -> [Int: [UInt8]])] = []
+    /// Each copies its timers on the task thread and returns how to encode them later.
+    @usableFromInline var timerSnapshots: [(name: String, capture: () throws -> () throws -> [Int: [UInt8]])] = []
     /// Restored timers of services not created yet, by service name.
     @usableFromInline var pendingTimerRestores: [String: [[UInt8]]] = [:]
 
@@ -197,7 +198,7 @@ public final class KeyedContext<K: StreamKey> {
             onEventTime: onEventTime, onProcessingTime: onProcessingTime)
         advancers.append((name, { wm in try service.advanceWatermark(wm) },
                           { (service.numEventTimeTimers, service.numProcessingTimeTimers) }))
-        timerSnapshots.append((name, { try service.snapshotByKeyGroup() }))
+        timerSnapshots.append((name, { service.captureByKeyGroup() }))
         if let restored = pendingTimerRestores.removeValue(forKey: name) {
             for bytes in restored { try? service.restore(bytes) }
         }
@@ -216,7 +217,10 @@ public final class KeyedContext<K: StreamKey> {
         restore: @escaping (_ slot: Int, _ time: Int64, _ tag: Int32) throws -> Void = { _, _, _ in }
     ) throws {
         advancers.append((name, advance, { (pending(), 0) }))
-        timerSnapshots.append((name, { [unowned self] in try self.encodeSlotTimers(snapshot()) }))
+        timerSnapshots.append((name, { [unowned self] in
+            let grouped = self.groupSlotTimers(try snapshot())
+            return { try grouped.mapValues { try StateCodec.encode($0) } }
+        }))
         if let restored = pendingTimerRestores.removeValue(forKey: name) {
             for bytes in restored {
                 for e in try StateCodec.decode([SlotTimerEntry<K>].self, from: bytes) {
@@ -228,15 +232,16 @@ public final class KeyedContext<K: StreamKey> {
         }
     }
 
-    /// Operator-kept timers grouped by the key group of their slot's key, encoded.
-    func encodeSlotTimers(_ timers: [(slot: Int, time: Int64, tag: Int32)]) throws -> [Int: [UInt8]] {
+    /// Operator-kept timers grouped by the key group of their slot's key (slots are resolved to
+    /// keys now, on the task thread).
+    func groupSlotTimers(_ timers: [(slot: Int, time: Int64, tag: Int32)]) -> [Int: [SlotTimerEntry<K>]] {
         var byGroup: [Int: [SlotTimerEntry<K>]] = [:]
         for t in timers {
             guard t.slot < backend.slotKeys.count, let key = backend.slotKeys[t.slot] else { continue }
             byGroup[KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: backend.maxParallelism), default: []]
                 .append(SlotTimerEntry(key: key, time: t.time, tag: t.tag))
         }
-        return try byGroup.mapValues { try StateCodec.encode($0) }
+        return byGroup
     }
 
     /// Fires the event-time timers of every service up to `watermark`.
@@ -268,18 +273,22 @@ struct TimerEntry<K: Codable, N: Codable>: Codable {
 }
 
 extension InternalTimerService where N: Codable {
-    /// Pending timers grouped by key group, encoded.
+    /// Pending timers: the sets are copied now (copy-on-write: O(1) on the task thread), grouped
+    /// by key group and encoded by the returned closure.
     @usableFromInline
-    func snapshotByKeyGroup() throws -> [Int: [UInt8]] {
-        var byGroup: [Int: [TimerEntry<K, N>]] = [:]
+    func captureByKeyGroup() -> () throws -> [Int: [UInt8]] {
+        let event = eventTimers.live, processing = processingTimers.live
         let maxP = backend.maxParallelism
-        for (queue, isEvent) in [(eventTimers, true), (processingTimers, false)] {
-            for t in queue.live {
-                byGroup[KeyGroupRangeAssignment.keyGroup(of: t.key, maxParallelism: maxP), default: []]
-                    .append(TimerEntry(key: t.key, namespace: t.namespace, timestamp: t.timestamp, eventTime: isEvent))
+        return {
+            var byGroup: [Int: [TimerEntry<K, N>]] = [:]
+            for (timers, isEvent) in [(event, true), (processing, false)] {
+                for t in timers {
+                    byGroup[KeyGroupRangeAssignment.keyGroup(of: t.key, maxParallelism: maxP), default: []]
+                        .append(TimerEntry(key: t.key, namespace: t.namespace, timestamp: t.timestamp, eventTime: isEvent))
+                }
             }
+            return try byGroup.mapValues { try StateCodec.encode($0) }
         }
-        return try byGroup.mapValues { try StateCodec.encode($0) }
     }
 
     /// Adds the timers of one key group's snapshot.
@@ -301,11 +310,20 @@ struct KeyGroupTimers: Codable {
 
 extension KeyedContext {
     /// Keyed state and timers of every key group that holds any.
-    public func snapshotKeyGroups() throws -> [KeyGroupState] {
-        let entries = try backend.snapshotKeyGroups()
+    public func snapshotKeyGroups() throws -> [KeyGroupState] { try captureKeyGroups()() }
+
+    /// Copies keyed state and timers on the task thread (the only pause a checkpoint causes) and
+    /// returns how to encode them, which may run on another thread.
+    public func captureKeyGroups() throws -> () throws -> [KeyGroupState] {
+        let encodeEntries = try backend.captureKeyGroups()
+        let encodeTimers = try timerSnapshots.map { ($0.name, try $0.capture()) }
+        return { try Self.encode(entries: try encodeEntries(), timers: encodeTimers) }
+    }
+
+    private static func encode(entries: [Int: [UInt8]], timers encodeTimers: [(String, () throws -> [Int: [UInt8]])]) throws -> [KeyGroupState] {
         var timers: [Int: [String: [UInt8]]] = [:]
-        for (name, snapshot) in timerSnapshots {
-            for (group, bytes) in try snapshot() { timers[group, default: [:]][name] = bytes }
+        for (name, encode) in encodeTimers {
+            for (group, bytes) in try encode() { timers[group, default: [:]][name] = bytes }
         }
         let groups = Set(entries.keys).union(timers.keys).sorted()
         return try groups.map { g in

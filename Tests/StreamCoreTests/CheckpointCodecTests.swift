@@ -68,6 +68,18 @@ final class CheckpointCodecTests: XCTestCase {
         XCTAssertEqual(back, value, file: file, line: line)
     }
 
+    /// Byte blobs (encoded state nested in a checkpoint) are written as length + bytes.
+    func testByteBlobsAreCompactAndChecked() throws {
+        struct Holder: Codable, Equatable { var name: String; var blob: [UInt8]; var blobs: [[UInt8]]; var maybe: [UInt8]? }
+        let value = Holder(name: "x", blob: Array(0..<200).map(UInt8.init), blobs: [[], [1, 2, 3], [UInt8](repeating: 7, count: 1000)], maybe: [9])
+        let bytes = try BinaryEncoder().encode(value)
+        XCTAssertEqual(try BinaryDecoder().decode(Holder.self, from: bytes), value)
+        XCTAssertLessThan(bytes.count, 1_300, "about one byte per blob byte")
+        for cut in stride(from: 0, to: bytes.count, by: 7) {
+            XCTAssertThrowsError(try BinaryDecoder().decode(Holder.self, from: Array(bytes[..<cut])), "prefix \(cut)")
+        }
+    }
+
     func testPrimitivesAndOptionalsAtTopLevel() throws {
         try roundTrip(Int64(-42))
         try roundTrip(UInt64.max)

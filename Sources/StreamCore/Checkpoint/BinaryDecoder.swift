@@ -158,6 +158,14 @@ final class _BinaryDecoderImpl: Decoder {
         return s
     }
 
+    /// A byte blob: varint length, then the bytes.
+    func nextBlob() throws -> [UInt8] {
+        let (n, p) = try varint(at: cursor, limit: limit)
+        try check(n, at: p, limit: limit)
+        cursor = p + n
+        return [UInt8](UnsafeRawBufferPointer(start: base + p, count: n))
+    }
+
     func nextBool() throws -> Bool {
         let b = try bool(at: cursor, limit: limit)
         cursor += 1
@@ -195,6 +203,7 @@ final class _BinaryDecoderImpl: Decoder {
         if T.self == Bool.self { return unsafeBitCast(try nextBool(), to: T.self) }
         if T.self == UInt8.self { return unsafeBitCast(try next(UInt8.self), to: T.self) }
         if T.self == String.self { return try nextString() as! T }
+        if T.self == [UInt8].self { return try nextBlob() as! T }
         if _isOptionalType(T.self), let optional = T.self as? any _BinaryOptionalDecodable.Type {
             let pos = cursor
             switch try next(UInt8.self) {

@@ -132,6 +132,13 @@ final class _BinaryEncoderImpl: Encoder {
         size += 1
     }
 
+    func appendBlob(_ bytes: [UInt8]) {
+        appendVarint(UInt64(bytes.count))
+        reserve(bytes.count)
+        bytes.withUnsafeBytes { b in if let a = b.baseAddress { (buffer + size).copyMemory(from: a, byteCount: b.count) } }
+        size += bytes.count
+    }
+
     @inline(__always) func appendString(_ s: String) {
         var s = s
         s.withUTF8 { u in
@@ -213,6 +220,8 @@ final class _BinaryEncoderImpl: Encoder {
         if T.self == Bool.self { append(unsafeBitCast(value, to: Bool.self) ? 1 : 0); return }
         if T.self == UInt8.self { append(unsafeBitCast(value, to: UInt8.self)); return }
         if T.self == String.self { appendString(value as! String); return }
+        // Byte blobs (encoded state inside a checkpoint) as length + bytes, not byte by byte.
+        if T.self == [UInt8].self { appendBlob(value as! [UInt8]); return }
         if _isOptionalType(T.self), let optional = value as? any _BinaryOptionalEncodable {
             if optional._binaryIsNil {
                 append(0)

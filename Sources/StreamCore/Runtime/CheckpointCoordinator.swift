@@ -12,11 +12,13 @@ public struct CheckpointError: Error, CustomStringConvertible {
 /// sinks. One checkpoint at a time. Finished tasks acknowledge from their slot with their final
 /// state; when every task has finished, a final checkpoint commits what the sinks wrote last.
 final class CheckpointCoordinator: @unchecked Sendable {
-    struct Pending {
+    /// Unchecked: the acknowledged states' encoders hold copies the tasks handed over and no
+    /// longer touch; only the thread that stores the checkpoint runs them.
+    struct Pending: @unchecked Sendable {
         let id: CheckpointId
         let isSavepoint: Bool
         let startNanos: UInt64
-        var acks: [Int: [OperatorSubtaskState]] = [:]
+        var acks: [Int: [PendingSubtaskState]] = [:]
         var maxPauseNanos: UInt64 = 0
     }
 
@@ -38,6 +40,9 @@ final class CheckpointCoordinator: @unchecked Sendable {
     private var finalId: CheckpointId?
     private var failure: (any Error)?
     private var stopped = false
+    private var storeThreads: [NativeThread] = []
+    /// Task → the latest completion it passed on.
+    private var notified: [Int: CheckpointId] = [:]
     /// Figures of completed checkpoints, for reports.
     private var statsList: [CheckpointStats] = []
     var stats: [CheckpointStats] { lock.withLock { statsList } }
@@ -71,30 +76,37 @@ final class CheckpointCoordinator: @unchecked Sendable {
     }
 
     /// Task `task` (a chain head and subtask) has taken its snapshot for `id`.
-    func acknowledge(_ id: CheckpointId, task: Int, states: [OperatorSubtaskState], pauseNanos: UInt64 = 0) {
+    func acknowledge(_ id: CheckpointId, task: Int, states: [PendingSubtaskState], pauseNanos: UInt64 = 0) {
         var complete: Pending?
         lock.withLock {
             guard var p = pending, p.id == id, p.acks[task] == nil else { return }
             p.acks[task] = states
             p.maxPauseNanos = max(p.maxPauseNanos, pauseNanos)
-            if p.acks.count == taskCount {
-                complete = p
-                pending = nil
-            } else {
-                pending = p
-            }
+            pending = p
+            // Complete: it stays `pending` until stored, so the next checkpoint cannot start (and
+            // complete) before this one is durable — completions are published in order.
+            if p.acks.count == taskCount { complete = p }
         }
-        if let p = complete { finish(p) }
+        // Storing (files, fsync) happens off the task threads: the last task to acknowledge goes
+        // straight back to its records.
+        if let p = complete {
+            let thread = NativeThread(name: "checkpoint-\(p.id)") { [self] in self.finish(p) }
+            lock.withLock { storeThreads.append(thread) }
+        }
     }
 
     private func finish(_ p: Pending) {
-        let checkpoint = CompletedCheckpoint(
-            id: p.id, jobName: jobName, maxParallelism: maxParallelism, timestampMillis: clock.currentTimeMillis(),
-            isSavepoint: p.isSavepoint, operators: p.acks.keys.sorted().flatMap { p.acks[$0]! })
+        let checkpoint: CompletedCheckpoint
         do {
+            // Encode what the tasks copied (here, not on their threads), then store.
+            let operators = try p.acks.keys.sorted().flatMap { try p.acks[$0]!.map { try $0.materialize() } }
+            checkpoint = CompletedCheckpoint(
+                id: p.id, jobName: jobName, maxParallelism: maxParallelism, timestampMillis: clock.currentTimeMillis(),
+                isSavepoint: p.isSavepoint, operators: operators)
             try config.store.store(checkpoint)
+            lock.withLock { pending = nil }
         } catch {
-            lock.withLock { failure = error; lock.signal() }
+            lock.withLock { failure = error; pending = nil; lock.signal() }
             fail(CheckpointError("checkpoint \(p.id) could not be stored: \(error)"))
             return
         }
@@ -146,9 +158,34 @@ final class CheckpointCoordinator: @unchecked Sendable {
         return true
     }
 
+    /// Task `task` passed completion `id` on to its operators (its sinks committed).
+    func taskNotified(_ id: CheckpointId, task: Int) {
+        lock.withLock {
+            notified[task] = max(notified[task] ?? 0, id)
+            lock.signal()
+        }
+    }
+
+    /// Blocks until every task passed completion `id` (or a later one) on; false if the run stopped.
+    func waitUntilNotified(_ id: CheckpointId) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        while notified.values.filter({ $0 >= id }).count < taskCount {
+            if stopped || failure != nil { return false }
+            lock.wait(timeoutMillis: 20)
+        }
+        return true
+    }
+
     /// The run ended: no more checkpoints.
     func stop() {
         lock.withLock { stopped = true; lock.signal() }
+    }
+
+    /// Waits for checkpoints being stored (call after `stop`, when the tasks have ended).
+    func joinStoreThreads() {
+        let threads = lock.withLock { storeThreads }
+        for t in threads { t.join() }
     }
 
     var isStopped: Bool { lock.withLock { stopped } }

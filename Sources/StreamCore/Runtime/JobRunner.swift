@@ -54,6 +54,7 @@ final class JobRun: @unchecked Sendable {
     /// (chain head, subtask) → task number, for acknowledgements.
     private var taskIds: [Int: [Int]] = [:]
     private var triggerThread: NativeThread?
+    private let triggerParker = Parker()
 
     init(jobName: String, nodes: [StreamNode], config: RunConfig) throws {
         self.jobName = jobName
@@ -157,7 +158,7 @@ final class JobRun: @unchecked Sendable {
             coordinator = c
             if let interval = cp.interval {
                 let millis = max(1, Timestamps.milliseconds(interval))
-                let parker = Parker()
+                let parker = triggerParker
                 triggerThread = NativeThread(name: "checkpoint-trigger") { [weak self] in
                     while let self, !c.isStopped, !self.cancelled.load(ordering: .relaxed) {
                         parker.park(timeoutMillis: millis)
@@ -179,6 +180,7 @@ final class JobRun: @unchecked Sendable {
     func cancel() {
         cancelled.store(true, ordering: .releasing)
         coordinator?.stop()
+        triggerParker.unpark()
         for p in parkers { p.unpark() }
     }
 
@@ -224,18 +226,29 @@ final class JobRun: @unchecked Sendable {
         if first { cancel() }
     }
 
+    /// Waits for the job's threads; safe to call from several threads and more than once.
     func join() throws -> JobExecutionResult {
-        for t in threads { t.join() }
-        coordinator?.stop()
-        triggerThread?.join()
-        endNanos = monotonicNanos()
-        let (failure, summaries) = stateLock.withLock { (self.failure, self.summaries) }
-        if let failure {
-            if failure is TaskCancelled { throw JobCancelledError() }
-            throw failure
+        try joinLock.withLock {
+            if let outcome = joined { return try outcome.get() }
+            for t in threads { t.join() }
+            coordinator?.stop()
+            triggerParker.unpark()
+            triggerThread?.join()
+            coordinator?.joinStoreThreads()
+            endNanos = monotonicNanos()
+            let (failure, summaries) = stateLock.withLock { (self.failure, self.summaries) }
+            let outcome: Result<JobExecutionResult, any Error>
+            if let failure {
+                outcome = .failure(failure is TaskCancelled ? JobCancelledError() : failure)
+            } else {
+                outcome = .success(result(summaries))
+            }
+            joined = outcome
+            return try outcome.get()
         }
-        return result(summaries)
     }
+    private let joinLock = ConditionLock()
+    private var joined: Result<JobExecutionResult, any Error>?
 
     private func result(_ summaries: [(node: Int, subtask: Int, metrics: OperatorMetrics, leftover: Leftover)]) -> JobExecutionResult {
         var ops = nodes.map { n in
@@ -358,12 +371,12 @@ final class JobRun: @unchecked Sendable {
             guard let c = coordinator, id > lastBarrier else { return }
             lastBarrier = id
             let start = monotonicNanos()
-            var states: [OperatorSubtaskState] = []
+            var states: [PendingSubtaskState] = []
             if let src = source {
                 var st = OperatorSubtaskState(operatorId: operatorId(src.node), subtask: src.metrics.subtaskIndex,
                                               parallelism: src.node.parallelism)
                 st.sourceSplits = try src.run.snapshotSplits()
-                states.append(st)
+                states.append(PendingSubtaskState(state: st, encodeKeyed: nil))
             }
             for (node, inst) in instances.reversed() { states.append(try inst.snapshot(id, operatorId: operatorId(node))) }
             if phase == .running { for w in writers { try w.emitBarrier(id) } }
@@ -376,6 +389,7 @@ final class JobRun: @unchecked Sendable {
             guard done > lastNotified else { return }
             lastNotified = done
             for (_, inst) in instances.reversed() { try inst.checkpointComplete(done) }
+            c.taskNotified(done, task: taskId)
         }
 
         /// Barrier `id` arrived on a channel of one of this task's gates (which blocked it).
@@ -605,6 +619,8 @@ public final class JobClient: Sendable {
     /// Takes a savepoint, then cancels the job (Flink's stop-with-savepoint); returns its id.
     public func stopWithSavepoint() throws -> CheckpointId {
         let id = try triggerCheckpoint(savepoint: true)
+        // Let every sink commit what the savepoint covers before the tasks stop.
+        _ = run.coordinator?.waitUntilNotified(id)
         run.cancel()
         _ = try? run.join()
         return id

@@ -78,21 +78,23 @@ public final class OperatorInstance {
 
     // MARK: checkpoints (cold paths: set by the factories that know the operator's state)
 
-    /// The operator's keyed state and timers by key group.
-    public var snapshotKeyedState: (() throws -> [KeyGroupState])?
+    /// Copies the operator's keyed state and timers (on the task thread) and returns how to encode
+    /// them by key group (later, on another thread).
+    public var captureKeyedState: (() throws -> () throws -> [KeyGroupState])?
     /// The operator's non-keyed state (a sink writer's transactions) at barrier `id`.
     public var snapshotOperatorState: ((CheckpointId) throws -> [UInt8]?)?
     /// Checkpoint `id` completed.
     public var notifyCheckpointComplete: ((CheckpointId) throws -> Void)?
 
-    /// This subtask's state for checkpoint `id`.
-    func snapshot(_ id: CheckpointId, operatorId: String) throws -> OperatorSubtaskState {
+    /// This subtask's state for checkpoint `id`; keyed state still to be encoded.
+    func snapshot(_ id: CheckpointId, operatorId: String) throws -> PendingSubtaskState {
         var state = OperatorSubtaskState(operatorId: operatorId, subtask: metrics.subtaskIndex, parallelism: metrics.parallelism)
+        var keyed: (() throws -> [KeyGroupState])?
         do {
-            if let f = snapshotKeyedState { state.keyedState = try f() }
+            if let f = captureKeyedState { keyed = try f() }
             if let f = snapshotOperatorState { state.operatorState = try f(id) }
         } catch { throw wrapFailure(error, metrics, key: nil) }
-        return state
+        return PendingSubtaskState(state: state, encodeKeyed: keyed)
     }
 
     func checkpointComplete(_ id: CheckpointId) throws {
@@ -146,7 +148,7 @@ public final class OperatorInstance {
             endInput: { _ in try op.endInput() }, finish: { try op.finish() },
             close: { op.close(); keyed.backend.dispose() },
             leftover: { keyed.leftover })
-        instance.snapshotKeyedState = { try keyed.snapshotKeyGroups() }
+        instance.captureKeyedState = { try keyed.captureKeyGroups() }
         return instance
     }
 
@@ -196,7 +198,7 @@ public final class OperatorInstance {
             endInput: { try op.endInput($0) }, finish: { try op.finish() },
             close: { op.close(); keyed?.backend.dispose() },
             leftover: { keyed?.leftover ?? Leftover() })
-        if let keyed { instance.snapshotKeyedState = { try keyed.snapshotKeyGroups() } }
+        if let keyed { instance.captureKeyedState = { try keyed.captureKeyGroups() } }
         return instance
     }
 }
@@ -210,5 +212,18 @@ extension KeyedContext {
         l.eventTimeTimers = t.eventTime
         l.processingTimeTimers = t.processingTime
         return l
+    }
+}
+
+/// An operator subtask's state as a task acknowledges it: everything but the keyed state is final;
+/// the keyed state was copied and is encoded when the checkpoint is stored, off the task thread.
+struct PendingSubtaskState {
+    var state: OperatorSubtaskState
+    var encodeKeyed: (() throws -> [KeyGroupState])?
+
+    func materialize() throws -> OperatorSubtaskState {
+        var s = state
+        if let encodeKeyed { s.keyedState = try encodeKeyed() }
+        return s
     }
 }

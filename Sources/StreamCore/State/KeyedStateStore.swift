@@ -23,6 +23,67 @@ protocol StateColumn: AnyObject {
     func snapshotEntry(slot: Int) throws -> [UInt8]?
     /// Sets the current key's value from a checkpoint entry.
     func restoreEntry(_ bytes: [UInt8]) throws
+    /// For a checkpoint: copies the column (on the task thread, as fast as possible); the copy is
+    /// split by key group and encoded later, on another thread.
+    /// `slotCount`: slots that may hold a value are below it.
+    func captureAll(slotCount: Int) throws -> any ColumnSnapshot
+    /// Restores values encoded by a columnar `capture`: value `i` belongs to the key `select(i)`
+    /// makes current.
+    func restoreColumnar(_ payload: [UInt8], count: Int, select: (Int) -> Void) throws
+}
+
+/// What a state column captured for a checkpoint.
+@usableFromInline
+struct ColumnCapture {
+    /// Positions (in the captured slots) that hold a value; empty when all do.
+    var present: [Int32]
+    /// True: `encode` gives the column's own bulk encoding (`restoreColumnar` reads it); false: an
+    /// encoded list of per-entry bytes (`restoreEntry` reads each).
+    var columnar: Bool
+    var encode: () throws -> [UInt8]
+
+    @usableFromInline init(present: [Int32], columnar: Bool, encode: @escaping () throws -> [UInt8]) {
+        self.present = present
+        self.columnar = columnar
+        self.encode = encode
+    }
+}
+
+/// A copy of a state column taken for a checkpoint.
+@usableFromInline
+protocol ColumnSnapshot {
+    /// Which of `slots` hold a value, and how to encode those values. nil: none does.
+    func capture(_ slots: [Int]) throws -> ColumnCapture?
+}
+
+/// The general path: every entry encoded at once, on the task thread.
+struct PerEntrySnapshot: ColumnSnapshot {
+    let bySlot: [Int: [UInt8]]
+
+    func capture(_ slots: [Int]) throws -> ColumnCapture? {
+        var present: [Int32] = []
+        var entries: [[UInt8]] = []
+        for (i, s) in slots.enumerated() {
+            if let bytes = bySlot[s] { present.append(Int32(i)); entries.append(bytes) }
+        }
+        guard !entries.isEmpty else { return nil }
+        if present.count == slots.count { present = [] }
+        return ColumnCapture(present: present, columnar: false, encode: { try StateCodec.encode(entries) })
+    }
+}
+
+extension StateColumn {
+    @usableFromInline
+    func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
+        try PerEntrySnapshot(bySlot: (0..<slotCount).reduce(into: [:]) { out, s in
+            if let bytes = try snapshotEntry(slot: s) { out[s] = bytes }
+        })
+    }
+
+    @usableFromInline
+    func restoreColumnar(_ payload: [UInt8], count: Int, select: (Int) -> Void) throws {
+        throw StateError("state '\(name)' has no columnar snapshot format; the checkpoint was written by another version")
+    }
 }
 
 /// The key-independent half of a keyed state backend: the dense slot of the current key, how many
@@ -232,48 +293,89 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
     public var keys: [K] { slotKeys.compactMap { $0 } }
 }
 
-/// One key's state in a checkpoint: state name → encoded entry.
-struct KeyedEntry<K: Codable>: Codable {
-    var key: K
-    var states: [String: [UInt8]]
+/// One key group's keyed state in a checkpoint: its keys, and per state the values of the keys
+/// that hold one.
+struct KeyGroupBlock<K: Codable>: Codable {
+    var keys: [K]
+    var columns: [ColumnBlock]
+}
+
+struct ColumnBlock: Codable {
+    var name: String
+    /// Indices into `keys`; empty when every key holds a value.
+    var present: [Int32]
+    var columnar: Bool
+    var payload: [UInt8]
 }
 
 extension KeyedStateBackend {
-    /// Every key's state, grouped by key group (Flink's key-grouped snapshot), encoded.
-    func snapshotKeyGroups() throws -> [Int: [UInt8]] {
-        var byGroup: [Int: [KeyedEntry<K>]] = [:]
-        let names = columns.keys.sorted()
-        for slot in slotKeys.indices {
-            guard let key = slotKeys[slot] else { continue }
-            var states: [String: [UInt8]] = [:]
-            for name in names {
-                if let bytes = try columns[name]!.snapshotEntry(slot: slot) { states[name] = bytes }
+    /// Copies every key's state, grouped by key group (Flink's key-grouped snapshot), on the task
+    /// thread; the returned closure encodes the copy and may run on another thread.
+    func captureKeyGroups() throws -> () throws -> [Int: [UInt8]] {
+        // On the task thread: O(1) copy-on-write of the slot → key table, one bulk copy per column.
+        let slotKeys = self.slotKeys
+        let maxParallelism = self.maxParallelism
+        let copies = try columns.keys.sorted().map { ($0, try columns[$0]!.captureAll(slotCount: slotKeys.count)) }
+        return {
+            var slotsByGroup = [[Int]](repeating: [], count: maxParallelism)
+            for slot in slotKeys.indices {
+                guard let key = slotKeys[slot] else { continue }
+                slotsByGroup[KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: maxParallelism)].append(slot)
             }
-            guard !states.isEmpty else { continue }
-            let group = KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: maxParallelism)
-            byGroup[group, default: []].append(KeyedEntry(key: key, states: states))
+            var out: [Int: [UInt8]] = [:]
+            for (group, slots) in slotsByGroup.enumerated() where !slots.isEmpty {
+                var blocks: [ColumnBlock] = []
+                for (name, copy) in copies {
+                    guard let c = try copy.capture(slots) else { continue }
+                    blocks.append(ColumnBlock(name: name, present: c.present, columnar: c.columnar, payload: try c.encode()))
+                }
+                if !blocks.isEmpty {
+                    out[group] = try StateCodec.encode(KeyGroupBlock(keys: slots.map { slotKeys[$0]! }, columns: blocks))
+                }
+            }
+            return out
         }
-        return try byGroup.mapValues { try StateCodec.encode($0) }
     }
 
-    /// Restores the entries of `groups` (encoded by `snapshotKeyGroups`); states the operator has
-    /// not registered yet are restored when it registers them.
+    /// Every key's state by key group, encoded.
+    func snapshotKeyGroups() throws -> [Int: [UInt8]] { try captureKeyGroups()() }
+
+    /// Restores key groups encoded by `captureKeyGroups`; states the operator has not registered
+    /// yet are restored when it registers them.
     func restoreKeyGroups(_ encoded: [[UInt8]]) throws {
-        var waiting: [String: [(K, [UInt8])]] = [:]
+        var waiting: [String: [(keys: [K], block: ColumnBlock)]] = [:]
         for bytes in encoded {
-            for entry in try StateCodec.decode([KeyedEntry<K>].self, from: bytes) {
-                setCurrentKey(entry.key)
-                for (name, value) in entry.states {
-                    if let column = columns[name] { try column.restoreEntry(value) } else { waiting[name, default: []].append((entry.key, value)) }
+            let group = try StateCodec.decode(KeyGroupBlock<K>.self, from: bytes)
+            for block in group.columns {
+                if let column = columns[block.name] {
+                    try restore(block, keys: group.keys, into: column)
+                } else {
+                    waiting[block.name, default: []].append((group.keys, block))
                 }
             }
         }
-        for (name, entries) in waiting {
+        for (name, blocks) in waiting {
             deferredRestores[name] = { [unowned self] column in
-                for (key, value) in entries {
-                    self.setCurrentKey(key)
-                    try column.restoreEntry(value)
-                }
+                for b in blocks { try self.restore(b.block, keys: b.keys, into: column) }
+            }
+        }
+    }
+
+    private func restore(_ block: ColumnBlock, keys: [K], into column: any StateColumn) throws {
+        let indices = block.present.isEmpty ? Array(keys.indices) : block.present.map(Int.init)
+        guard indices.allSatisfy({ keys.indices.contains($0) }) else {
+            throw StateError("state '\(block.name)' in the checkpoint refers to keys it does not list: the checkpoint is damaged")
+        }
+        if block.columnar {
+            try column.restoreColumnar(block.payload, count: indices.count) { setCurrentKey(keys[indices[$0]]) }
+        } else {
+            let entries = try StateCodec.decode([[UInt8]].self, from: block.payload)
+            guard entries.count == indices.count else {
+                throw StateError("state '\(block.name)' in the checkpoint has \(entries.count) entries for \(indices.count) keys: the checkpoint is damaged")
+            }
+            for (i, bytes) in entries.enumerated() {
+                setCurrentKey(keys[indices[i]])
+                try column.restoreEntry(bytes)
             }
         }
     }

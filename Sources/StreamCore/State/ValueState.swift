@@ -132,6 +132,55 @@ public final class ValueState<T: Codable>: StateColumn {
         return try StateCodec.encode(e)
     }
 
+    /// The fast path: the whole column is copied now in one bulk copy; split by key group and
+    /// encoded as arrays later, on another thread.
+    @usableFromInline func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
+        let n = entries.capacity
+        guard _isPOD(Entry?.self) else {
+            return ValueColumnSnapshot(entries: Array(UnsafeBufferPointer(start: entries.base, count: n)))
+        }
+        // Plain data (counters, sums, …): one memcpy, however many keys.
+        let base = entries.base
+        return ValueColumnSnapshot(entries: Array(unsafeUninitializedCapacity: n) { buffer, count in
+            UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: base, byteCount: n * MemoryLayout<Entry?>.stride)
+            count = n
+        })
+    }
+
+    @usableFromInline
+    struct ValueColumnSnapshot: ColumnSnapshot {
+        let entries: [Entry?]
+
+        @usableFromInline func capture(_ slots: [Int]) throws -> ColumnCapture? {
+            var present: [Int32] = []
+            var values: [Entry] = []
+            values.reserveCapacity(slots.count)
+            for (i, s) in slots.enumerated() where s < entries.count {
+                if let e = entries[s] { present.append(Int32(i)); values.append(e) }
+            }
+            guard !values.isEmpty else { return nil }
+            if present.count == slots.count { present = [] }
+            return ColumnCapture(present: present, columnar: true, encode: { [values] in try StateCodec.encode(values) })
+        }
+    }
+
+    @usableFromInline func restoreColumnar(_ payload: [UInt8], count: Int, select: (Int) -> Void) throws {
+        let values = try StateCodec.decode([Entry].self, from: payload)
+        guard values.count == count else {
+            throw StateError("state '\(name)' in the checkpoint has \(values.count) values for \(count) keys: the checkpoint is damaged")
+        }
+        for (i, e) in values.enumerated() {
+            select(i)
+            let s = store.slotForWrite()
+            entries.ensure(s)
+            if entries[s] == nil {
+                live += 1
+                store.retain(s)
+            }
+            entries[s] = e
+        }
+    }
+
     @usableFromInline func restoreEntry(_ bytes: [UInt8]) throws {
         let e = try StateCodec.decode(Entry.self, from: bytes)
         let s = store.slotForWrite()
