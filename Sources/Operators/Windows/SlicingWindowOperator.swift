@@ -6,7 +6,7 @@ import StreamCore
 /// and late side output are exactly those of `WindowOperator`; only the accumulator must be
 /// mergeable (associative), which `AggregateFunction.merge` and `reduce` are.
 ///
-/// Slices live in one flat table keyed by (key slot, slice start); a window's fire timer is the
+/// Slices live in one `NamespacedValueState` keyed by (key slot, slice start); a window's fire timer is the
 /// key's slot in the list of the window's `end - 1`, a slice's cleanup timer likewise (see
 /// `SlotTimerBuckets`), so a record that opens no slice touches one table entry and nothing else.
 public final class SlicingWindowOperator<K: StreamKey, IN, ACC: Codable, OUT>: OneInputStreamOperator {

@@ -1,7 +1,7 @@
 import StreamCore
 
 /// The aligned path of `WindowOperator`: event-time tumbling and sliding windows. Window `[s, e)` of
-/// a key is the entry (key slot, `e`) of one flat table; its fire timer at `e - 1` is the key's slot
+/// a key is the entry (key slot, `e`) of one `NamespacedValueState`; its fire timer at `e - 1` is the key's slot
 /// in the list of that time (every key's windows end at the same few times), its cleanup timer at
 /// `e - 1 + L` likewise. Firing walks the lists of the times the watermark passed, in time order,
 /// slots in the order their windows were created — the order Flink's timer queue gives.

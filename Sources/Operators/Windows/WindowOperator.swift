@@ -83,7 +83,8 @@ public struct WindowLogic<K: StreamKey, IN, ACC, OUT> {
 /// - session windows that touch merge, accumulators merged.
 ///
 /// Event-time tumbling and sliding windows take the aligned path (`WindowOperator+Aligned.swift`):
-/// one flat table keyed by (key slot, window end) and per-window-end lists of key slots as timers.
+/// one `NamespacedValueState` keyed by (key slot, window end) and per-window-end lists of key slots as
+/// timers; a tumbling window's record takes a fast path without the loop over windows.
 /// Event-time sessions without allowed lateness take the session path
 /// (`WindowOperator+Sessions.swift`): a key's sessions in one array, one heap entry per session.
 /// The rest (processing time, sessions with lateness) take the general path
