@@ -54,6 +54,20 @@ extension StreamExecutionEnvironment {
         done.store(true, ordering: .releasing)
         if outcome.withLock({ $0 }) == nil { kill(getpid(), signals[0]) }   // wake the waiter: it sees `done`
         waiter.join()
+        // The wake-up signal above is also sent when the waiter had just taken a real signal and was
+        // still taking the savepoint (cancelling the job ends `waitForResult` before the waiter
+        // records the outcome). Nobody waits for it then: consume it while it is blocked, or
+        // restoring the mask delivers it and SIGTERM's default action ends the process (exit 143
+        // after the savepoint was stored — CrashTests saw it under load).
+        var pending = sigset_t()
+        sigpending(&pending)
+        for s in signals where sigismember(&pending, s) == 1 {
+            var one = sigset_t()
+            sigemptyset(&one)
+            sigaddset(&one, s)
+            var taken: Int32 = 0
+            sigwait(&one, &taken)
+        }
         if let (id, signal) = outcome.withLock({ $0 }) { return .stoppedWithSavepoint(id, signal: signal) }
         if let error = failure.withLock({ $0 }) { throw error }
         return .finished(try result.get())
