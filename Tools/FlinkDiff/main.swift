@@ -83,7 +83,7 @@ func readEvents(_ path: String) -> [Event] {
     var n = 0
     while getline(&line, &cap, f) > 0 {
         n += 1
-        let fields = String(cString: line!).split(separator: ",").map { Int64($0.trimmingCharacters(in: " \n")) }
+        let fields = String(cString: line!).split(separator: ",").map { Int64(String($0.filter { !$0.isWhitespace })) }
         guard fields.count == 3, let k = fields[0], let ts = fields[1], let v = fields[2] else {
             fail("\(path):\(n): expected key,ts,value")
         }
@@ -91,15 +91,6 @@ func readEvents(_ path: String) -> [Event] {
     }
     free(line)
     return events
-}
-
-extension StringProtocol {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let c = s.first, set.contains(c) { s.removeFirst() }
-        while let c = s.last, set.contains(c) { s.removeLast() }
-        return String(s)
-    }
 }
 
 func writeRows(_ dir: String, _ job: String, _ rows: [String]) {

@@ -30,7 +30,7 @@ public protocol CheckpointedSinkWriter: SinkWriter, CheckpointListener {
     func snapshotState(checkpointId: CheckpointId) throws -> [UInt8]
 }
 
-import Foundation
+import Synchronization
 
 /// How snapshot entries are encoded. One place, so the encoding can change without touching the
 /// state classes.
@@ -50,7 +50,7 @@ enum StateCodec {
 /// The keyed state of one key group of one operator: entries per key and timers.
 public struct KeyGroupState: Codable, Sendable, Equatable {
     public var keyGroup: Int
-    /// Encoded `[KeyedEntry<K>]`.
+    /// Encoded `KeyGroupBlock<K>`: the group's keys and, per state, the values of those that hold one.
     public var entries: [UInt8]
     /// Encoded `[TimerEntry<K>]`.
     public var timers: [UInt8]
@@ -100,13 +100,12 @@ extension CompletedCheckpointStore {
 }
 
 /// Keeps completed checkpoints in memory (tests, and the default when no directory is set).
-public final class InMemoryCheckpointStore: CompletedCheckpointStore, @unchecked Sendable {
-    private let lock = NSLock()
-    private var all: [CompletedCheckpoint] = []
+public final class InMemoryCheckpointStore: CompletedCheckpointStore, Sendable {
+    private let all = Mutex<[CompletedCheckpoint]>([])
     public init() {}
-    public func store(_ checkpoint: CompletedCheckpoint) throws { lock.withLock { all.append(checkpoint) } }
-    public var checkpoints: [CompletedCheckpoint] { lock.withLock { all } }
-    public var latest: CompletedCheckpoint? { lock.withLock { all.last } }
+    public func store(_ checkpoint: CompletedCheckpoint) throws { all.withLock { $0.append(checkpoint) } }
+    public var checkpoints: [CompletedCheckpoint] { all.withLock { $0 } }
+    public var latest: CompletedCheckpoint? { all.withLock { $0.last } }
 }
 
 /// Checkpointing of a job (Flink's `CheckpointConfig`).

@@ -337,9 +337,6 @@ extension KeyedStateBackend {
         }
     }
 
-    /// Every key's state by key group, encoded.
-    func snapshotKeyGroups() throws -> [Int: [UInt8]] { try captureKeyGroups()() }
-
     /// Restores key groups encoded by `captureKeyGroups`; states the operator has not registered
     /// yet are restored when it registers them.
     func restoreKeyGroups(_ encoded: [[UInt8]]) throws {

@@ -171,18 +171,16 @@ public final class ValueState<T: Codable>: StateColumn {
         }
         for (i, e) in values.enumerated() {
             select(i)
-            let s = store.slotForWrite()
-            entries.ensure(s)
-            if entries[s] == nil {
-                live += 1
-                store.retain(s)
-            }
-            entries[s] = e
+            setRestored(e)
         }
     }
 
     @usableFromInline func restoreEntry(_ bytes: [UInt8]) throws {
-        let e = try StateCodec.decode(Entry.self, from: bytes)
+        setRestored(try StateCodec.decode(Entry.self, from: bytes))
+    }
+
+    /// The current key's entry, as a checkpoint had it (TTL stamp included).
+    @usableFromInline func setRestored(_ e: Entry) {
         let s = store.slotForWrite()
         entries.ensure(s)
         if entries[s] == nil {
