@@ -27,7 +27,7 @@ let package = Package(
     ],
     targets: cTargets + [
         // StreamCore compresses checkpoint snapshots with zstd (Checkpoint/Zstd.swift).
-        .target(name: "StreamCore", dependencies: ["CZstd"]),
+        .target(name: "StreamCore", dependencies: ["CZstd", "CRocksDB"]),
         .target(name: "Operators", dependencies: ["StreamCore"]),
         .target(name: "StreamTesting", dependencies: ["StreamCore"]),
         // Sinks and sources at the edge: files, Redis (Feast's online-store layout).

@@ -224,8 +224,7 @@ public final class KeyedContext<K: StreamKey> {
         if let restored = pendingTimerRestores.removeValue(forKey: name) {
             for bytes in restored {
                 for e in try StateCodec.decode([SlotTimerEntry<K>].self, from: bytes) {
-                    backend.setCurrentKey(e.key)
-                    let slot = backend.currentKeySlot
+                    let slot = backend.slot(of: e.key)
                     if slot >= 0 { try restore(slot, e.time, e.tag) }
                 }
             }
@@ -248,6 +247,7 @@ public final class KeyedContext<K: StreamKey> {
     public func advanceWatermark(_ watermark: Int64) throws {
         currentWatermark = watermark
         for a in advancers { try a.advance(watermark) }
+        if let rocks = backend.rocks, let failure = rocks.failure { throw failure }
     }
 
     /// Timers still pending: (event time, processing time), summed over services.
@@ -318,6 +318,24 @@ extension KeyedContext {
         let encodeEntries = try backend.captureKeyGroups()
         let encodeTimers = try timerSnapshots.map { ($0.name, try $0.capture()) }
         return { try Self.encode(entries: try encodeEntries(), timers: encodeTimers) }
+    }
+
+    /// The keyed state of checkpoint `id`: with the heap backend entries and timers by key group;
+    /// with RocksDB the database's checkpoint, and timers by key group.
+    public func captureKeyedState(_ id: CheckpointId) throws -> () throws -> KeyedStateSnapshot {
+        guard backend.rocks != nil else {
+            let encode = try captureKeyGroups()
+            return { KeyedStateSnapshot(keyGroups: try encode(), rocksDB: nil) }
+        }
+        let describe = try backend.captureRocksDB(id)
+        let encodeTimers = try timerSnapshots.map { ($0.name, try $0.capture()) }
+        return { KeyedStateSnapshot(keyGroups: try Self.encode(entries: [:], timers: encodeTimers), rocksDB: try describe()) }
+    }
+
+    /// Restores what `restored` holds for this subtask, before the operator registers its states.
+    public func restore(_ restored: RestoredState) throws {
+        try restoreKeyGroups(restored.keyGroups)
+        if !restored.rocksDB.isEmpty { try backend.restoreRocksDB(restored.rocksDB) }
     }
 
     private static func encode(entries: [Int: [UInt8]], timers encodeTimers: [(String, () throws -> [Int: [UInt8]])]) throws -> [KeyGroupState] {

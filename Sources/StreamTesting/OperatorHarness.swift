@@ -143,6 +143,22 @@ public final class OneInputOperatorHarness<Op: OneInputStreamOperator>: Operator
     public func processWatermarkStatus(_ status: WatermarkStatus) throws { try pushStatus(1, status) }
 }
 
+/// The state backend keyed harnesses create (a test class that runs its tests on RocksDB sets it
+/// in `setUp` and resets it in `tearDown`; tests run one at a time).
+public enum HarnessStateBackend {
+    nonisolated(unsafe) public static var current: StateBackendKind = .heap
+
+    public static func make<K: StreamKey>(_ key: K.Type, clock: any ProcessingTimeClock) -> KeyedStateBackend<K> {
+        switch current {
+        case .heap: return KeyedStateBackend<K>(clock: clock)
+        case .rocksDB(let options):
+            do { return try KeyedStateBackend<K>(clock: clock, rocksDB: options, name: "harness") } catch {
+                fatalError("harness: cannot create the RocksDB state backend in \(options.directory): \(error)")
+            }
+        }
+    }
+}
+
 /// Drives a keyed one-input operator by hand (Flink's `KeyedOneInputStreamOperatorTestHarness`):
 /// the current key is set from each record, timers fire on watermarks and processing time.
 public final class KeyedOneInputOperatorHarness<K: StreamKey, Op: OneInputStreamOperator>: OperatorHarnessBase<Op.Out> {
@@ -154,7 +170,7 @@ public final class KeyedOneInputOperatorHarness<K: StreamKey, Op: OneInputStream
                 _ factory: (KeyedOperatorSetup<K, Op.Out>) throws -> Op) rethrows {
         let clock = ManualClock(startTime)
         let processingTime = ProcessingTimeService(clock: clock)
-        keyed = KeyedContext(backend: KeyedStateBackend<K>(clock: clock), processingTime: processingTime)
+        keyed = KeyedContext(backend: HarnessStateBackend.make(K.self, clock: clock), processingTime: processingTime)
         super.init(operatorName: name, clock: clock, processingTime: processingTime)
         let op = try factory(KeyedOperatorSetup(output: output, runtime: runtimeContext(keyed: keyed.backend), keyed: keyed))
         self.op = op
@@ -185,7 +201,7 @@ public final class TwoInputOperatorHarness<K: StreamKey, Op: TwoInputStreamOpera
                 _ factory: (KeyedOperatorSetup<K, Op.Out>) throws -> Op) rethrows {
         let clock = ManualClock(startTime)
         let processingTime = ProcessingTimeService(clock: clock)
-        let keyed = KeyedContext(backend: KeyedStateBackend<K>(clock: clock), processingTime: processingTime)
+        let keyed = KeyedContext(backend: HarnessStateBackend.make(K.self, clock: clock), processingTime: processingTime)
         self.keyed = keyed
         super.init(operatorName: name, clock: clock, processingTime: processingTime)
         let op = try factory(KeyedOperatorSetup(output: output, runtime: runtimeContext(keyed: keyed.backend), keyed: keyed))

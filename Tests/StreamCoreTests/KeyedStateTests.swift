@@ -4,7 +4,7 @@ import XCTest
 
 /// Keyed state per key, and TTL exactly as Flink's StateTtlConfig (processing time,
 /// expired when lastAccess + ttl <= now).
-final class KeyedStateTests: XCTestCase {
+class KeyedStateTests: XCTestCase {
     enum Op: Sendable {
         case set(String, Int64?)
         case get(String)

@@ -21,9 +21,8 @@ public struct KeyedStream<T, K: StreamKey> {
         let key = self.key
         let opFactory: OperatorFactory = { ctx, anyOutput in
             let output = unsafeDowncast(anyOutput, to: Output<Op.Out>.self)
-            let backend = KeyedStateBackend<K>(clock: ctx.processingTime.clock, maxParallelism: ctx.maxParallelism)
-            let keyed = KeyedContext(backend: backend, processingTime: ctx.processingTime)
-            if let restored = ctx.restored { try keyed.restoreKeyGroups(restored.keyGroups) }
+            let keyed = try ctx.makeKeyedContext(K.self)
+            let backend = keyed.backend
             let op = try factory(KeyedOperatorSetup(output: output, runtime: ctx.runtimeContext(keyedStateStore: backend),
                                                     keyed: keyed))
             return OperatorInstance.keyedOneInput(op, keyed: keyed, key: key, metrics: ctx.metrics)
@@ -132,9 +131,8 @@ public struct KeyedConnectedStreams<A, B, K: StreamKey> {
         let key1 = first.key, key2 = second.key
         let opFactory: OperatorFactory = { ctx, anyOutput in
             let output = unsafeDowncast(anyOutput, to: Output<Op.Out>.self)
-            let backend = KeyedStateBackend<K>(clock: ctx.processingTime.clock, maxParallelism: ctx.maxParallelism)
-            let keyed = KeyedContext(backend: backend, processingTime: ctx.processingTime)
-            if let restored = ctx.restored { try keyed.restoreKeyGroups(restored.keyGroups) }
+            let keyed = try ctx.makeKeyedContext(K.self)
+            let backend = keyed.backend
             let op = try factory(KeyedOperatorSetup(output: output, runtime: ctx.runtimeContext(keyedStateStore: backend),
                                                     keyed: keyed))
             return OperatorInstance.twoInput(op, keyed: keyed, key1: key1, key2: key2, metrics: ctx.metrics)

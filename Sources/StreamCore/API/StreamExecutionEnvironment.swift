@@ -25,6 +25,9 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
     public var checkpointConfig: CheckpointConfig?
     /// A checkpoint to resume from: sources continue at its positions, operators get their state.
     public var restoreFrom: CompletedCheckpoint?
+    /// Where keyed state lives (Flink's `state.backend.type`): `.heap` (default) or
+    /// `.rocksDB(RocksDBStateOptions(directory:))`.
+    public var stateBackend: StateBackendKind = .heap
 
     /// Takes a checkpoint every `interval` (nil: only when asked, `JobClient.triggerCheckpoint`,
     /// and the final one when a bounded job ends) and hands each completed one to `store`.
@@ -119,7 +122,7 @@ public final class StreamExecutionEnvironment: @unchecked Sendable {
                                clock: clock, batchSize: bufferSize, channelCapacity: channelCapacity,
                                chainingEnabled: chainingEnabled, sourceChunkSize: sourceChunkSize,
                                bufferTimeoutNanos: UInt64(max(0, Timestamps.milliseconds(bufferTimeout))) * 1_000_000,
-                               checkpoint: checkpointConfig, restore: restoreFrom)
+                               checkpoint: checkpointConfig, restore: restoreFrom, stateBackend: stateBackend)
         return try JobRun(jobName: jobName, nodes: nodes, config: config)
     }
 

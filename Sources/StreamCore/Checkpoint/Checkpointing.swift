@@ -56,6 +56,14 @@ public struct KeyGroupState: Codable, Sendable, Equatable {
     public var timers: [UInt8]
 }
 
+/// An operator subtask's keyed state in a checkpoint.
+public struct KeyedStateSnapshot: Sendable {
+    /// Heap: entries and timers by key group. RocksDB: timers by key group.
+    public var keyGroups: [KeyGroupState]
+    /// RocksDB: the database's checkpoint.
+    public var rocksDB: RocksDBStateHandle?
+}
+
 /// The state of one operator subtask in a checkpoint.
 public struct OperatorSubtaskState: Codable, Sendable {
     /// The operator's identity in the job graph (stable for the same job code).
@@ -69,6 +77,8 @@ public struct OperatorSubtaskState: Codable, Sendable {
     /// A source's unfinished splits with their positions, each encoded on its own so they can be
     /// redistributed; nil for operators.
     public var sourceSplits: [[UInt8]]?
+    /// Keyed state kept in RocksDB (then `keyedState` holds only timers).
+    public var rocksDB: RocksDBStateHandle?
 
     public init(operatorId: String, subtask: Int, parallelism: Int) {
         self.operatorId = operatorId
@@ -129,4 +139,8 @@ public struct RestoredState: Sendable {
     public var operatorStates: [[UInt8]] = []
     /// A source's splits (nil: the operator is not a source, or it had no state).
     public var sourceSplits: [[UInt8]]?
+    /// RocksDB checkpoints of the old subtasks whose key groups overlap this subtask's.
+    public var rocksDB: [RocksDBStateHandle] = []
+
+    public init(checkpointId: CheckpointId) { self.checkpointId = checkpointId }
 }

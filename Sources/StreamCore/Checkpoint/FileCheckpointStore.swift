@@ -1,6 +1,15 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Completed checkpoints on disk under `--checkpoint-dir` (`CheckpointStorage`: `chk-N/` written
 /// atomically with a checksummed manifest, the last K kept): one file per operator subtask holding
-/// its `OperatorSubtaskState`, binary-encoded and zstd-compressed.
+/// its `OperatorSubtaskState`, binary-encoded and zstd-compressed. RocksDB state files go to
+/// `shared/` once (by a name unique to their database) and are referenced by every checkpoint that
+/// contains them (Flink's incremental checkpoints); files no retained checkpoint references are
+/// removed after each checkpoint.
 public final class FileCheckpointStore: CompletedCheckpointStore, @unchecked Sendable {
     public let storage: CheckpointStorage
 
@@ -18,7 +27,19 @@ public final class FileCheckpointStore: CompletedCheckpointStore, @unchecked Sen
         let writer = try storage.beginCheckpoint(checkpoint.id)
         do {
             var used = Set<String>()
-            for op in checkpoint.operators {
+            var operators = checkpoint.operators
+            var shared = Set<String>()
+            for i in operators.indices {
+                guard var handle = operators[i].rocksDB else { continue }
+                for j in handle.files.indices {
+                    try share(handle.files[j])
+                    shared.insert(handle.files[j].sharedName)
+                    handle.files[j].path = ""
+                }
+                operators[i].rocksDB = handle
+            }
+            if !shared.isEmpty { try CheckpointFiles.syncDirectory(sharedDirectory) }
+            for op in operators {
                 var name = Self.fileName(op.operatorId, op.subtask)
                 while !used.insert(name).inserted { name += "_" }
                 let groups = op.keyedState.map(\.keyGroup)
@@ -30,9 +51,38 @@ public final class FileCheckpointStore: CompletedCheckpointStore, @unchecked Sen
             _ = try writer.complete(CheckpointInfo(
                 jobName: checkpoint.jobName, timestampMillis: checkpoint.timestampMillis, parallelism: parallelism,
                 maxParallelism: checkpoint.maxParallelism, kind: checkpoint.isSavepoint ? .savepoint : .checkpoint))
+            if !shared.isEmpty || CheckpointFiles.exists(sharedDirectory) { collectSharedGarbage(keeping: shared) }
         } catch {
             writer.abort()
             throw error
+        }
+    }
+
+    /// `shared/`: RocksDB SST files, referenced by checkpoints.
+    public var sharedDirectory: String { storage.directory + "/shared" }
+
+    /// Makes `file` present in `shared/` (hard link, or copy across file systems), unless it is.
+    private func share(_ file: RocksDBSharedFile) throws {
+        let dest = sharedDirectory + "/" + file.sharedName
+        if CheckpointFiles.fileSize(dest) == file.size { return }
+        try CheckpointFiles.makeDirectories(sharedDirectory)
+        let temp = dest + ".tmp-" + CheckpointFiles.randomSuffix()
+        if link(file.path, temp) != 0 {
+            try CheckpointFiles.writeDurably(temp, try CheckpointFiles.readAll(file.path))
+        }
+        try CheckpointFiles.renameItem(temp, dest)
+    }
+
+    /// Removes the files of `shared/` that no retained checkpoint (nor `keeping`) references.
+    private func collectSharedGarbage(keeping: Set<String>) {
+        var referenced = keeping
+        for id in (try? storage.checkpointIds()) ?? [] {
+            // An unreadable checkpoint keeps nothing alive; it cannot be restored anyway.
+            guard let stored = try? storage.open(named: "chk-\(id)"), let cp = try? Self.decode(stored) else { continue }
+            for op in cp.operators { for f in op.rocksDB?.files ?? [] { referenced.insert(f.sharedName) } }
+        }
+        for name in (try? CheckpointFiles.list(sharedDirectory)) ?? [] where !referenced.contains(name) {
+            unlink(sharedDirectory + "/" + name)
         }
     }
 
@@ -59,7 +109,36 @@ public final class FileCheckpointStore: CompletedCheckpointStore, @unchecked Sen
         try Self.load(try storage.open(named: name))
     }
 
+    /// Loads a verified checkpoint: its RocksDB files are checked too (size and checksum) and
+    /// located in the `shared/` directory next to it.
     public static func load(_ stored: StoredCheckpoint) throws -> CompletedCheckpoint {
+        var cp = try decode(stored)
+        let shared = parentDirectory(of: stored.path) + "/shared"
+        for i in cp.operators.indices {
+            guard var handle = cp.operators[i].rocksDB else { continue }
+            for j in handle.files.indices {
+                let path = shared + "/" + handle.files[j].sharedName
+                guard let bytes = try? CheckpointFiles.readAll(path) else {
+                    throw CheckpointStorageError("checkpoint chk-\(stored.id) needs RocksDB file \(path), which is missing")
+                }
+                guard bytes.count == handle.files[j].size, XXHash64.hash(bytes) == handle.files[j].checksum else {
+                    throw CheckpointStorageError("checkpoint chk-\(stored.id): RocksDB file \(path) is corrupt (size or checksum differs)")
+                }
+                handle.files[j].path = path
+            }
+            cp.operators[i].rocksDB = handle
+        }
+        return cp
+    }
+
+    static func parentDirectory(of path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "." }
+        return slash == p.startIndex ? "/" : String(p[..<slash])
+    }
+
+    static func decode(_ stored: StoredCheckpoint) throws -> CompletedCheckpoint {
         let decoder = BinaryDecoder()
         let operators = try stored.manifest.files.map { try decoder.decode(OperatorSubtaskState.self, from: try stored.readFile($0.name)) }
         let info = stored.info

@@ -15,6 +15,7 @@ struct RunConfig {
     let bufferTimeoutNanos: UInt64
     let checkpoint: CheckpointConfig?
     let restore: CompletedCheckpoint?
+    let stateBackend: StateBackendKind
 }
 
 /// Turns the logical graph into chains of operators, one task per chain and subtask, and runs the
@@ -193,7 +194,7 @@ final class JobRun: @unchecked Sendable {
         }
         let known = Set(nodes.map(operatorId))
         let unknown = Set(restore.operators.filter { s in
-            !s.keyedState.isEmpty || s.operatorState != nil || !(s.sourceSplits ?? []).isEmpty
+            !s.keyedState.isEmpty || s.operatorState != nil || !(s.sourceSplits ?? []).isEmpty || s.rocksDB != nil
         }.map(\.operatorId)).subtracting(known)
         guard unknown.isEmpty else {
             throw CheckpointError("checkpoint \(restore.id) holds state of operators this job does not have: \(unknown.sorted().joined(separator: ", ")); the job graph changed (operators are identified by position and name)")
@@ -209,6 +210,7 @@ final class JobRun: @unchecked Sendable {
         if let range = KeyGroupRangeAssignment.keyGroupRange(maxParallelism: config.maxParallelism,
                                                              parallelism: n.parallelism, operatorIndex: subtask) {
             r.keyGroups = states.flatMap { $0.keyedState.filter { range.contains($0.keyGroup) } }
+            r.rocksDB = states.compactMap(\.rocksDB).filter { $0.keyGroups.overlaps(range) }
         }
         r.operatorStates = states.filter { $0.subtask % n.parallelism == subtask }.compactMap(\.operatorState)
         return r
@@ -554,7 +556,8 @@ final class JobRun: @unchecked Sendable {
         let context = NodeContext(operatorName: n.name, subtaskIndex: subtask, parallelism: n.parallelism,
                                   maxParallelism: config.maxParallelism, processingTime: task.processingTime,
                                   autoWatermarkIntervalMillis: config.autoWatermarkIntervalMillis, metrics: metrics,
-                                  restored: n.isSource ? nil : restoredState(n, subtask: subtask))
+                                  restored: n.isSource ? nil : restoredState(n, subtask: subtask),
+                                  stateBackend: config.stateBackend, operatorId: operatorId(n))
         switch n.kind {
         case .source(let factory, _, _):
             let all = splitsBySource[n.id] ?? []

@@ -80,7 +80,7 @@ public final class OperatorInstance {
 
     /// Copies the operator's keyed state and timers (on the task thread) and returns how to encode
     /// them by key group (later, on another thread).
-    public var captureKeyedState: (() throws -> () throws -> [KeyGroupState])?
+    public var captureKeyedState: ((CheckpointId) throws -> () throws -> KeyedStateSnapshot)?
     /// The operator's non-keyed state (a sink writer's transactions) at barrier `id`.
     public var snapshotOperatorState: ((CheckpointId) throws -> [UInt8]?)?
     /// Checkpoint `id` completed.
@@ -89,9 +89,9 @@ public final class OperatorInstance {
     /// This subtask's state for checkpoint `id`; keyed state still to be encoded.
     func snapshot(_ id: CheckpointId, operatorId: String) throws -> PendingSubtaskState {
         var state = OperatorSubtaskState(operatorId: operatorId, subtask: metrics.subtaskIndex, parallelism: metrics.parallelism)
-        var keyed: (() throws -> [KeyGroupState])?
+        var keyed: (() throws -> KeyedStateSnapshot)?
         do {
-            if let f = captureKeyedState { keyed = try f() }
+            if let f = captureKeyedState { keyed = try f(id) }
             if let f = snapshotOperatorState { state.operatorState = try f(id) }
         } catch { throw wrapFailure(error, metrics, key: nil) }
         return PendingSubtaskState(state: state, encodeKeyed: keyed)
@@ -143,7 +143,7 @@ public final class OperatorInstance {
             endInput: { _ in try op.endInput() }, finish: { try op.finish() },
             close: { op.close(); keyed.backend.dispose() },
             leftover: { keyed.leftover })
-        instance.captureKeyedState = { try keyed.captureKeyGroups() }
+        instance.captureKeyedState = { try keyed.captureKeyedState($0) }
         return instance
     }
 
@@ -193,7 +193,7 @@ public final class OperatorInstance {
             endInput: { try op.endInput($0) }, finish: { try op.finish() },
             close: { op.close(); keyed?.backend.dispose() },
             leftover: { keyed?.leftover ?? Leftover() })
-        if let keyed { instance.captureKeyedState = { try keyed.captureKeyGroups() } }
+        if let keyed { instance.captureKeyedState = { try keyed.captureKeyedState($0) } }
         return instance
     }
 }
@@ -220,7 +220,10 @@ final class KeyedRecordEntry<K: StreamKey, Op: OneInputStreamOperator> {
     func process(_ v: Op.In, timestamp ts: Int64) throws {
         metrics.recordsIn &+= 1
         backend.setCurrentKey(selector(v))
-        do { try op.processElement(v, timestamp: ts) } catch {
+        do {
+            try op.processElement(v, timestamp: ts)
+            if let rocks = backend.rocks, let failure = rocks.failure { throw failure }
+        } catch {
             throw wrapFailure(error, metrics, key: describeKey(backend.currentKey))
         }
     }
@@ -242,11 +245,15 @@ extension KeyedContext {
 /// the keyed state was copied and is encoded when the checkpoint is stored, off the task thread.
 struct PendingSubtaskState {
     var state: OperatorSubtaskState
-    var encodeKeyed: (() throws -> [KeyGroupState])?
+    var encodeKeyed: (() throws -> KeyedStateSnapshot)?
 
     func materialize() throws -> OperatorSubtaskState {
         var s = state
-        if let encodeKeyed { s.keyedState = try encodeKeyed() }
+        if let encodeKeyed {
+            let keyed = try encodeKeyed()
+            s.keyedState = keyed.keyGroups
+            s.rocksDB = keyed.rocksDB
+        }
         return s
     }
 }

@@ -9,6 +9,26 @@ public struct NodeContext {
     public let metrics: OperatorMetrics
     /// The state this subtask restores from a checkpoint, if the job was started from one.
     public let restored: RestoredState?
+    /// Where keyed state lives.
+    public let stateBackend: StateBackendKind
+    /// The operator's identity in checkpoints (names its RocksDB directory).
+    public let operatorId: String
+
+    /// A keyed state backend for this subtask (its key-group range), restored from the checkpoint
+    /// the job starts from. Call from inlinable code so it is specialized for `K`.
+    @inlinable
+    public func makeKeyedContext<K: StreamKey>(_ key: K.Type) throws -> KeyedContext<K> {
+        var rocksDB: RocksDBStateOptions?
+        if case .rocksDB(let options) = stateBackend { rocksDB = options }
+        let range = KeyGroupRangeAssignment.keyGroupRange(maxParallelism: maxParallelism, parallelism: parallelism,
+                                                          operatorIndex: subtaskIndex)
+        let backend = try KeyedStateBackend<K>(clock: processingTime.clock, maxParallelism: maxParallelism,
+                                               keyGroupRange: range, rocksDB: rocksDB,
+                                               name: "\(operatorId)-\(subtaskIndex)")
+        let keyed = KeyedContext(backend: backend, processingTime: processingTime)
+        if let restored { try keyed.restore(restored) }
+        return keyed
+    }
 
     public func runtimeContext(keyedStateStore: KeyedStateStore?) -> RuntimeContext {
         RuntimeContext(operatorName: operatorName, subtaskIndex: subtaskIndex, parallelism: parallelism,

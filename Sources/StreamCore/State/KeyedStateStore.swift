@@ -30,6 +30,9 @@ protocol StateColumn: AnyObject {
     /// Restores values encoded by a columnar `capture`: value `i` belongs to the key `select(i)`
     /// makes current.
     func restoreColumnar(_ payload: [UInt8], count: Int, select: (Int) -> Void) throws
+    /// Forgets the values of `slots` in memory without releasing the slots (the RocksDB backend
+    /// wrote them out; their keys stay).
+    func dropSlots(_ slots: [Int])
 }
 
 /// What a state column captured for a checkpoint.
@@ -109,17 +112,43 @@ public class KeyedStateStore {
     /// for most records.
     @usableFromInline let slotAllocator: (KeyedStateStore) -> Int
     @usableFromInline let slotReleaser: (KeyedStateStore, Int) -> Void
+    /// With the RocksDB backend: which keys have their values in memory, and the database.
+    @usableFromInline let rocks: RocksDBKeyedState?
+    /// Reads a cold slot's values back (`mayEvict`: and makes room first, at a record boundary).
+    @usableFromInline let rocksSlowPath: (KeyedStateStore, Int, Bool) -> Void
 
     @inlinable final func allocateSlotForCurrentKey() -> Int { slotAllocator(self) }
     @inlinable final func freeSlot(_ slot: Int) { slotReleaser(self, slot) }
 
     @usableFromInline
     init(clock: any ProcessingTimeClock, slotAllocator: @escaping (KeyedStateStore) -> Int,
-         slotReleaser: @escaping (KeyedStateStore, Int) -> Void) {
+         slotReleaser: @escaping (KeyedStateStore, Int) -> Void, rocks: RocksDBKeyedState?,
+         rocksSlowPath: @escaping (KeyedStateStore, Int, Bool) -> Void) {
         self.clock = clock
         self.slotAllocator = slotAllocator
         self.slotReleaser = slotReleaser
+        self.rocks = rocks
+        self.rocksSlowPath = rocksSlowPath
     }
+
+    /// An access to the key in `slot` (-1: a key without state). With RocksDB: marks it used and
+    /// changed, reads its values back if they were written out, and at a record boundary
+    /// (`mayEvict`) writes out the least recently used keys when too many are in memory. With the
+    /// heap backend: nothing.
+    @inlinable @inline(__always)
+    public final func noteAccess(_ slot: Int, mayEvict: Bool) {
+        guard let rocks else { return }
+        if slot >= 0, rocks.touch(slot) {
+            rocksSlowPath(self, slot, mayEvict)
+        } else if mayEvict, rocks.resident > rocks.maxResident {
+            rocksSlowPath(self, slot, true)   // never writes out `slot`, the key about to be used
+        }
+    }
+
+    /// Makes the values of the key in `slot` resident before a state is read or changed by slot
+    /// (timers that fire per slot).
+    @inlinable @inline(__always)
+    public final func prepareSlot(_ slot: Int) { noteAccess(slot, mayEvict: false) }
 
     /// The dense slot of the current key, -1 when it holds no state (for state kept per slot).
     @inlinable public final var currentKeySlot: Int { currentSlot }
@@ -193,15 +222,19 @@ public class KeyedStateStore {
         return AggregatingState(inner, function: descriptor.function)
     }
 
+    /// Every state name the backend knows (registered, or restored and not registered yet).
+    final var allStateNames: [String] { Array(Set(columns.keys).union(deferredRestores.keys)).sorted() }
+
     // MARK: introspection (leak reports, tests)
 
-    /// Keys holding a value, per state name. Empty maps and lists do not count.
-    public final var entryCounts: [String: Int] {
+    /// Keys holding a value, per state name. Empty maps and lists do not count. With RocksDB also
+    /// the keys whose values are only in RocksDB (a scan of the database).
+    public var entryCounts: [String: Int] {
         columns.mapValues { $0.liveEntries }.filter { $0.value > 0 }
     }
 
     /// Total (key, state) entries held.
-    public final var totalEntries: Int { columns.values.reduce(0) { $0 + $1.liveEntries } }
+    public final var totalEntries: Int { entryCounts.values.reduce(0, +) }
 
     /// Drops every state (breaking the state ↔ store reference cycle); the store is unusable after.
     public final func dispose() {
@@ -209,8 +242,9 @@ public class KeyedStateStore {
         isDisposed = true
     }
 
-    /// Removes everything whose TTL has run out, in every state.
-    public final func removeExpired() {
+    /// Removes everything whose TTL has run out, in every state (with RocksDB also in the keys
+    /// written out: read back a batch at a time).
+    public func removeExpired() {
         let now = clock.currentTimeMillis()
         for c in columns.values { c.removeExpired(now: now) }
     }
@@ -233,15 +267,32 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
     public let maxParallelism: Int
 
     /// Call from inlinable code, so slot management is specialized for `K`.
+    /// The key groups this backend holds (a subtask's range; all of them by default).
+    public let keyGroupRange: ClosedRange<Int>
+
+    /// - Parameter rocksDB: keep state in RocksDB (nil: in memory); `name` names the subtask's
+    ///   directory below the options' directory.
     @inlinable
-    public init(clock: any ProcessingTimeClock, maxParallelism: Int = KeyGroupRangeAssignment.defaultMaxParallelism) {
+    public init(clock: any ProcessingTimeClock, maxParallelism: Int = KeyGroupRangeAssignment.defaultMaxParallelism,
+                keyGroupRange: ClosedRange<Int>? = nil,
+                rocksDB: RocksDBStateOptions? = nil, name: String = "keyed") throws {
         self.maxParallelism = maxParallelism
+        self.keyGroupRange = keyGroupRange ?? 0...(maxParallelism - 1)
+        let rocks = try rocksDB.map { try RocksDBKeyedState(options: $0, name: name) }
         super.init(clock: clock, slotAllocator: { store in
             precondition(!store.isDisposed, "state backend disposed")
             return unsafeDowncast(store, to: KeyedStateBackend<K>.self).allocateSlot()
         }, slotReleaser: { store, slot in
             if !store.isDisposed { unsafeDowncast(store, to: KeyedStateBackend<K>.self).releaseSlot(slot) }
+        }, rocks: rocks, rocksSlowPath: { store, slot, mayEvict in
+            unsafeDowncast(store, to: KeyedStateBackend<K>.self).rocksSlowPath(slot: slot, mayEvict: mayEvict)
         })
+    }
+
+    /// A heap backend (cannot fail).
+    @inlinable
+    public convenience init(clock: any ProcessingTimeClock, maxParallelism: Int = KeyGroupRangeAssignment.defaultMaxParallelism) {
+        try! self.init(clock: clock, maxParallelism: maxParallelism, keyGroupRange: nil, rocksDB: nil)
     }
 
     deinit { keyToSlot.release() }
@@ -251,7 +302,12 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
     public func setCurrentKey(_ key: K) {
         _currentKey = key
         currentSlot = keyToSlot.find(key)
+        noteAccess(currentSlot, mayEvict: true)
     }
+
+    /// The slot of `key` without touching it (-1: none): for restoring timers.
+    @inlinable
+    public func slot(of key: K) -> Int { keyToSlot.find(key) }
 
     /// Makes the key in `slot` (a slot some state holds) the current key, without a hash lookup:
     /// for timers kept per slot.
@@ -259,6 +315,7 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
     public func setCurrentKey(slot: Int) {
         _currentKey = slotKeys[slot]
         currentSlot = slot
+        noteAccess(slot, mayEvict: false)
     }
 
     @inlinable
@@ -278,11 +335,13 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
         }
         keyToSlot.insert(key, slot: slot)
         currentSlot = slot
+        if let rocks { rocks.slotAllocated(slot) }
         return slot
     }
 
     @inlinable
     func releaseSlot(_ slot: Int) {
+        if let rocks, rocks.slotReleased(slot), let key = slotKeys[slot] { rocksForget(key) }
         if let key = slotKeys[slot] { keyToSlot.remove(key) }
         slotKeys[slot] = nil
         freeSlots.append(slot)
@@ -291,6 +350,21 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
 
     /// Keys that hold a value in at least one state.
     public var keys: [K] { slotKeys.compactMap { $0 } }
+
+    /// With RocksDB: how many keys are in memory, read back and written out.
+    public var rocksDBStatistics: RocksDBStatistics? {
+        rocks.map { RocksDBStatistics(residentKeys: $0.resident, loads: $0.loads, evictions: $0.evictions) }
+    }
+
+    public override var entryCounts: [String: Int] {
+        var counts = super.entryCounts
+        addColdEntryCounts(&counts)
+        return counts
+    }
+
+    public override func removeExpired() {
+        if rocks != nil { removeExpiredInRocksDB() } else { super.removeExpired() }
+    }
 }
 
 /// One key group's keyed state in a checkpoint: its keys, and per state the values of the keys

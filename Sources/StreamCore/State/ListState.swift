@@ -129,6 +129,14 @@ public final class ListState<T: Codable>: StateColumn {
         var stamps: [Int64]?
     }
 
+    @usableFromInline func dropSlots(_ slots: [Int]) {
+        for s in slots where s < lists.count && lists[s] != nil {
+            lists[s] = nil
+            if ttl != nil { stamps[s] = nil }
+            live -= 1
+        }
+    }
+
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
         guard slot < lists.count, let list = lists[slot], !list.isEmpty else { return nil }
         return try StateCodec.encode(Snapshot(values: list, stamps: ttl == nil ? nil : stamps[slot]))

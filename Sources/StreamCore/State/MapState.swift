@@ -174,6 +174,13 @@ public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
         var entries: [Entry]
     }
 
+    @usableFromInline func dropSlots(_ slots: [Int]) {
+        for s in slots where s < maps.count && maps[s] != nil {
+            maps[s] = nil
+            live -= 1
+        }
+    }
+
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
         guard slot < maps.count, let m = maps[slot], !m.isEmpty else { return nil }
         return try StateCodec.encode(Snapshot(keys: Array(m.keys), entries: Array(m.values)))

@@ -55,7 +55,10 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
 
     /// How many namespaces the key in `slot` holds.
     @inlinable
-    public func entryCount(slot: Int) -> Int { slot < perSlotCapacity ? Int(perSlot[slot]) : 0 }
+    public func entryCount(slot: Int) -> Int {
+        store.prepareSlot(slot)
+        return slot < perSlotCapacity ? Int(perSlot[slot]) : 0
+    }
 
     /// The key's front value when it is the one in `namespace`.
     @inlinable @inline(__always)
@@ -128,7 +131,8 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
 
     @inlinable
     public func get(slot: Int, _ namespace: Int64) -> V? {
-        valuePointer(slot: slot, namespace)?.pointee
+        store.prepareSlot(slot)
+        return valuePointer(slot: slot, namespace)?.pointee
     }
 
     /// Removes and returns the value of the key in `slot` in `namespace`; the slot is released when
@@ -136,6 +140,7 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     @inlinable
     @discardableResult
     public func remove(slot: Int, _ namespace: Int64) -> V? {
+        store.prepareSlot(slot)
         let value: V
         if let p = frontValue(slot: slot, namespace) {
             value = p.move()
@@ -175,8 +180,28 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     /// The table grouped by slot, built once per snapshot (the backend asks slot by slot).
     @usableFromInline var snapshotCache: (version: UInt64, bySlot: [Int: Snapshot])?
 
+    @usableFromInline func dropSlots(_ slots: [Int]) {
+        let dropping = Set(slots.filter { $0 < perSlotCapacity && perSlot[$0] > 0 })
+        guard !dropping.isEmpty else { return }
+        var inTable: [(Int32, Int64)] = []
+        for i in 0..<(table.mask + 1) where table.slotAt(i) >= 0 && dropping.contains(Int(table.slotAt(i))) {
+            inTable.append((table.slotAt(i), table.namespaceAt(i)))
+        }
+        for (s, ns) in inTable { _ = table.remove(at: table.find(slot: s, ns)) }
+        for s in dropping {
+            if front.slotAt(s) >= 0 {
+                _ = front.valuePointer(s).move()
+                front.markEmpty(s)
+                frontCount -= 1
+            }
+            perSlot[s] = 0
+            live -= 1
+        }
+        version &+= 1
+    }
+
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
-        guard entryCount(slot: slot) > 0 else { return nil }
+        guard slot < perSlotCapacity, perSlot[slot] > 0 else { return nil }
         if snapshotCache?.version != version {
             var bySlot: [Int: Snapshot] = [:]
             try forEachEntry { s, ns, v in

@@ -95,6 +95,7 @@ public final class TimeSortedListState<T: Codable>: StateColumn {
     /// The earliest timestamp of the key in `slot`, nil when it has no rows.
     @inlinable
     public func earliestTimestamp(slot: Int) -> Int64? {
+        store.prepareSlot(slot)
         guard let r = rows[slot], !r.isEmpty else { return nil }
         return r.timestamps[r.head]
     }
@@ -103,6 +104,7 @@ public final class TimeSortedListState<T: Codable>: StateColumn {
     /// left, or nil when none is (the slot is then released).
     @inlinable
     public func removeRows(slot: Int, through bound: Int64) -> Int64? {
+        store.prepareSlot(slot)
         guard let r = rows[slot], !r.isEmpty else { return nil }
         let (dropped, earliest) = rows[slot]!.dropFront(through: bound)
         rowCount -= dropped
@@ -118,6 +120,17 @@ extension TimeSortedListState {
     @usableFromInline struct Snapshot: Codable {
         var timestamps: [Int64]
         var values: [T]
+    }
+
+    @usableFromInline func dropSlots(_ slots: [Int]) {
+        for s in slots {
+            guard let r = rows[s] else { continue }
+            if !r.isEmpty {
+                live -= 1
+                rowCount -= r.timestamps.count - r.head
+            }
+            rows[s] = nil
+        }
     }
 
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {

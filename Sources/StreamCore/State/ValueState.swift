@@ -127,6 +127,13 @@ public final class ValueState<T: Codable>: StateColumn {
         }
     }
 
+    @usableFromInline func dropSlots(_ slots: [Int]) {
+        for s in slots where entries[s] != nil {
+            entries[s] = nil
+            live -= 1
+        }
+    }
+
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
         guard let e = entries[slot] else { return nil }
         return try StateCodec.encode(e)
