@@ -1,6 +1,7 @@
 import Connectors
 import StreamCore
 import Foundation
+import StreamTesting
 import XCTest
 
 #if canImport(Glibc)

@@ -6,7 +6,7 @@ import XCTest
 /// and the sliced operator give exactly the general path's output — the whole log in order, records, watermarks and late side output — and
 /// holds the same state and timers, on seeded random input with late records and keys that come
 /// and go.
-final class AlignedWindowTests: XCTestCase {
+class AlignedWindowTests: XCTestCase {
     struct Event: Codable, Sendable, Equatable {
         let key: String
         let value: Int64

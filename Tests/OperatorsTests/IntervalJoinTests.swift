@@ -3,7 +3,7 @@ import StreamTesting
 import XCTest
 
 /// Interval join (DESIGN rule 7): bounds, symmetry, cleanup, late rows, and a relational oracle.
-final class IntervalJoinTests: XCTestCase {
+class IntervalJoinTests: XCTestCase {
     struct Txn: Codable, Sendable { let card: String; let id: Int }
     struct Device: Codable, Sendable { let card: String; let id: Int }
 

@@ -4,7 +4,7 @@ import XCTest
 
 /// Rolling (OVER) aggregates: Flink SQL's RANGE ... PRECEDING AND CURRENT ROW on the watermark
 /// (DESIGN rule 9), and the on-arrival variant.
-final class OverTests: XCTestCase {
+class OverTests: XCTestCase {
     struct Txn: Codable, Sendable, Equatable {
         let card: String
         let cents: Int64

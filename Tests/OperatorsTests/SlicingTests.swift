@@ -4,7 +4,7 @@ import XCTest
 
 /// The sliced sliding-window operator gives exactly the general window operator's output — per key,
 /// in order, with timestamps, lateness re-fires and late side output — on seeded random input.
-final class SlicingTests: XCTestCase {
+class SlicingTests: XCTestCase {
     struct Event: Codable, Sendable, Equatable {
         let key: String
         let value: Int64

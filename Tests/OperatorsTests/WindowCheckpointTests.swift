@@ -6,7 +6,27 @@ import XCTest
 /// buffers) go into a checkpoint and come back: an operator restored from a snapshot taken
 /// mid-stream, given the same watermark and the rest of the input, emits what the original emits,
 /// per key in the same order, and ends with no state or timers left.
-final class WindowCheckpointTests: XCTestCase {
+class WindowCheckpointTests: XCTestCase {
+    /// Where a test keeps the RocksDB files of its snapshots (as a checkpoint store would).
+    var keptFiles: TemporaryDirectory?
+
+    /// What a restoring subtask gets from `snapshot` (RocksDB files copied away first: the local
+    /// checkpoint goes with its backend).
+    func restorable(_ snapshot: KeyedStateSnapshot) throws -> RestoredState {
+        var r = RestoredState(checkpointId: 1)
+        r.keyGroups = snapshot.keyGroups
+        if var h = snapshot.rocksDB {
+            if keptFiles == nil { keptFiles = try TemporaryDirectory() }
+            for i in h.files.indices {
+                let dest = keptFiles!.path + "/" + h.files[i].sharedName
+                if access(dest, F_OK) != 0 { XCTAssertEqual(link(h.files[i].path, dest), 0) }
+                h.files[i].path = dest
+            }
+            r.rocksDB = [h]
+        }
+        return r
+    }
+
     typealias Event = AlignedWindowTests.Event
 
     static let late = OutputTag<Event>("late")
@@ -55,11 +75,11 @@ final class WindowCheckpointTests: XCTestCase {
             try original.processElement(e, timestamp: ts)
             if let wm { try original.processWatermark(wm); watermark = wm }
         }
-        let snapshot = try original.keyed.snapshotKeyGroups()
-        XCTAssertFalse(snapshot.isEmpty, name)
+        let snapshot = try restorable(try original.keyed.captureKeyedState(1)())
+        XCTAssertFalse(snapshot.keyGroups.isEmpty && snapshot.rocksDB.isEmpty, name)
         _ = original.extractLog()
         let restored = try KeyedOneInputOperatorHarness<String, Op>(key: { $0.key }) { setup in
-            try setup.keyed.restoreKeyGroups(snapshot)
+            try setup.keyed.restore(snapshot)
             return try make(setup)
         }
         restored.captureSideOutput(Self.late)
@@ -123,10 +143,10 @@ final class WindowCheckpointTests: XCTestCase {
         }
         try feed(original, events.prefix(1_000))
         let watermark = events.prefix(1_000).compactMap(\.2).last!
-        let snapshot = try original.keyed!.snapshotKeyGroups()
+        let snapshot = try restorable(try original.keyed!.captureKeyedState(1)())
         _ = original.extractLog()
         let restored = try TwoInputOperatorHarness<String, Join>(key1: { $0.key }, key2: { $0.key }) { setup in
-            try setup.keyed.restoreKeyGroups(snapshot)
+            try setup.keyed.restore(snapshot)
             return try make(setup)
         }
         XCTAssertEqual(restored.leftover, original.leftover)

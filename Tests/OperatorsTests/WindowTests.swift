@@ -3,7 +3,7 @@ import StreamTesting
 import XCTest
 
 /// DESIGN.md rules 1, 3, 4 and 5 on the window operator, driven by hand.
-final class WindowTests: XCTestCase {
+class WindowTests: XCTestCase {
     struct Event: Codable, Sendable, Equatable {
         let key: String
         let value: Int64

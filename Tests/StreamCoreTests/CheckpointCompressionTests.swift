@@ -79,19 +79,6 @@ final class CheckpointCompressionTests: XCTestCase {
     }
 }
 
-/// A fresh directory under /tmp, removed with its content when released.
-final class TemporaryDirectory {
-    let path: String
-    init() throws {
-        var template = Array("/tmp/tributary-test-XXXXXX".utf8CString)
-        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw XCTSkip("mkdtemp failed")
-        }
-        path = String(cString: p)
-    }
-    deinit { _ = system("rm -rf '\(path)'") }
-}
-
 func readAll(_ path: String) throws -> [UInt8] {
     guard let f = fopen(path, "rb") else { throw XCTSkip("cannot open \(path)") }
     defer { fclose(f) }

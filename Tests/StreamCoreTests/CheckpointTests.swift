@@ -1,6 +1,7 @@
 import Foundation
 import StreamCore
 import Synchronization
+import StreamTesting
 import XCTest
 
 #if canImport(Glibc)

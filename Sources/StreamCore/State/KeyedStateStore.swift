@@ -145,6 +145,13 @@ public class KeyedStateStore {
         }
     }
 
+    /// With RocksDB: reads every key written out back (for operators that walk all their state
+    /// after a restore; the next record writes the excess out again).
+    public final func loadAllColdSlots() {
+        guard let rocks else { return }
+        for s in rocks.flags.indices where rocks.flags[s] & RocksDBKeyedState.cold != 0 { rocksSlowPath(self, s, false) }
+    }
+
     /// Makes the values of the key in `slot` resident before a state is read or changed by slot
     /// (timers that fire per slot).
     @inlinable @inline(__always)

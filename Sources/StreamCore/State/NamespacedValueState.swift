@@ -105,6 +105,7 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         if s >= 0 {
             if let p = frontValue(slot: s, namespace) ?? tableValue(slot: s, namespace) {
                 p.initialize(to: update(p.move()))
+                version &+= 1   // a snapshot's copy grouped by slot is stale now
                 return false
             }
         }
@@ -162,6 +163,7 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
 
     /// Every entry as (slot, namespace, value), in no particular order (for snapshots and tests).
     public func forEachEntry(_ body: (Int, Int64, V) throws -> Void) rethrows {
+        store.loadAllColdSlots()
         for i in 0..<(table.mask + 1) where table.slotAt(i) >= 0 {
             try body(Int(table.slotAt(i)), table.namespaceAt(i), table.valuePointer(i).pointee)
         }

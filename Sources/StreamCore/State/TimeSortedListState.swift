@@ -146,6 +146,7 @@ extension TimeSortedListState {
     /// Calls `body` with every key slot that has rows and its earliest timestamp (to rebuild
     /// per-key cleanup times after a restore).
     public func forEachKeySlot(_ body: (Int, Int64) throws -> Void) rethrows {
+        store.loadAllColdSlots()
         for s in rows.indices {
             if let r = rows[s], !r.isEmpty { try body(s, r.timestamps[r.head]) }
         }
