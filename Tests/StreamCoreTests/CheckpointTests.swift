@@ -11,7 +11,10 @@ import Glibc
 /// Aligned barrier checkpoints and restore (issue 4): a job restored from any of its checkpoints
 /// continues exactly where the checkpoint was taken — source positions and keyed state agree —
 /// at the same or another parallelism, and two-input operators align their inputs.
-final class CheckpointTests: XCTestCase {
+class CheckpointTests: XCTestCase {
+    /// The state backend every job of the suite uses (`RocksDBCheckpointTests`: RocksDB).
+    var stateBackend: StateBackendKind = .heap
+
     struct Rec: Codable, Sendable {
         let i: Int64
         let key: Int64
@@ -135,6 +138,7 @@ final class CheckpointTests: XCTestCase {
     func testTwoInputsAlignBarriers() throws {
         func run(_ store: InMemoryCheckpointStore, _ restore: CompletedCheckpoint?) throws -> [String] {
             let env = StreamExecutionEnvironment(parallelism: 2)
+            env.stateBackend = stateBackend
             env.enableCheckpointing(.milliseconds(3), store: store)
             env.restoreFrom = restore
             env.bufferSize = 16   // small batches: records behind a barrier reach the operator early
@@ -209,6 +213,7 @@ final class CheckpointTests: XCTestCase {
     func testSinksCommitOnCompletionAndTheFinalCheckpointCommitsTheRest() throws {
         let ledger = Ledger()
         let env = StreamExecutionEnvironment(parallelism: 2)
+        env.stateBackend = stateBackend
         let store = InMemoryCheckpointStore()
         env.enableCheckpointing(.milliseconds(3), store: store)
         env.fromSource(Self.source(), watermarkStrategy: .noWatermarks(), name: "numbers")
@@ -259,6 +264,7 @@ final class CheckpointTests: XCTestCase {
     func testStopWithSavepointAndResume() throws {
         func job(_ store: InMemoryCheckpointStore, _ restore: CompletedCheckpoint?, _ sink: CollectSink<String>) -> StreamExecutionEnvironment {
             let env = StreamExecutionEnvironment(parallelism: 2)
+            env.stateBackend = stateBackend
             env.enableCheckpointing(nil, store: store)
             env.restoreFrom = restore
             env.fromSource(Self.source(), watermarkStrategy: .noWatermarks(), name: "numbers")
@@ -287,6 +293,7 @@ final class CheckpointTests: XCTestCase {
 
     func testOnDemandCheckpointAndRestoreMismatchErrors() throws {
         let env = StreamExecutionEnvironment(parallelism: 1)
+        env.stateBackend = stateBackend
         let store = InMemoryCheckpointStore()
         env.enableCheckpointing(nil, store: store)
         let sink = CollectSink<String>()
@@ -300,6 +307,7 @@ final class CheckpointTests: XCTestCase {
 
         // Another max parallelism: refused with a message that says what to do.
         let other = StreamExecutionEnvironment(parallelism: 1)
+        other.stateBackend = stateBackend
         other.maxParallelism = 64
         other.restoreFrom = store.checkpoints.first
         other.fromSource(Self.source(10), watermarkStrategy: .noWatermarks(), name: "numbers")

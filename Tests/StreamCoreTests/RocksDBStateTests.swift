@@ -211,3 +211,19 @@ extension KeyedStateBackend {
         try KeyedContext(backend: self, processingTime: ProcessingTimeService(clock: ManualClock(0))).snapshotKeyGroups()
     }
 }
+
+/// The checkpoint suite (`CheckpointTests`: restore, 1 → 2 → 1, barrier alignment, file
+/// checkpoints with a corrupt one, savepoints) with keyed state in RocksDB, ten keys resident.
+final class RocksDBCheckpointTests: CheckpointTests {
+    var dir: TemporaryDirectory!
+
+    override func setUpWithError() throws {
+        dir = try TemporaryDirectory()
+        stateBackend = .rocksDB(RocksDBStateOptions(directory: dir.path, maxResidentKeys: 10))
+    }
+
+    override func tearDown() { dir = nil }
+
+    // Declared here so Linux test discovery finds the class; its inherited tests run too.
+    override func testRestoreAtParallelismOneTwoOne() throws { try super.testRestoreAtParallelismOneTwoOne() }
+}

@@ -31,6 +31,11 @@ public protocol CheckpointedSinkWriter: SinkWriter, CheckpointListener {
 }
 
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// How snapshot entries are encoded. One place, so the encoding can change without touching the
 /// state classes.
@@ -110,10 +115,42 @@ extension CompletedCheckpointStore {
 }
 
 /// Keeps completed checkpoints in memory (tests, and the default when no directory is set).
+/// RocksDB state files are hard-linked into a temporary directory of the store's own (removed with
+/// it), so they outlive the job that wrote them.
 public final class InMemoryCheckpointStore: CompletedCheckpointStore, Sendable {
     private let all = Mutex<[CompletedCheckpoint]>([])
+    private let fileDirectory = Mutex<String?>(nil)
     public init() {}
-    public func store(_ checkpoint: CompletedCheckpoint) throws { all.withLock { $0.append(checkpoint) } }
+
+    deinit {
+        if let dir = fileDirectory.withLock({ $0 }) { try? CheckpointFiles.removeTree(dir) }
+    }
+
+    public func store(_ checkpoint: CompletedCheckpoint) throws {
+        var checkpoint = checkpoint
+        for i in checkpoint.operators.indices {
+            guard var handle = checkpoint.operators[i].rocksDB else { continue }
+            let dir = try fileDirectory.withLock { dir -> String in
+                if let dir { return dir }
+                let made = "/tmp/tributary-checkpoint-files-" + CheckpointFiles.randomSuffix()
+                try CheckpointFiles.makeDirectories(made)
+                dir = made
+                return made
+            }
+            for j in handle.files.indices {
+                let dest = dir + "/" + handle.files[j].sharedName
+                if CheckpointFiles.fileSize(dest) != handle.files[j].size {
+                    try? CheckpointFiles.removeTree(dest)
+                    if link(handle.files[j].path, dest) != 0 {
+                        try CheckpointFiles.writeDurably(dest, try CheckpointFiles.readAll(handle.files[j].path))
+                    }
+                }
+                handle.files[j].path = dest
+            }
+            checkpoint.operators[i].rocksDB = handle
+        }
+        all.withLock { [checkpoint] in $0.append(checkpoint) }
+    }
     public var checkpoints: [CompletedCheckpoint] { all.withLock { $0 } }
     public var latest: CompletedCheckpoint? { all.withLock { $0.last } }
 }
