@@ -2,6 +2,9 @@
 //
 //   swift run -c release bench-windows [--records N] [--json PATH] [--only NAME]
 //
+// With `--state-backend rocksdb` keyed state lives in RocksDB (`--resident-keys` bounds the keys
+// whose values stay decoded in memory); `--checkpoint-interval-ms` adds file checkpoints.
+//
 // Prints records/s, ns/record and mallocs/record per case, and the CPU time of the busiest slot
 // thread per record (what the wall time would be with a free core per slot: on a shared machine the
 // wall clock at parallelism 2 depends on whether the other core is really free). Compare figures as
@@ -88,6 +91,21 @@ func measure(_ name: String, parallelism: Int, records: Int64, build: (StreamExe
     let env = StreamExecutionEnvironment(parallelism: parallelism)
     if let bufferSize { env.bufferSize = bufferSize }
     if let channelCapacity { env.channelCapacity = channelCapacity }
+    var stateDir: String?
+    if backendName != "heap" {
+        var template = Array("/tmp/bench-windows-state-XXXXXX".utf8CString)
+        stateDir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+        env.stateBackend = try StateBackendKind.parse(backendName, directory: stateDir! + "/rocksdb")
+        if case .rocksDB(var options) = env.stateBackend, let residentKeys {
+            options.maxResidentKeys = residentKeys
+            env.stateBackend = .rocksDB(options)
+        }
+    }
+    defer { if let stateDir { _ = system("rm -rf '\(stateDir)'") } }
+    if let checkpointMillis {
+        let dir = (stateDir ?? "/tmp") + "/checkpoints-\(getpid())"
+        env.enableCheckpointing(.milliseconds(checkpointMillis), store: try FileCheckpointStore(directory: dir))
+    }
     build(env)
     let m0 = tributary_malloc_count()
     let t0 = nowSeconds()
@@ -182,6 +200,9 @@ var parallelisms = [1, 2]
 var windowKeys: Int64 = 10_000
 var bufferSize: Int?
 var channelCapacity: Int?
+var backendName = "heap"
+var residentKeys: Int?
+var checkpointMillis: Int?
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     switch a {
@@ -192,8 +213,11 @@ while let a = args.popFirst() {
     case "--buffer-size": bufferSize = Int(args.popFirst() ?? "")
     case "--keys": windowKeys = Int64(args.popFirst() ?? "") ?? windowKeys
     case "--channel-capacity": channelCapacity = Int(args.popFirst() ?? "")
+    case "--state-backend": backendName = args.popFirst() ?? ""
+    case "--resident-keys": residentKeys = Int(args.popFirst() ?? "")
+    case "--checkpoint-interval-ms": checkpointMillis = Int(args.popFirst() ?? "")
     case "-h", "--help":
-        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m|tumbling-5m|sliding-30m-5m|session-30m|over-5m|interval-join] [--parallelism P] [--buffer-size N] [--channel-capacity N] [--keys N (window, OVER and join cases, default 10000)]")
+        print("usage: bench-windows [--records N] [--json PATH] [--only map-filter|keyed-10k|keyed-1m|tumbling-5m|sliding-30m-5m|session-30m|over-5m|interval-join] [--parallelism P] [--buffer-size N] [--channel-capacity N] [--keys N (window, OVER and join cases, default 10000)] [--state-backend heap|rocksdb] [--resident-keys N (RocksDB: keys kept in memory)] [--checkpoint-interval-ms MS (file checkpoints under /tmp)]")
         exit(0)
     default:
         print("unknown argument \(a); see --help")

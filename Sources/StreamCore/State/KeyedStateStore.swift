@@ -30,6 +30,8 @@ protocol StateColumn: AnyObject {
     /// Restores values encoded by a columnar `capture`: value `i` belongs to the key `select(i)`
     /// makes current.
     func restoreColumnar(_ payload: [UInt8], count: Int, select: (Int) -> Void) throws
+    /// The values of `slots` encoded as `snapshotEntry` encodes one (nil: none).
+    func snapshotEntries(_ slots: [Int]) throws -> [[UInt8]?]
     /// Forgets the values of `slots` in memory without releasing the slots (the RocksDB backend
     /// wrote them out; their keys stay).
     func dropSlots(_ slots: [Int])
@@ -76,6 +78,9 @@ struct PerEntrySnapshot: ColumnSnapshot {
 }
 
 extension StateColumn {
+    @usableFromInline
+    func snapshotEntries(_ slots: [Int]) throws -> [[UInt8]?] { try slots.map { try snapshotEntry(slot: $0) } }
+
     @usableFromInline
     func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
         try PerEntrySnapshot(bySlot: (0..<slotCount).reduce(into: [:]) { out, s in
@@ -231,6 +236,16 @@ public class KeyedStateStore {
 
     /// Every state name the backend knows (registered, or restored and not registered yet).
     final var allStateNames: [String] { Array(Set(columns.keys).union(deferredRestores.keys)).sorted() }
+
+    /// The registered states in name order with their names' bytes (RocksDB key suffixes),
+    /// rebuilt when a state is registered.
+    final var registeredColumns: [(name: [UInt8], column: any StateColumn)] {
+        if registeredCache.count != columns.count {
+            registeredCache = columns.keys.sorted().map { (Array($0.utf8), columns[$0]!) }
+        }
+        return registeredCache
+    }
+    final var registeredCache: [(name: [UInt8], column: any StateColumn)] = []
 
     // MARK: introspection (leak reports, tests)
 

@@ -164,6 +164,11 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     /// Every entry as (slot, namespace, value), in no particular order (for snapshots and tests).
     public func forEachEntry(_ body: (Int, Int64, V) throws -> Void) rethrows {
         store.loadAllColdSlots()
+        try forEachResidentEntry(body)
+    }
+
+    /// The entries in memory (with RocksDB, keys written out are not visited).
+    func forEachResidentEntry(_ body: (Int, Int64, V) throws -> Void) rethrows {
         for i in 0..<(table.mask + 1) where table.slotAt(i) >= 0 {
             try body(Int(table.slotAt(i)), table.namespaceAt(i), table.valuePointer(i).pointee)
         }
@@ -202,11 +207,31 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         version &+= 1
     }
 
+    /// Only the entries of `slots`: one pass over the table, without grouping the others.
+    @usableFromInline func snapshotEntries(_ slots: [Int]) throws -> [[UInt8]?] {
+        var index: [Int: Int] = [:]
+        for (i, s) in slots.enumerated() where s < perSlotCapacity && perSlot[s] > 0 { index[s] = i }
+        guard !index.isEmpty else { return slots.map { _ in nil } }
+        var snaps = [Snapshot](repeating: Snapshot(namespaces: [], values: []), count: slots.count)
+        if table.count > 0 {
+            for b in 0..<(table.mask + 1) where table.slotAt(b) >= 0 {
+                guard let i = index[Int(table.slotAt(b))] else { continue }
+                snaps[i].namespaces.append(table.namespaceAt(b))
+                snaps[i].values.append(table.valuePointer(b).pointee)
+            }
+        }
+        for (s, i) in index where front.slotAt(s) >= 0 {
+            snaps[i].namespaces.append(front.namespaceAt(s))
+            snaps[i].values.append(front.valuePointer(s).pointee)
+        }
+        return try snaps.map { $0.values.isEmpty ? nil : try StateCodec.encode($0) }
+    }
+
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
         guard slot < perSlotCapacity, perSlot[slot] > 0 else { return nil }
         if snapshotCache?.version != version {
             var bySlot: [Int: Snapshot] = [:]
-            try forEachEntry { s, ns, v in
+            try forEachResidentEntry { s, ns, v in
                 bySlot[s, default: Snapshot(namespaces: [], values: [])].namespaces.append(ns)
                 bySlot[s]!.values.append(v)
             }

@@ -38,10 +38,13 @@ extension KeyedStateBackend {
         _currentKey = key
         currentSlot = slot
         slotRefs[slot] = 0
-        let prefix = try rocksPrefix(key)
-        for name in columns.keys.sorted() {
-            guard let bytes = try rocks.db.get(prefix + Array(name.utf8)) else { continue }
-            try columns[name]!.restoreEntry(bytes)
+        var k = try rocksPrefix(key)
+        let prefixLength = k.count
+        for (name, column) in registeredColumns {
+            k.removeSubrange(prefixLength...)
+            k.append(contentsOf: name)
+            guard let bytes = try rocks.db.get(k) else { continue }
+            try column.restoreEntry(bytes)
         }
         if slotRefs[slot] == 0 { releaseSlot(slot) }   // nothing of it left (e.g. only unregistered states)
     }
@@ -63,17 +66,21 @@ extension KeyedStateBackend {
     /// Adds the values of `slots` to `batch` (a state a key no longer holds is deleted if RocksDB
     /// may have it); marks them written.
     private func write(_ slots: [Int], into batch: WriteBatch, names: [String]) throws {
-        guard let rocks else { return }
-        let registered = names.compactMap { n in columns[n].map { (Array(n.utf8), $0) } }
-        for s in slots {
+        guard let rocks, !slots.isEmpty else { return }
+        let registered = registeredColumns
+        let encoded = try registered.map { try $0.column.snapshotEntries(slots) }
+        for (i, s) in slots.enumerated() {
             guard let key = slotKeys[s] else { continue }
-            let prefix = try rocksPrefix(key)
+            var k = try rocksPrefix(key)
+            let prefixLength = k.count
             let persisted = rocks.flags[s] & RocksDBKeyedState.persisted != 0
-            for (name, column) in registered {
-                if let bytes = try column.snapshotEntry(slot: s) {
-                    batch.put(prefix + name, bytes)
+            for (c, (name, _)) in registered.enumerated() {
+                k.removeSubrange(prefixLength...)
+                k.append(contentsOf: name)
+                if let bytes = encoded[c][i] {
+                    batch.put(k, bytes)
                 } else if persisted {
-                    batch.delete(prefix + name)
+                    batch.delete(k)
                 }
             }
             rocks.flags[s] = (rocks.flags[s] & ~RocksDBKeyedState.dirty) | RocksDBKeyedState.persisted
