@@ -32,6 +32,9 @@ protocol StateColumn: AnyObject {
     func restoreColumnar(_ payload: [UInt8], count: Int, select: (Int) -> Void) throws
     /// The values of `slots` encoded as `snapshotEntry` encodes one (nil: none).
     func snapshotEntries(_ slots: [Int]) throws -> [[UInt8]?]
+    /// The values of `slots` copied now (the task thread) and encoded as `snapshotEntries` by the
+    /// closure (any thread).
+    func captureEntries(_ slots: [Int]) throws -> () throws -> [[UInt8]?]
     /// Forgets the values of `slots` in memory without releasing the slots (the RocksDB backend
     /// wrote them out; their keys stay).
     func dropSlots(_ slots: [Int])
@@ -80,6 +83,12 @@ struct PerEntrySnapshot: ColumnSnapshot {
 extension StateColumn {
     @usableFromInline
     func snapshotEntries(_ slots: [Int]) throws -> [[UInt8]?] { try slots.map { try snapshotEntry(slot: $0) } }
+
+    @usableFromInline
+    func captureEntries(_ slots: [Int]) throws -> () throws -> [[UInt8]?] {
+        let encoded = try snapshotEntries(slots)
+        return { encoded }
+    }
 
     @usableFromInline
     func captureAll(slotCount: Int) throws -> any ColumnSnapshot {

@@ -51,58 +51,77 @@ extension KeyedStateBackend {
 
     /// Writes out the least recently used resident keys until there is room for one more.
     func evict(current: Int) throws {
-        guard let rocks else { return }
+        guard let rocks, !rocks.isFlushing else { return }   // the barrier's state is not in RocksDB yet
         let batchSize = max(1, min(4096, rocks.maxResident / 16))
         let victims = rocks.victims(rocks.resident - rocks.maxResident + batchSize, current: current)
         guard !victims.isEmpty else { return }
-        let names = allStateNames
-        let batch = rocks.batchWithPendingDeletes(stateNames: names)
-        try write(victims.filter { rocks.flags[$0] & RocksDBKeyedState.dirty != 0 }, into: batch, names: names)
-        try rocks.db.write(batch)
+        try rocks.db.write(try captureWrites(victims.filter { rocks.flags[$0] & RocksDBKeyedState.dirty != 0 })())
         for c in columns.values { c.dropSlots(victims) }
         for s in victims { rocks.evicted(s) }
     }
 
-    /// Adds the values of `slots` to `batch` (a state a key no longer holds is deleted if RocksDB
-    /// may have it); marks them written.
-    private func write(_ slots: [Int], into batch: WriteBatch, names: [String]) throws {
-        guard let rocks, !slots.isEmpty else { return }
+    /// Captures the values of `slots` and the pending deletes (on the task thread; marks the slots
+    /// written); the closure encodes them into a batch, in key order (any thread). A state a key
+    /// no longer holds is deleted if RocksDB may have it.
+    private func captureWrites(_ slots: [Int]) throws -> () throws -> WriteBatch {
+        guard let rocks else { throw StateError("not a RocksDB backend") }
+        let deletes = rocks.pendingDeletes
+        rocks.pendingDeletes.removeAll(keepingCapacity: true)
+        let names = allStateNames.map { Array($0.utf8) }
         let registered = registeredColumns
-        let encoded = try registered.map { try $0.column.snapshotEntries(slots) }
-        for (i, s) in slots.enumerated() {
-            guard let key = slotKeys[s] else { continue }
-            var k = try rocksPrefix(key)
-            let prefixLength = k.count
-            let persisted = rocks.flags[s] & RocksDBKeyedState.persisted != 0
-            for (c, (name, _)) in registered.enumerated() {
-                k.removeSubrange(prefixLength...)
-                k.append(contentsOf: name)
-                if let bytes = encoded[c][i] {
-                    batch.put(k, bytes)
-                } else if persisted {
-                    batch.delete(k)
+        let captured = try registered.map { try $0.column.captureEntries(slots) }
+        let allKeys = slotKeys   // copy-on-write: O(1) here
+        var persisted: [Bool] = []
+        persisted.reserveCapacity(slots.count)
+        for s in slots {
+            persisted.append(rocks.flags[s] & RocksDBKeyedState.persisted != 0)
+            rocks.flags[s] = (rocks.flags[s] & ~RocksDBKeyedState.dirty) | RocksDBKeyedState.persisted
+        }
+        let maxParallelism = self.maxParallelism
+        return {
+            let batch = WriteBatch()
+            for prefix in deletes { for name in names { batch.delete(prefix + name) } }
+            let encoded = try captured.map { try $0() }
+            // In key order: RocksDB's memtable takes sorted inserts much faster.
+            var order: [(prefix: [UInt8], index: Int)] = []
+            order.reserveCapacity(slots.count)
+            for (i, s) in slots.enumerated() {
+                let key = allKeys[s]!
+                order.append((RocksDBKeys.prefix(keyGroup: KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: maxParallelism),
+                                                 key: try StateCodec.encode(key)), i))
+            }
+            order.sort { $0.prefix.lexicographicallyPrecedes($1.prefix) }
+            for (prefix, i) in order {
+                var k = prefix
+                for (c, (name, _)) in registered.enumerated() {
+                    k.removeSubrange(prefix.count...)
+                    k.append(contentsOf: name)
+                    if let bytes = encoded[c][i] {
+                        batch.put(k, bytes)
+                    } else if persisted[i] {
+                        batch.delete(k)
+                    }
                 }
             }
-            rocks.flags[s] = (rocks.flags[s] & ~RocksDBKeyedState.dirty) | RocksDBKeyedState.persisted
+            return batch
         }
     }
 
     // MARK: checkpoints
 
-    /// Writes every key changed since the last checkpoint to RocksDB and takes a RocksDB
-    /// checkpoint (on the task thread); the closure describes its files (any thread).
+    /// Encodes every key changed since the last checkpoint (on the task thread: the pause); the
+    /// closure writes them to RocksDB, takes a RocksDB checkpoint and describes its files (on the
+    /// thread that stores the checkpoint). Until then keys are not written out to make room.
     func captureRocksDB(_ id: CheckpointId) throws -> () throws -> RocksDBStateHandle {
         guard let rocks else { throw StateError("not a RocksDB backend") }
         if let failure = rocks.failure { throw failure }
-        let names = allStateNames
-        let batch = rocks.batchWithPendingDeletes(stateNames: names)
         var changed: [Int] = []
         for s in rocks.flags.indices where rocks.flags[s] & (RocksDBKeyedState.dirty | RocksDBKeyedState.cold) == RocksDBKeyedState.dirty {
             changed.append(s)
         }
-        try write(changed, into: batch, names: names)
-        try rocks.db.write(batch)
-        return try rocks.checkpoint(id, keyGroups: keyGroupRange)
+        try rocks.beginFlush(id, try captureWrites(changed))
+        let range = keyGroupRange
+        return { try rocks.finishFlush(id, keyGroups: range) }
     }
 
     /// Restores from RocksDB checkpoints: the key groups of this backend's range from each handle.

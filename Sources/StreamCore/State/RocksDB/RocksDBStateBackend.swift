@@ -183,17 +183,6 @@ public final class RocksDBKeyedState {
         return out
     }
 
-    /// A batch that starts with the pending deletes (so a key deleted and written again in one
-    /// batch ends written).
-    func batchWithPendingDeletes(stateNames: [String]) -> WriteBatch {
-        let batch = WriteBatch()
-        for prefix in pendingDeletes {
-            for name in stateNames { batch.delete(prefix + Array(name.utf8)) }
-        }
-        pendingDeletes.removeAll(keepingCapacity: true)
-        return batch
-    }
-
     /// Replaces the working database with the one in `path` (after a restore).
     func replaceDatabase(with path: String) throws {
         db = try RocksDB(path: path)
@@ -201,18 +190,59 @@ public final class RocksDBKeyedState {
 
     // MARK: checkpoints
 
-    /// Takes a RocksDB checkpoint (flush and hard links, on the task thread) and returns how to
-    /// describe it (reads and hashes new SST files; any thread).
-    func checkpoint(_ id: CheckpointId, keyGroups: ClosedRange<Int>) throws -> () throws -> RocksDBStateHandle {
+    /// The writes of a checkpoint's barrier, applied off the task thread.
+    final class PendingFlush: @unchecked Sendable {
+        let id: CheckpointId
+        let build: () throws -> WriteBatch
+        var applied = false
+        init(id: CheckpointId, build: @escaping () throws -> WriteBatch) { self.id = id; self.build = build }
+    }
+
+    /// The checkpoint whose writes are not in RocksDB yet, or whose RocksDB checkpoint is not taken
+    /// yet: until then nothing else is written (keys are not written out to make room).
+    let pendingFlush = Mutex<PendingFlush?>(nil)
+    /// `pendingFlush != nil`, readable without waiting for a flush in progress.
+    let flushInFlight = Atomic<Bool>(false)
+    @usableFromInline var isFlushing: Bool { flushInFlight.load(ordering: .acquiring) }
+
+    /// Registers the writes of checkpoint `id` (everything changed up to its barrier). A previous
+    /// checkpoint's writes still pending (its checkpoint was given up) are applied first, here.
+    func beginFlush(_ id: CheckpointId, _ build: @escaping () throws -> WriteBatch) throws {
+        try pendingFlush.withLock { pending in
+            if let old = pending, !old.applied { try db.write(try old.build()) }
+            pending = PendingFlush(id: id, build: build)
+        }
+        flushInFlight.store(true, ordering: .releasing)
+    }
+
+    /// Applies checkpoint `id`'s writes and takes the RocksDB checkpoint (flush and hard links)
+    /// — on the thread that stores the checkpoint; then describes its files (reads and hashes new
+    /// SST files).
+    func finishFlush(_ id: CheckpointId, keyGroups: ClosedRange<Int>) throws -> RocksDBStateHandle {
         let dir = directory + "/chk-\(id)"
-        if CheckpointFiles.exists(dir) { try CheckpointFiles.removeTree(dir) }
-        try db.checkpoint(into: dir)
-        localCheckpoints.append(dir)
-        // The three newest stay: a checkpoint store may still be copying from one.
-        while localCheckpoints.count > 3 { try? CheckpointFiles.removeTree(localCheckpoints.removeFirst()) }
+        try pendingFlush.withLock { pending in
+            guard let p = pending, p.id == id else {
+                throw StateError("RocksDB checkpoint \(id) was superseded by a later one before it was stored")
+            }
+            if !p.applied {
+                try db.write(try p.build())
+                p.applied = true
+            }
+            if CheckpointFiles.exists(dir) { try CheckpointFiles.removeTree(dir) }
+            try db.checkpoint(into: dir)
+            pending = nil
+            flushInFlight.store(false, ordering: .releasing)
+            localCheckpoints.append(dir)
+            // The three newest stay: a checkpoint store may still be copying from one.
+            while localCheckpoints.count > 3 { try? CheckpointFiles.removeTree(localCheckpoints.removeFirst()) }
+        }
+        return try describe(dir, keyGroups: keyGroups)
+    }
+
+    private func describe(_ dir: String, keyGroups: ClosedRange<Int>) throws -> RocksDBStateHandle {
         let instanceId = self.instanceId
         let uploaded = self.uploaded
-        return {
+        do {
             var files: [RocksDBSharedFile] = []
             var metadata: [RocksDBMetadataFile] = []
             var newBytes = 0
