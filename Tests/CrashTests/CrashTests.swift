@@ -129,9 +129,19 @@ final class CrashTests: XCTestCase {
     }
 
     func testKillNineAtRandomInstantsLosesAndDuplicatesNothing() throws {
+        try killNine(stateBackend: "heap")
+    }
+
+    /// The same with keyed state in RocksDB: its checkpoints (hard-linked SST files in `shared/`)
+    /// restore after every kill.
+    func testKillNineWithRocksDBStateLosesAndDuplicatesNothing() throws {
+        try killNine(stateBackend: "rocksdb")
+    }
+
+    func killNine(stateBackend: String) throws {
         let kills = Int(ProcessInfo.processInfo.environment["CRASH_KILLS"] ?? "") ?? 10
         let seed = UInt64(ProcessInfo.processInfo.environment["CRASH_SEED"] ?? "") ?? UInt64.random(in: 1...UInt64(UInt32.max))
-        print("crash test: \(kills) kills, CRASH_SEED=\(seed)")
+        print("crash test (\(stateBackend)): \(kills) kills, CRASH_SEED=\(seed)")
         var rng = SplitMix(seed: seed)
         let port = try Self.redisPort()
         // Enough input that the job is still running at the last kill (each run makes some progress).
@@ -140,7 +150,8 @@ final class CrashTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: base) }
         func args(_ name: String) -> [String] {
             [Self.jobBinary, "--checkpoint-dir", base + "/\(name)/chk", "--output-dir", base + "/\(name)/out",
-             "--redis-port", "\(port)", "--project", "\(name)-\(seed)", "--records", "\(records)", "--interval-ms", "40"]
+             "--redis-port", "\(port)", "--project", "\(name)-\(seed)", "--records", "\(records)", "--interval-ms", "40",
+             "--state-backend", stateBackend]
         }
 
         // The run that never fails.

@@ -2,6 +2,7 @@
 //
 //   crash-test-job --checkpoint-dir DIR --output-dir DIR --redis-port PORT [--project NAME]
 //                  [--records N] [--interval-ms MS] [--parallelism P] [--pause-every N --pause-us US]
+//                  [--state-backend heap|rocksdb]   (RocksDB files under <checkpoint-dir>-local)
 //
 // Reads N generated events (a replayable source: its position is in every checkpoint), counts per
 // key, and writes every counted event to a two-phase-commit FileSink (visible only once the
@@ -77,6 +78,7 @@ var intervalMillis: Int64 = 50
 var parallelism = 2
 var pauseEvery: Int64 = 2_000
 var pauseMicros: UInt32 = 2_000
+var backendName = "heap"
 var args = CommandLine.arguments.dropFirst()
 @MainActor func value(_ flag: String) -> String {
     guard let v = args.popFirst() else { fail("\(flag) needs a value") }
@@ -97,7 +99,8 @@ while let a = args.popFirst() {
     case "--parallelism": parallelism = number(Int.self, a, "--parallelism needs a number")
     case "--pause-every": pauseEvery = number(Int64.self, a, "--pause-every needs a number")
     case "--pause-us": pauseMicros = number(UInt32.self, a, "--pause-us needs a number")
-    default: fail("unknown argument \(a); usage: crash-test-job --checkpoint-dir DIR --output-dir DIR --redis-port PORT [--project NAME] [--records N] [--interval-ms MS] [--parallelism P] [--pause-every N --pause-us US]")
+    case "--state-backend": backendName = value(a)
+    default: fail("unknown argument \(a); usage: crash-test-job --checkpoint-dir DIR --output-dir DIR --redis-port PORT [--project NAME] [--records N] [--interval-ms MS] [--parallelism P] [--pause-every N --pause-us US] [--state-backend heap|rocksdb]")
     }
 }
 guard let checkpointDir, let outputDir, let redisPort else { fail("needs --checkpoint-dir, --output-dir and --redis-port") }
@@ -107,6 +110,10 @@ do {
     let (latest, warnings) = files.latest()
     for w in warnings { _ = (w + "\n").withCString { write(2, $0, strlen($0)) } }
     let env = StreamExecutionEnvironment(parallelism: parallelism)
+    // The local RocksDB directory belongs to this job: what a killed run left there is garbage.
+    let localDir = checkpointDir + "-local"
+    _ = system("rm -rf '\(localDir)'")
+    env.stateBackend = try StateBackendKind.parse(backendName, directory: localDir)
     env.restoreFrom = latest
     env.enableCheckpointing(.milliseconds(intervalMillis), store: MarkingStore(files))
     say(latest.map { "restored \($0.id)" } ?? "fresh")
