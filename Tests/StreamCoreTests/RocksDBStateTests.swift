@@ -1,3 +1,4 @@
+import Foundation
 import StreamCore
 import StreamTesting
 import XCTest
@@ -226,4 +227,58 @@ final class RocksDBCheckpointTests: CheckpointTests {
 
     // Declared here so Linux test discovery finds the class; its inherited tests run too.
     override func testRestoreAtParallelismOneTwoOne() throws { try super.testRestoreAtParallelismOneTwoOne() }
+}
+
+extension RocksDBCheckpointTests {
+    /// File checkpoints of RocksDB state: SST files go to `shared/` once and are referenced by
+    /// later checkpoints; files no retained checkpoint needs are deleted; a corrupt shared file makes
+    /// its checkpoint unusable and the previous one is restored (at parallelism 2), continuing exactly.
+    func testSharedFilesAreReferencedCollectedAndVerified() throws {
+        let dir = try TemporaryDirectory()
+        let disk = try FileCheckpointStore(directory: dir.path + "/chk", retainedCheckpoints: 3)
+        let memory = InMemoryCheckpointStore()
+        let full = try countingJob(parallelism: 1, store: memory, restore: nil)
+        let env = StreamExecutionEnvironment(parallelism: 1)
+        env.stateBackend = stateBackend
+        env.enableCheckpointing(.milliseconds(3), store: disk)
+        env.fromSource(Self.source(), watermarkStrategy: .noWatermarks(), name: "numbers")
+            .keyBy { $0.key }.process(Count()).sinkTo(DiscardingSink<String>())
+        try env.execute("counting")
+
+        let ids = try disk.storage.checkpointIds()
+        XCTAssertLessThanOrEqual(ids.count, 3, "retention keeps three")
+        let retained = try ids.map { try disk.load(named: "chk-\($0)") }
+        let referenced = Set(retained.flatMap { $0.operators.compactMap(\.rocksDB).flatMap(\.files).map(\.sharedName) })
+        let shared = Set(try FileManager.default.contentsOfDirectory(atPath: disk.sharedDirectory))
+        XCTAssertFalse(referenced.isEmpty)
+        XCTAssertEqual(shared, referenced, "shared/ holds exactly the files retained checkpoints reference")
+        for cp in retained {
+            for h in cp.operators.compactMap(\.rocksDB) {
+                XCTAssertTrue(h.files.allSatisfy { $0.path.hasPrefix(disk.sharedDirectory) })
+                XCTAssertLessThanOrEqual(h.newBytes, h.files.map(\.size).reduce(0, +))
+            }
+        }
+
+        // Corrupt a file that a retained checkpoint added (none before it has it): the newest
+        // checkpoint without that file is restored, the ones with it are skipped with a warning.
+        func files(_ cp: CompletedCheckpoint) -> Set<String> { Set(cp.operators.compactMap(\.rocksDB).flatMap(\.files).map(\.sharedName)) }
+        guard let added = retained.indices.dropFirst().last(where: { !files(retained[$0]).subtracting(files(retained[$0 - 1])).isEmpty }) else {
+            throw XCTSkip("no retained checkpoint added a file (nothing changed between checkpoints)")
+        }
+        let name = files(retained[added]).subtracting(files(retained[added - 1])).sorted()[0]
+        let path = disk.sharedDirectory + "/" + name
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let expected = retained.last { !files($0).contains(name) }!
+        let (fallback, warnings) = disk.latest()
+        XCTAssertEqual(fallback?.id, expected.id)
+        XCTAssertTrue(warnings.contains { $0.contains("chk-\(retained[added].id)") && $0.contains("corrupt") }, "\(warnings)")
+
+        // The previous checkpoint restores at parallelism 2 and the run continues exactly.
+        let restoredOutput = try countingJob(parallelism: 2, store: InMemoryCheckpointStore(), restore: try XCTUnwrap(fallback))
+        if fallback!.operators.contains(where: { !($0.sourceSplits ?? []).isEmpty }) {
+            assertContinues(restoredOutput, from: fallback!, full: full)
+        }
+    }
 }

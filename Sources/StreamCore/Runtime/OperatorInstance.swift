@@ -222,7 +222,7 @@ final class KeyedRecordEntry<K: StreamKey, Op: OneInputStreamOperator> {
         backend.setCurrentKey(selector(v))
         do {
             try op.processElement(v, timestamp: ts)
-            if let rocks = backend.rocks, let failure = rocks.failure { throw failure }
+            if _slowPath(backend.rocks != nil), let failure = backend.rocks!.failure { throw failure }
         } catch {
             throw wrapFailure(error, metrics, key: describeKey(backend.currentKey))
         }

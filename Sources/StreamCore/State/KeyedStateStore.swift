@@ -91,7 +91,11 @@ extension StateColumn {
     }
 
     @usableFromInline
-    func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
+    func captureAll(slotCount: Int) throws -> any ColumnSnapshot { try perEntryCapture(slotCount: slotCount) }
+
+    /// The general capture: every entry encoded now.
+    @usableFromInline
+    func perEntryCapture(slotCount: Int) throws -> any ColumnSnapshot {
         try PerEntrySnapshot(bySlot: (0..<slotCount).reduce(into: [:]) { out, s in
             if let bytes = try snapshotEntry(slot: s) { out[s] = bytes }
         })
@@ -151,6 +155,11 @@ public class KeyedStateStore {
     /// heap backend: nothing.
     @inlinable @inline(__always)
     public final func noteAccess(_ slot: Int, mayEvict: Bool) {
+        if _slowPath(rocks != nil) { noteRocksDBAccess(slot, mayEvict: mayEvict) }
+    }
+
+    @inlinable @inline(never)
+    final func noteRocksDBAccess(_ slot: Int, mayEvict: Bool) {
         guard let rocks else { return }
         if slot >= 0, rocks.touch(slot) {
             rocksSlowPath(self, slot, mayEvict)

@@ -105,7 +105,6 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
         if s >= 0 {
             if let p = frontValue(slot: s, namespace) ?? tableValue(slot: s, namespace) {
                 p.initialize(to: update(p.move()))
-                version &+= 1   // a snapshot's copy grouped by slot is stale now
                 return false
             }
         }
@@ -225,6 +224,13 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
             snaps[i].values.append(front.valuePointer(s).pointee)
         }
         return try snaps.map { $0.values.isEmpty ? nil : try StateCodec.encode($0) }
+    }
+
+    /// A snapshot groups the table by slot once (values may have changed in place since the last
+    /// one, which the version does not count: the grouping is rebuilt for every snapshot).
+    @usableFromInline func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
+        snapshotCache = nil
+        return try perEntryCapture(slotCount: slotCount)
     }
 
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
