@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The typed half of the RocksDB backend: values move between the state columns (the resident
 /// keys) and RocksDB, one key at a time, each state of a key under `prefix(key) + state name`,
 /// encoded as a checkpoint encodes one entry.
@@ -83,15 +89,26 @@ extension KeyedStateBackend {
             for prefix in deletes { for name in names { batch.delete(prefix + name) } }
             let encoded = try captured.map { try $0() }
             // In key order: RocksDB's memtable takes sorted inserts much faster.
-            var order: [(prefix: [UInt8], index: Int)] = []
-            order.reserveCapacity(slots.count)
-            for (i, s) in slots.enumerated() {
+            var prefixes: [[UInt8]] = []
+            prefixes.reserveCapacity(slots.count)
+            for s in slots {
                 let key = allKeys[s]!
-                order.append((RocksDBKeys.prefix(keyGroup: KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: maxParallelism),
-                                                 key: try StateCodec.encode(key)), i))
+                prefixes.append(RocksDBKeys.prefix(keyGroup: KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: maxParallelism),
+                                                   key: try StateCodec.encode(key)))
             }
-            order.sort { $0.prefix.lexicographicallyPrecedes($1.prefix) }
-            for (prefix, i) in order {
+            var order = Array(prefixes.indices)
+            prefixes.withUnsafeBufferPointer { p in
+                order.sort { a, b in
+                    p[a].withUnsafeBytes { x in
+                        p[b].withUnsafeBytes { y in
+                            let c = memcmp(x.baseAddress!, y.baseAddress!, min(x.count, y.count))
+                            return c != 0 ? c < 0 : x.count < y.count
+                        }
+                    }
+                }
+            }
+            for i in order {
+                let prefix = prefixes[i]
                 var k = prefix
                 for (c, (name, _)) in registered.enumerated() {
                     k.removeSubrange(prefix.count...)
