@@ -5,7 +5,7 @@
 #   make flink-diff / flink-diff-large   the differential test against Apache Flink (small / large data)
 #   make bench-flink   bench-windows and the same workloads on Apache Flink, side by side
 #   make crash-soak    the kill -9 crash test with 100 kills (make test runs it with 10)
-#   make bench-checkpoint   checkpoint duration and pause with 1 M keys
+#   make bench-checkpoint   checkpoint duration, pause and restore with 1 M keys (heap, then RocksDB)
 
 SWIFT ?= swift
 RUN_ARGS ?=
@@ -56,3 +56,4 @@ crash-soak: setup
 
 bench-checkpoint: setup
 	$(SWIFT) run -c release bench-checkpoint --keys 1000000
+	$(SWIFT) run -c release bench-checkpoint --keys 1000000 --state-backend rocksdb
