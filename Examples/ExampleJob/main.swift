@@ -76,15 +76,20 @@ final class CardFeaturesFunction: KeyedProcessFunction {
 }
 
 func fail(_ message: String) -> Never {
+    warn(message)
+    exit(2)
+}
+
+func warn(_ message: String) {
     let line = "example-job: \(message)\n"
     _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
-    exit(2)
 }
 
 var records: Int64 = 40
 var cards = 5
 var parallelism = 2
 var quiet = false
+var checkpointing = CheckpointingOptions()
 var args = CommandLine.arguments.dropFirst()
 if args.first == "--key-groups" {
     for key in args.dropFirst() {
@@ -105,9 +110,14 @@ while let a = args.popFirst() {
     case "--parallelism": parallelism = Int(number())
     case "--quiet": quiet = true
     case "-h", "--help":
-        print("usage: example-job [--records N] [--cards N] [--parallelism P] [--quiet] | --key-groups KEY...")
+        print("usage: example-job [--records N] [--cards N] [--parallelism P] [--quiet] \(CheckpointingOptions.usage) | --key-groups KEY...")
         exit(0)
-    default: fail("unknown option \(a); try --help")
+    default:
+        do {
+            guard try checkpointing.parse(a, next: { args.popFirst() }) else { fail("unknown option \(a); try --help") }
+        } catch {
+            fail("\(error)")
+        }
     }
 }
 guard parallelism <= 128 else { fail("--parallelism must be at most 128 (the max parallelism)") }
@@ -134,6 +144,9 @@ if quiet {
     stream.print()
 }
 do {
+    let (restored, warnings) = try checkpointing.apply(to: env)
+    for w in warnings { warn(w) }
+    if let restored { print("restored from checkpoint \(restored)") }
     let result = try env.execute("example-job")
     print(result)
 } catch {

@@ -137,7 +137,10 @@ public final class ValueState<T: Codable>: StateColumn {
     /// The entries of `slots` copied now, encoded by the closure.
     @usableFromInline func captureEntries(_ slots: [Int]) throws -> () throws -> [[UInt8]?] {
         let copied = slots.map { entries[$0] }
-        return { try copied.map { try $0.map { try StateCodec.encode($0) } } }
+        return {
+            let encoder = BinaryEncoder()   // one scratch buffer for all of them
+            return try copied.map { try $0.map { try encoder.encode($0) } }
+        }
     }
 
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {

@@ -11,7 +11,7 @@ extension KeyedStateBackend {
     @usableFromInline
     func rocksPrefix(_ key: K) throws -> [UInt8] {
         RocksDBKeys.prefix(keyGroup: KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: maxParallelism),
-                           key: try StateCodec.encode(key))
+                           key: try (rocks?.keyEncoder ?? BinaryEncoder()).encode(key))
     }
 
     /// A key lost its last state after RocksDB got values of it: they are deleted with the next write.
@@ -89,12 +89,13 @@ extension KeyedStateBackend {
             for prefix in deletes { for name in names { batch.delete(prefix + name) } }
             let encoded = try captured.map { try $0() }
             // In key order: RocksDB's memtable takes sorted inserts much faster.
+            let encoder = BinaryEncoder()
             var prefixes: [[UInt8]] = []
             prefixes.reserveCapacity(slots.count)
             for s in slots {
                 let key = allKeys[s]!
                 prefixes.append(RocksDBKeys.prefix(keyGroup: KeyGroupRangeAssignment.keyGroup(of: key, maxParallelism: maxParallelism),
-                                                   key: try StateCodec.encode(key)))
+                                                   key: try encoder.encode(key)))
             }
             var order = Array(prefixes.indices)
             prefixes.withUnsafeBufferPointer { p in

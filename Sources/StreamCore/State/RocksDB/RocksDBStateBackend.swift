@@ -105,6 +105,8 @@ public final class RocksDBKeyedState {
     /// next record.
     @usableFromInline var failure: (any Error)?
     /// Statistics: keys read back from RocksDB, keys written out to make room.
+    /// Encodes keys on the task thread (one scratch buffer).
+    let keyEncoder = BinaryEncoder()
     public private(set) var loads = 0
     public private(set) var evictions = 0
 
