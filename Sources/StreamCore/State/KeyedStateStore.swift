@@ -306,10 +306,10 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
     public var currentKey: K? { _currentKey }
     public let maxParallelism: Int
 
-    /// Call from inlinable code, so slot management is specialized for `K`.
     /// The key groups this backend holds (a subtask's range; all of them by default).
     public let keyGroupRange: ClosedRange<Int>
 
+    /// Call from inlinable code, so slot management is specialized for `K`.
     /// - Parameter rocksDB: keep state in RocksDB (nil: in memory); `name` names the subtask's
     ///   directory below the options' directory.
     @inlinable
