@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "Operators", targets: ["Operators"]),
         .library(name: "StreamTesting", targets: ["StreamTesting"]),
         .library(name: "Connectors", targets: ["Connectors"]),
+        .library(name: "Contracts", targets: ["Contracts"]),
         .executable(name: "example-job", targets: ["ExampleJob"]),
         .executable(name: "bench-windows", targets: ["BenchWindows"]),
         .executable(name: "bench-codec", targets: ["BenchCodec"]),
@@ -58,6 +59,9 @@ let package = Package(
         .testTarget(name: "OperatorsTests", dependencies: ["Operators", "StreamTesting"]),
         .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "StreamCore"]),
         .testTarget(name: "CInteropTests", dependencies: ["CRdKafka", "CRocksDB", "CAvro", "CZstd", "CHiredis"]),
+        // Avro contracts (schemas/) in the Confluent wire format, resolved by libavro.
+        .target(name: "Contracts", dependencies: ["CAvro"]),
+        .testTarget(name: "ContractsTests", dependencies: ["Contracts"]),
         // Against the local broker (scripts/local-broker.sh): librdkafka 2.16 from .local/lib first.
         .testTarget(name: "KafkaTests", dependencies: ["CRdKafka"], linkerSettings: librdkafkaFromLocalLib),
     ],
