@@ -1,3 +1,4 @@
+import Foundation
 import StreamCore
 import StreamTesting
 import XCTest
@@ -56,7 +57,10 @@ final class CheckpointingOptionsTests: XCTestCase {
             try env.execute("options")
             return applied
         }
+        // A killed run's leftovers in the state directory are cleared at start.
+        try FileManager.default.createDirectory(atPath: dir.path + "/chk-local/stale-db", withIntermediateDirectories: true)
         let first = try run()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path + "/chk-local/stale-db"))
         XCTAssertNil(first.0, "nothing to restore the first time")
         let ids = try FileCheckpointStore(directory: dir.path + "/chk").storage.checkpointIds()
         XCTAssertFalse(ids.isEmpty)

@@ -7,7 +7,8 @@
 /// --from-checkpoint NAME        restore chk-N, N or a checkpoint directory; default: the newest
 ///                               intact checkpoint in --checkpoint-dir, if any
 /// --state-backend heap|rocksdb  where keyed state lives (default heap)
-/// --state-dir DIR               RocksDB's local working files (default <checkpoint-dir>-local)
+/// --state-dir DIR               RocksDB's local working files (default <checkpoint-dir>-local);
+///                               owned by the job: emptied at start (a killed run's files are garbage)
 /// ```
 public struct CheckpointingOptions: Sendable, Equatable {
     public var checkpointDirectory: String?
@@ -68,6 +69,9 @@ public struct CheckpointingOptions: Sendable, Equatable {
             guard let rocksDir else {
                 throw JobConfigurationError("--state-backend rocksdb needs --state-dir (or --checkpoint-dir, next to which it keeps its files)")
             }
+            // The directory belongs to this job: what a killed run left there (its databases and
+            // local checkpoints) is garbage; state comes back from --checkpoint-dir.
+            try CheckpointFiles.removeTree(rocksDir)
             env.stateBackend = try StateBackendKind.parse(stateBackend, directory: rocksDir)
         } else {
             env.stateBackend = .heap
