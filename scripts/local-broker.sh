@@ -47,14 +47,10 @@ install() {
     ln -sfn "$lib" "$ROOT/.local/lib/librdkafka.so.1"
 }
 
-running_pid() {
-    [ -f "$PIDFILE" ] || return 1
-    local pid
-    pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    grep -q tansu "/proc/$pid/cmdline" 2>/dev/null || return 1   # a recycled pid is not ours
-    echo "$pid"
-}
+# shellcheck source=lib/pidfile.sh
+. "$ROOT/scripts/lib/pidfile.sh"
+
+running_pid() { pidfile_running "$PIDFILE" tansu; }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -94,16 +90,8 @@ start() {
     exit 1
 }
 
-stop() {
-    local pid
-    if pid=$(running_pid); then
-        kill "$pid" 2>/dev/null || true
-        # Tansu takes ~2 s to exit after SIGTERM; the port is busy until it has.
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PIDFILE"
-}
+# Tansu takes ~2 s to exit after SIGTERM; the port is busy until it has.
+stop() { pidfile_stop "$PIDFILE" tansu 10; }
 
 status() {
     if pid=$(running_pid) && [ -f "$PORTFILE" ]; then

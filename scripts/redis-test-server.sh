@@ -15,15 +15,10 @@ PIDFILE=$DIR/redis.pid
 PORTFILE=$DIR/port
 LOG=$DIR/redis.log
 
-running_pid() {
-    [ -f "$PIDFILE" ] || return 1
-    local pid
-    pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    # A recycled pid belongs to another program: only a redis-server counts.
-    grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null || return 1
-    echo "$pid"
-}
+# shellcheck source=lib/pidfile.sh
+. "$ROOT/scripts/lib/pidfile.sh"
+
+running_pid() { pidfile_running "$PIDFILE" redis-server; }
 
 free_port() {
     if command -v python3 >/dev/null 2>&1; then
@@ -87,16 +82,8 @@ start() {
 }
 
 stop() {
-    local pid
-    if pid=$(running_pid); then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PIDFILE" "$PORTFILE"
+    pidfile_stop "$PIDFILE" redis-server 5
+    rm -f "$PORTFILE"
 }
 
 case "${1:-}" in

@@ -30,12 +30,10 @@ apt_install() {
         || { DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
 }
 
-prom_pid() {
-    [ -f "$PROM_PID" ] || return 1
-    local pid
-    pid=$(cat "$PROM_PID")
-    kill -0 "$pid" 2>/dev/null && grep -q prometheus "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
-}
+# shellcheck source=lib/pidfile.sh
+. "$ROOT/scripts/lib/pidfile.sh"
+
+prom_pid() { pidfile_running "$PROM_PID" prometheus; }
 
 prom_ready() { python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$PROM_PORT/-/ready', timeout=1)" 2>/dev/null; }
 
@@ -61,15 +59,7 @@ YML
     exit 1
 }
 
-prometheus_down() {
-    local pid
-    if pid=$(prom_pid); then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PROM_PID"
-}
+prometheus_down() { pidfile_stop "$PROM_PID" prometheus 10; }
 
 up() {
     mkdir -p "$DIR"

@@ -55,9 +55,23 @@ func nowNanos() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-func ms(_ nanos: UInt64) -> String {
-    let v = Double(nanos) / 1e6
-    return String(Int(v)) + "." + String(Int(v * 10) % 10)
+func ms(_ nanos: UInt64) -> String { format1(Double(nanos) / 1e6) }
+
+func format1(_ v: Double) -> String { String(Int(v)) + "." + String(Int(v * 10) % 10) }
+
+/// Starts the keyed counter over an endless stream whose keys `keyOf` picks, and waits until every
+/// key holds state (a few passes over the key space); returns the warm-up in seconds.
+func startCounting(_ env: StreamExecutionEnvironment, keys: Int64,
+                   keyOf: @escaping @Sendable (Int64) -> Int64) throws -> (JobClient, Double) {
+    env.fromSource(DataGeneratorSource(count: Int64.max / 2) { i in Rec(key: keyOf(i)) },
+                   watermarkStrategy: .noWatermarks(), name: "Generator")
+        .keyBy { $0.key }
+        .process(Count())
+        .sinkTo(DiscardingSink<Int64>(), name: "Discard")
+    let client = try env.executeAsync("bench-checkpoint")
+    let warmup = max(2.0, Double(keys) / 1_000_000 * 3)
+    usleep(UInt32(warmup * 1_000_000))
+    return (client, warmup)
 }
 
 if backendName == "rocksdb" {
@@ -77,20 +91,13 @@ func runRocksDB(keys: Int64, checkpoints: Int) throws {
     let env = StreamExecutionEnvironment(parallelism: 1)
     env.stateBackend = .rocksDB(RocksDBStateOptions(directory: dir + "/local"))
     env.enableCheckpointing(nil, store: disk)
-    let keySpace = Atomic<Int64>(keys)
-    env.fromSource(DataGeneratorSource(count: Int64.max / 2) { i in Rec(key: (i &* 7919) % keySpace.load(ordering: .relaxed)) },
-                   watermarkStrategy: .noWatermarks(), name: "Generator")
-        .keyBy { $0.key }
-        .process(Count())
-        .sinkTo(DiscardingSink<Int64>(), name: "Discard")
-    let client = try env.executeAsync("bench-checkpoint")
-    let warmup = max(2.0, Double(keys) / 1_000_000 * 3)
-    usleep(UInt32(warmup * 1_000_000))
+    let keySpace = KeySpace(keys)
+    let (client, warmup) = try startCounting(env, keys: keys) { i in (i &* 7919) % keySpace.current }
     print("RocksDB backend, keys \(keys), warm-up \(warmup) s; checkpoint: duration ms, longest task pause ms, uploaded MB of total MB")
     for n in 0..<checkpoints {
         if n == 1 {
             // A small change to large state: from now on 1% of the keys get records.
-            keySpace.store(max(1, keys / 100), ordering: .relaxed)
+            keySpace.narrow(to: max(1, keys / 100))
             usleep(1_000_000)
         }
         let id = try client.triggerCheckpoint()
@@ -121,21 +128,19 @@ func runRocksDB(keys: Int64, checkpoints: Int) throws {
     print("restore of \(backend.keys.count) keys: load + verify checksums \(ms(read)) ms, open database + index keys \(ms(rebuilt)) ms; then \(min(keys, 100_000)) first reads \(ms(firstReads)) ms (checksum \(sum))")
 }
 
-func format1(_ v: Double) -> String { String(Int(v)) + "." + String(Int(v * 10) % 10) }
+/// How many keys the generator spreads records over; narrowed while the job runs.
+final class KeySpace: Sendable {
+    private let size: Atomic<Int64>
+    init(_ n: Int64) { size = Atomic(n) }
+    var current: Int64 { size.load(ordering: .relaxed) }
+    func narrow(to n: Int64) { size.store(n, ordering: .relaxed) }
+}
 
 let env = StreamExecutionEnvironment(parallelism: 1)
 let store = InMemoryCheckpointStore()
 env.enableCheckpointing(nil, store: store)
 let keySpace = keys
-env.fromSource(DataGeneratorSource(count: Int64.max / 2) { i in Rec(key: (i &* 7919) % keySpace) },
-               watermarkStrategy: .noWatermarks(), name: "Generator")
-    .keyBy { $0.key }
-    .process(Count())
-    .sinkTo(DiscardingSink<Int64>(), name: "Discard")
-let client = try env.executeAsync("bench-checkpoint")
-// Let every key get state: a few passes over the key space.
-let warmup = max(2.0, Double(keys) / 1_000_000 * 3)
-usleep(UInt32(warmup * 1_000_000))
+let (client, warmup) = try startCounting(env, keys: keys) { i in (i &* 7919) % keySpace }
 print("keys \(keys), warm-up \(warmup) s; checkpoint: duration ms, longest task pause ms, state MB")
 for _ in 0..<checkpoints {
     let id = try client.triggerCheckpoint()

@@ -40,10 +40,9 @@ public struct CheckpointingOptions: Sendable, Equatable {
         case "--from-checkpoint": fromCheckpoint = try value()
         case "--state-backend":
             let v = try value()
-            guard ["heap", "hashmap", "rocksdb"].contains(v.lowercased()) else {
+            do { stateBackend = try StateBackendKind.canonicalName(v) } catch {
                 throw JobConfigurationError("--state-backend must be 'heap' or 'rocksdb', not '\(v)'")
             }
-            stateBackend = v.lowercased()
         case "--state-dir": stateDirectory = try value()
         default: return false
         }

@@ -48,6 +48,12 @@ enum CheckpointFiles {
         guard fsync(fd) == 0 else { throw CheckpointStorageError.io("fsync of directory", path) }
     }
 
+    /// Makes `to` (which must not exist) a hard link to `from`, or a durable copy when the two are
+    /// on different file systems.
+    static func linkOrCopy(from: String, to: String) throws {
+        if link(from, to) != 0 { try writeDurably(to, try readAll(from)) }
+    }
+
     static func readAll(_ path: String) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw CheckpointStorageError.io("opening", path) }

@@ -31,11 +31,6 @@ public protocol CheckpointedSinkWriter: SinkWriter, CheckpointListener {
 }
 
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// How snapshot entries are encoded. One place, so the encoding can change without touching the
 /// state classes.
@@ -141,9 +136,7 @@ public final class InMemoryCheckpointStore: CompletedCheckpointStore, Sendable {
                 let dest = dir + "/" + handle.files[j].sharedName
                 if CheckpointFiles.fileSize(dest) != handle.files[j].size {
                     try? CheckpointFiles.removeTree(dest)
-                    if link(handle.files[j].path, dest) != 0 {
-                        try CheckpointFiles.writeDurably(dest, try CheckpointFiles.readAll(handle.files[j].path))
-                    }
+                    try CheckpointFiles.linkOrCopy(from: handle.files[j].path, to: dest)
                 }
                 handle.files[j].path = dest
             }

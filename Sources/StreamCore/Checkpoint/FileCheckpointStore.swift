@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -51,7 +52,8 @@ public final class FileCheckpointStore: CompletedCheckpointStore, @unchecked Sen
             _ = try writer.complete(CheckpointInfo(
                 jobName: checkpoint.jobName, timestampMillis: checkpoint.timestampMillis, parallelism: parallelism,
                 maxParallelism: checkpoint.maxParallelism, kind: checkpoint.isSavepoint ? .savepoint : .checkpoint))
-            if !shared.isEmpty || CheckpointFiles.exists(sharedDirectory) { collectSharedGarbage(keeping: shared) }
+            sharedReferences.withLock { $0[checkpoint.id] = shared }
+            if !shared.isEmpty || CheckpointFiles.exists(sharedDirectory) { collectSharedGarbage() }
         } catch {
             writer.abort()
             throw error
@@ -67,19 +69,25 @@ public final class FileCheckpointStore: CompletedCheckpointStore, @unchecked Sen
         if CheckpointFiles.fileSize(dest) == file.size { return }
         try CheckpointFiles.makeDirectories(sharedDirectory)
         let temp = dest + ".tmp-" + CheckpointFiles.randomSuffix()
-        if link(file.path, temp) != 0 {
-            try CheckpointFiles.writeDurably(temp, try CheckpointFiles.readAll(file.path))
-        }
+        try CheckpointFiles.linkOrCopy(from: file.path, to: temp)
         try CheckpointFiles.renameItem(temp, dest)
     }
 
-    /// Removes the files of `shared/` that no retained checkpoint (nor `keeping`) references.
-    private func collectSharedGarbage(keeping: Set<String>) {
-        var referenced = keeping
-        for id in (try? storage.checkpointIds()) ?? [] {
-            // An unreadable checkpoint keeps nothing alive; it cannot be restored anyway.
-            guard let stored = try? storage.open(named: "chk-\(id)"), let cp = try? Self.decode(stored) else { continue }
-            for op in cp.operators { for f in op.rocksDB?.files ?? [] { referenced.insert(f.sharedName) } }
+    /// The `shared/` files each checkpoint references: recorded when this store writes one, read
+    /// once from disk for checkpoints of earlier runs.
+    private let sharedReferences = Mutex<[CheckpointId: Set<String>]>([:])
+
+    /// Removes the files of `shared/` that no retained checkpoint references.
+    private func collectSharedGarbage() {
+        let ids = Set((try? storage.checkpointIds()) ?? [])
+        let referenced = sharedReferences.withLock { known -> Set<String> in
+            known = known.filter { ids.contains($0.key) }
+            for id in ids where known[id] == nil {
+                // An unreadable checkpoint keeps nothing alive; it cannot be restored anyway.
+                let cp = (try? storage.open(named: "chk-\(id)")).flatMap { try? Self.decode($0) }
+                known[id] = Set(cp?.operators.flatMap { $0.rocksDB?.files.map(\.sharedName) ?? [] } ?? [])
+            }
+            return known.values.reduce(into: Set<String>()) { $0.formUnion($1) }
         }
         for name in (try? CheckpointFiles.list(sharedDirectory)) ?? [] where !referenced.contains(name) {
             unlink(sharedDirectory + "/" + name)

@@ -363,19 +363,26 @@ public final class KeyedStateBackend<K: StreamKey>: KeyedStateStore {
         guard let key = _currentKey else {
             preconditionFailure("keyed state written without a current key")
         }
+        let slot = takeSlot(for: key, refs: 0)
+        currentSlot = slot
+        if let rocks { rocks.slotAllocated(slot) }
+        return slot
+    }
+
+    /// A free slot (or a new one) for `key`, entered in the key table.
+    @inlinable
+    func takeSlot(for key: K, refs: Int32) -> Int {
         let slot: Int
         if let free = freeSlots.popLast() {
             slot = free
             slotKeys[slot] = key
-            slotRefs[slot] = 0
+            slotRefs[slot] = refs
         } else {
             slot = slotKeys.count
             slotKeys.append(key)
-            slotRefs.append(0)
+            slotRefs.append(refs)
         }
         keyToSlot.insert(key, slot: slot)
-        currentSlot = slot
-        if let rocks { rocks.slotAllocated(slot) }
         return slot
     }
 

@@ -91,13 +91,14 @@ final class RocksDB: @unchecked Sendable {
         let ro = rocksdb_readoptions_create()!
         defer { rocksdb_readoptions_destroy(ro) }
         rocksdb_readoptions_set_fill_cache(ro, 0)
-        var upper = until ?? []
-        let it: OpaquePointer = upper.withUnsafeMutableBufferPointer { u in
-            if until != nil {
-                u.withMemoryRebound(to: CChar.self) { rocksdb_readoptions_set_iterate_upper_bound(ro, $0.baseAddress, u.count) }
-            }
-            return rocksdb_create_iterator(db, ro)
+        // RocksDB keeps the pointer to the upper bound for the iterator's life: memory of our own.
+        let upper = UnsafeMutableBufferPointer<CChar>.allocate(capacity: max(1, until?.count ?? 0))
+        defer { upper.deallocate() }
+        if let until {
+            for (i, b) in until.enumerated() { upper[i] = CChar(bitPattern: b) }
+            rocksdb_readoptions_set_iterate_upper_bound(ro, upper.baseAddress, until.count)
         }
+        let it = rocksdb_create_iterator(db, ro)!
         defer { rocksdb_iter_destroy(it) }
         from.withUnsafeBufferPointer { f in
             f.withMemoryRebound(to: CChar.self) { rocksdb_iter_seek(it, $0.baseAddress, f.count) }
@@ -106,10 +107,7 @@ final class RocksDB: @unchecked Sendable {
             var kl = 0, vl = 0
             let k = rocksdb_iter_key(it, &kl)
             let v = rocksdb_iter_value(it, &vl)
-            let go = try withExtendedLifetime(upper) {
-                try body(UnsafeRawBufferPointer(start: k, count: kl), UnsafeRawBufferPointer(start: v, count: vl))
-            }
-            if !go { break }
+            if try !body(UnsafeRawBufferPointer(start: k, count: kl), UnsafeRawBufferPointer(start: v, count: vl)) { break }
             rocksdb_iter_next(it)
         }
         var err: UnsafeMutablePointer<CChar>?

@@ -173,18 +173,8 @@ extension KeyedStateBackend {
             guard let p = RocksDBKeys.parse(k) else { throw StateError("RocksDB state holds a malformed key: the checkpoint is damaged") }
             if p.prefixLength == previous.count, previous.withUnsafeBytes({ $0.elementsEqual(k[0..<p.prefixLength]) }) { return true }
             previous = Array(k[0..<p.prefixLength])
-            let key = try StateCodec.decode(K.self, from: Array(k[p.key]))
-            let slot: Int
-            if let free = freeSlots.popLast() {
-                slot = free
-                slotKeys[slot] = key
-                slotRefs[slot] = 1
-            } else {
-                slot = slotKeys.count
-                slotKeys.append(key)
-                slotRefs.append(1)
-            }
-            keyToSlot.insert(key, slot: slot)
+            // Any non-zero count keeps a cold slot; reading the key back recounts it.
+            let slot = takeSlot(for: try StateCodec.decode(K.self, from: Array(k[p.key])), refs: 1)
             rocks.coldSlot(slot)
             return true
         }

@@ -14,9 +14,15 @@ public enum StateBackendKind: Sendable, Equatable {
 
     /// Parses `--state-backend heap|rocksdb`; RocksDB keeps its files under `directory`.
     public static func parse(_ name: String, directory: String) throws -> StateBackendKind {
+        try canonicalName(name) == "rocksdb" ? .rocksDB(RocksDBStateOptions(directory: directory)) : .heap
+    }
+
+    /// `heap` or `rocksdb` for a backend name (`hashmap` is Flink's name for the heap backend);
+    /// throws with what to write for any other.
+    public static func canonicalName(_ name: String) throws -> String {
         switch name.lowercased() {
-        case "heap", "hashmap": return .heap
-        case "rocksdb": return .rocksDB(RocksDBStateOptions(directory: directory))
+        case "heap", "hashmap": return "heap"
+        case "rocksdb": return "rocksdb"
         default: throw StateError("unknown state backend '\(name)': use 'heap' or 'rocksdb'")
         }
     }
@@ -279,10 +285,7 @@ public final class RocksDBKeyedState {
             guard CheckpointFiles.fileSize(f.path) == f.size else {
                 throw CheckpointStorageError("RocksDB state file \(f.path) is missing or has the wrong size (expected \(f.size) bytes): the checkpoint is incomplete")
             }
-            let dest = path + "/" + f.localName
-            if link(f.path, dest) != 0 {
-                try CheckpointFiles.writeDurably(dest, try CheckpointFiles.readAll(f.path))
-            }
+            try CheckpointFiles.linkOrCopy(from: f.path, to: path + "/" + f.localName)
         }
         for m in handle.metadata { try CheckpointFiles.writeDurably(path + "/" + m.name, m.bytes) }
     }
