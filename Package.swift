@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "StreamTesting", targets: ["StreamTesting"]),
         .library(name: "Connectors", targets: ["Connectors"]),
         .library(name: "Contracts", targets: ["Contracts"]),
+        .library(name: "Kafka", targets: ["Kafka"]),
         .executable(name: "example-job", targets: ["ExampleJob"]),
         .executable(name: "bench-windows", targets: ["BenchWindows"]),
         .executable(name: "bench-codec", targets: ["BenchCodec"]),
@@ -63,7 +64,10 @@ let package = Package(
         .target(name: "Contracts", dependencies: ["CAvro"]),
         .testTarget(name: "ContractsTests", dependencies: ["Contracts"]),
         // Against the local broker (scripts/local-broker.sh): librdkafka 2.16 from .local/lib first.
-        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka"], linkerSettings: librdkafkaFromLocalLib),
+        // Kafka source and sink (librdkafka), DLQ envelopes, Avro (de)serializers.
+        .target(name: "Kafka", dependencies: ["StreamCore", "CRdKafka", "Contracts"]),
+        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts"],
+                    linkerSettings: librdkafkaFromLocalLib),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -19,6 +19,54 @@ public enum SourceRead<Element> {
     case nothingAvailable
     /// The split is exhausted.
     case endOfSplit
+    /// A record the source read but could not turn into an element (undecodable bytes, ...): it
+    /// goes to the side output `SourceOutputs.rejected` and does not touch the watermark.
+    case rejected(RejectedRecord)
+}
+
+/// Where a record a source rejected came from: a Kafka topic, partition and offset, or a file
+/// name and line (partition -1).
+public struct RecordOrigin: Sendable, Hashable, Codable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public init(topic: String, partition: Int32, offset: Int64) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+    }
+}
+
+/// A record that could not be processed, as it came in: the material of a dead-letter queue entry.
+/// Sources emit the ones they cannot decode to `SourceOutputs.rejected`; operators downstream make
+/// their own (failed validation, too late for every window) and send them the same way.
+public struct RejectedRecord: Sendable, Hashable, Codable {
+    /// A reason code, e.g. `TRUNCATED`, `BAD_MAGIC`, `UNKNOWN_SCHEMA`, `UNDECODABLE`, `INVALID`, `TOO_LATE`.
+    public var reason: String
+    /// What went wrong, for a person.
+    public var error: String
+    public var key: [UInt8]?
+    public var value: [UInt8]?
+    public var origin: RecordOrigin
+    /// The record's own timestamp (e.g. Kafka's), in epoch milliseconds; `Timestamps.none` if none.
+    public var timestamp: Int64
+
+    public init(reason: String, error: String, key: [UInt8]?, value: [UInt8]?, origin: RecordOrigin,
+                timestamp: Int64 = Timestamps.none) {
+        self.reason = reason
+        self.error = error
+        self.key = key
+        self.value = value
+        self.origin = origin
+        self.timestamp = timestamp
+    }
+}
+
+/// Side outputs every source stream has.
+public enum SourceOutputs {
+    /// The records the source rejected (`SourceRead.rejected`), counted as `numRecordsRejected`:
+    /// `stream.getSideOutput(SourceOutputs.rejected)` right on the stream `fromSource` returns.
+    public static let rejected = OutputTag<RejectedRecord>("tributary.source.rejected")
 }
 
 /// Reads one split on the source task's thread (Flink's `SplitReader`, one split at a time).
@@ -30,10 +78,18 @@ public protocol SourceSplitReader<Element>: AnyObject {
     func next() throws -> SourceRead<Element>
     /// The split with the position of the next unread record, for checkpoints.
     func currentSplit() -> Split
+    /// The split's position for checkpoint `checkpointId` (taken at the barrier, between records).
+    /// Defaults to `currentSplit()`; a reader that acts on completed checkpoints remembers it here.
+    func snapshotSplit(checkpointId: CheckpointId) -> Split
+    /// Checkpoint `checkpointId` is complete (durable): e.g. commit the positions it recorded to an
+    /// external system, for monitoring (Flink's `SourceReader.notifyCheckpointComplete`).
+    func notifyCheckpointComplete(_ checkpointId: CheckpointId) throws
     func close()
 }
 
 extension SourceSplitReader {
+    public func snapshotSplit(checkpointId: CheckpointId) -> Split { currentSplit() }
+    public func notifyCheckpointComplete(_ checkpointId: CheckpointId) throws {}
     public func close() {}
 }
 
@@ -46,6 +102,15 @@ public protocol Source<Element>: Sendable {
     var boundedness: Boundedness { get }
     func createSplits(parallelism: Int) throws -> [Split]
     func createReader(for split: Split) throws -> Reader
+    /// The readers of one subtask's splits, in order: readers of one subtask may share a client
+    /// (one Kafka consumer for all of its partitions). Defaults to `createReader` for each.
+    func createReaders(for splits: [Split]) throws -> [Reader]
+}
+
+extension Source {
+    public func createReaders(for splits: [Split]) throws -> [Reader] {
+        try splits.map { try createReader(for: $0) }
+    }
 }
 
 // MARK: - Collections

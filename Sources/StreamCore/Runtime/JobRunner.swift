@@ -377,7 +377,7 @@ final class JobRun: @unchecked Sendable {
             if let src = source {
                 var st = OperatorSubtaskState(operatorId: operatorId(src.node), subtask: src.metrics.subtaskIndex,
                                               parallelism: src.node.parallelism)
-                st.sourceSplits = try src.run.snapshotSplits()
+                st.sourceSplits = try src.run.snapshotSplits(id)
                 states.append(PendingSubtaskState(state: st, encodeKeyed: nil))
             }
             for (node, inst) in instances.reversed() { states.append(try inst.snapshot(id, operatorId: operatorId(node))) }
@@ -391,6 +391,7 @@ final class JobRun: @unchecked Sendable {
             guard done > lastNotified else { return }
             lastNotified = done
             for (_, inst) in instances.reversed() { try inst.checkpointComplete(done) }
+            if let src = source { try src.run.notifyCheckpointComplete(done) }
             c.taskNotified(done, task: taskId)
         }
 

@@ -45,6 +45,7 @@ final class SourceLoop<S: Source> {
     @usableFromInline let interval: Int64
     @usableFromInline let chunk: Int
     @exclusivity(unchecked) @usableFromInline var nextPeriodic: Int64
+    @usableFromInline let rejectedCounter: Counter
     @exclusivity(unchecked) @usableFromInline var started = false
     /// Set once the final watermark has been emitted (bounded sources only).
     @exclusivity(unchecked) @usableFromInline var ended = false
@@ -64,8 +65,10 @@ final class SourceLoop<S: Source> {
         let pending = self.pending
         self.multiplexer = WatermarkMultiplexer { pending.changes.append($0) }
         self.nextPeriodic = clock.currentTimeMillis() + intervalMillis
-        for split in splits {
-            let reader = try source.createReader(for: split)
+        self.rejectedCounter = metrics.counter("numRecordsRejected")
+        let readers = try source.createReaders(for: splits)
+        precondition(readers.count == splits.count, "createReaders returns one reader per split")
+        for (split, reader) in zip(splits, readers) {
             states.append(SplitState(reader: reader, generator: strategy.createGenerator(clock: clock),
                                      output: multiplexer.output(for: split.splitId), splitId: split.splitId))
         }
@@ -83,8 +86,13 @@ final class SourceLoop<S: Source> {
     /// The unfinished splits with the position of their next record, for a checkpoint. Finished
     /// splits are left out: a restored job does not read them again.
     @usableFromInline
-    func snapshotSplits() throws -> [[UInt8]] {
-        try states.map { try StateCodec.encode($0.reader.currentSplit()) }
+    func snapshotSplits(checkpointId: CheckpointId) throws -> [[UInt8]] {
+        try states.map { try StateCodec.encode($0.reader.snapshotSplit(checkpointId: checkpointId)) }
+    }
+
+    @usableFromInline
+    func notifyCheckpointComplete(_ id: CheckpointId) throws {
+        for s in states { try s.reader.notifyCheckpointComplete(id) }
     }
 
     @usableFromInline
@@ -140,6 +148,12 @@ final class SourceLoop<S: Source> {
                     }
                     n += 1
                     if backpressure.blocked { break reading }
+                case .rejected(let record):
+                    metrics.recordsIn &+= 1
+                    rejectedCounter.inc()
+                    try output.collect(SourceOutputs.rejected, record, timestamp: record.timestamp)
+                    n += 1
+                    if backpressure.blocked { break reading }
                 case .nothingAvailable:
                     break reading
                 case .endOfSplit:
@@ -182,7 +196,8 @@ struct SourceInstance {
     @usableFromInline let step: () throws -> Bool
     @usableFromInline let isEnded: () -> Bool
     @usableFromInline let close: () -> Void
-    @usableFromInline let snapshotSplits: () throws -> [[UInt8]]
+    @usableFromInline let snapshotSplits: (CheckpointId) throws -> [[UInt8]]
+    @usableFromInline let notifyCheckpointComplete: (CheckpointId) throws -> Void
 
     @inlinable
     init<S: Source>(_ loop: SourceLoop<S>) {
@@ -191,8 +206,11 @@ struct SourceInstance {
         }
         isEnded = { loop.ended }
         close = { loop.close() }
-        snapshotSplits = {
-            do { return try loop.snapshotSplits() } catch { throw wrapFailure(error, loop.metrics, key: nil) }
+        snapshotSplits = { id in
+            do { return try loop.snapshotSplits(checkpointId: id) } catch { throw wrapFailure(error, loop.metrics, key: nil) }
+        }
+        notifyCheckpointComplete = { id in
+            do { try loop.notifyCheckpointComplete(id) } catch { throw wrapFailure(error, loop.metrics, key: nil) }
         }
     }
 }

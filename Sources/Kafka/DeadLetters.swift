@@ -1,0 +1,141 @@
+import Contracts
+import StreamCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Decodes Confluent-framed Avro (`ConfluentAvroCodec`: writer schema by id, resolved to the
+/// reader's) and maps the datum to the job's type. Failures become DLQ reasons: the codec's
+/// (`TRUNCATED`, `BAD_MAGIC`, `UNKNOWN_SCHEMA`, `UNDECODABLE`), a missing value `UNDECODABLE`, a
+/// mapping that throws `INVALID`.
+public final class ConfluentAvroDeserializer<T>: KafkaRecordDeserializer {
+    let codec: ConfluentAvroCodec
+    let map: (AvroValue) throws -> T
+
+    public init(registry: ContractRegistry, readerSchema: AvroSchema, map: @escaping (AvroValue) throws -> T) throws {
+        codec = try ConfluentAvroCodec(registry: registry, reader: readerSchema)
+        self.map = map
+    }
+
+    public func deserialize(_ m: KafkaMessage) throws(DeserializationError) -> T {
+        guard let value = m.value else {
+            throw DeserializationError(reason: "UNDECODABLE", message: "record without a value (tombstone)")
+        }
+        let datum: AvroValue
+        do { datum = try codec.decode(Array(value)) } catch {
+            throw DeserializationError(reason: error.reason, message: error.description)
+        }
+        do { return try map(datum) } catch {
+            throw DeserializationError(reason: "INVALID", message: "\(error)")
+        }
+    }
+}
+
+extension ConfluentAvroDeserializer where T == AvroValue {
+    public convenience init(registry: ContractRegistry, readerSchema: AvroSchema) throws {
+        try self.init(registry: registry, readerSchema: readerSchema) { $0 }
+    }
+}
+
+/// Encodes elements as Confluent-framed Avro with the schema `schemaId`.
+public final class ConfluentAvroSerializer<T>: KafkaRecordSerializer {
+    let codec: ConfluentAvroCodec
+    let schemaId: Int32
+    let record: (T) throws -> (key: [UInt8]?, value: AvroValue)
+
+    public init(registry: ContractRegistry, schemaId: Int32, record: @escaping (T) throws -> (key: [UInt8]?, value: AvroValue)) throws {
+        guard let schema = registry.byId[schemaId] else { throw KafkaError("schema id \(schemaId) is not in the registry") }
+        codec = try ConfluentAvroCodec(registry: registry, reader: schema)
+        self.schemaId = schemaId
+        self.record = record
+    }
+
+    public func serialize(_ value: T) throws -> KafkaProducerRecord {
+        let (key, datum) = try record(value)
+        return KafkaProducerRecord(key: key, value: try codec.encode(datum, schemaId: schemaId))
+    }
+}
+
+/// A DLQ entry (`schemas/dlq_envelope.v1.avsc`): the rejected record as it came in, why, and which
+/// job sent it. Keyed like the original record.
+public struct DeadLetterEnvelope: Sendable, Equatable {
+    public var record: RejectedRecord
+    /// When the job rejected it, epoch ms.
+    public var time: Int64
+    public var job: String
+
+    public init(record: RejectedRecord, time: Int64, job: String) {
+        self.record = record
+        self.time = time
+        self.job = job
+    }
+
+    /// The reason codes of the envelope's enum; anything else is sent as `OTHER` (the text keeps it).
+    public static let reasons: Set<String> = ["UNDECODABLE", "UNKNOWN_SCHEMA", "BAD_MAGIC", "TRUNCATED", "INVALID", "TOO_LATE", "OTHER"]
+
+    public var avro: AvroValue {
+        let r = record
+        let reason = Self.reasons.contains(r.reason) ? r.reason : "OTHER"
+        let error = reason == r.reason ? r.error : "\(r.reason): \(r.error)"
+        return .record([
+            .init("reason", .enumSymbol(reason)),
+            .init("key", r.key.map { .bytes($0) } ?? .null),
+            .init("value", r.value.map { .bytes($0) } ?? .null),
+            .init("source_topic", .string(r.origin.topic)),
+            .init("source_partition", .int(r.origin.partition)),
+            .init("source_offset", .long(r.origin.offset)),
+            .init("error", .string(error)),
+            .init("time", .long(time)),
+            .init("job", .string(job)),
+        ])
+    }
+
+    public init(avro v: AvroValue) throws {
+        func bytes(_ name: String) -> [UInt8]? { if case .bytes(let b)? = v[name] { return b }; return nil }
+        guard case .enumSymbol(let reason)? = v["reason"], let topic = v["source_topic"]?.stringValue,
+              let partition = v["source_partition"]?.longValue, let offset = v["source_offset"]?.longValue,
+              let error = v["error"]?.stringValue, let time = v["time"]?.longValue, let job = v["job"]?.stringValue else {
+            throw KafkaError("not a DLQ envelope: \(v)")
+        }
+        record = RejectedRecord(reason: reason, error: error, key: bytes("key"), value: bytes("value"),
+                                origin: RecordOrigin(topic: topic, partition: Int32(partition), offset: offset))
+        self.time = time
+        self.job = job
+    }
+}
+
+/// Writes rejected records as DLQ envelopes (schema `dlq-value`'s latest id) to `"<source topic>.dlq"`
+/// unless `topic` is given, keyed by the original key.
+public final class DeadLetterSerializer: KafkaRecordSerializer {
+    let codec: ConfluentAvroCodec
+    let schemaId: Int32
+    let job: String
+    let topic: String?
+
+    public init(registry: ContractRegistry, job: String, topic: String? = nil) throws {
+        guard let id = registry.latestId("dlq-value"), let schema = registry.byId[id] else {
+            throw KafkaError("the registry has no subject dlq-value (schemas/registry.json)")
+        }
+        codec = try ConfluentAvroCodec(registry: registry, reader: schema)
+        schemaId = id
+        self.job = job
+        self.topic = topic
+    }
+
+    public func serialize(_ r: RejectedRecord) throws -> KafkaProducerRecord {
+        let envelope = DeadLetterEnvelope(record: r, time: currentTimeMillis(), job: job)
+        return KafkaProducerRecord(topic: topic ?? "\(r.origin.topic).dlq", key: r.key,
+                                   value: try codec.encode(envelope.avro, schemaId: schemaId))
+    }
+
+    /// Decodes an envelope written by `serialize`.
+    public func decode(_ bytes: [UInt8]) throws -> DeadLetterEnvelope {
+        try DeadLetterEnvelope(avro: try codec.decode(bytes))
+    }
+}
+
+func currentTimeMillis() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}

@@ -1,0 +1,415 @@
+import CRdKafka
+import StreamCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a Kafka source starts reading a partition it has no checkpointed position for (Flink's
+/// `OffsetsInitializer`). Resolved to concrete offsets when the job starts.
+public enum KafkaStartingOffsets: Sendable, Equatable {
+    case earliest
+    case latest
+    /// The consumer group's committed offset; `fallback` where the group has none.
+    case committed(fallback: KafkaFallbackOffset)
+}
+
+public enum KafkaFallbackOffset: Sendable, Equatable {
+    case earliest, latest
+}
+
+/// One partition of a topic, with the offset of the next record to read (Flink's
+/// `KafkaPartitionSplit`).
+public struct KafkaPartitionSplit: SourceSplit, Equatable {
+    public let topic: String
+    public let partition: Int32
+    /// Offset of the next record to read.
+    public var nextOffset: Int64
+    /// A bounded split ends when reading reaches the end of the partition.
+    public let bounded: Bool
+    /// Set when a bounded split reached the end.
+    public var isFinished: Bool
+    public var splitId: String { "\(topic)-\(partition)" }
+
+    public init(topic: String, partition: Int32, nextOffset: Int64, bounded: Bool = false) {
+        self.topic = topic
+        self.partition = partition
+        self.nextOffset = nextOffset
+        self.bounded = bounded
+        self.isFinished = false
+    }
+}
+
+/// A record as librdkafka hands it over, valid only during `deserialize`: no bytes are copied
+/// unless the deserializer copies them.
+public struct KafkaMessage {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+    /// The record's timestamp (CreateTime or LogAppendTime), epoch ms; `Timestamps.none` if none.
+    public let timestamp: Int64
+    public let key: UnsafeRawBufferPointer?
+    public let value: UnsafeRawBufferPointer?
+
+    public var keyBytes: [UInt8]? { key.map { Array($0) } }
+    public var valueBytes: [UInt8]? { value.map { Array($0) } }
+    public var origin: RecordOrigin { RecordOrigin(topic: topic, partition: partition, offset: offset) }
+}
+
+/// Why a record could not be deserialized: a DLQ reason code and a message.
+public struct DeserializationError: Error, Sendable, CustomStringConvertible {
+    public let reason: String
+    public let message: String
+    public init(reason: String, message: String) {
+        self.reason = reason
+        self.message = message
+    }
+    public var description: String { "\(reason): \(message)" }
+}
+
+/// Turns Kafka records into elements, one instance per source subtask (so it may keep decoder
+/// state). A thrown `DeserializationError` sends the record to `SourceOutputs.rejected`.
+public protocol KafkaRecordDeserializer<Output>: AnyObject {
+    associatedtype Output
+    func deserialize(_ message: KafkaMessage) throws(DeserializationError) -> Output
+}
+
+/// A record with its bytes copied out of librdkafka.
+public struct KafkaRecord: Sendable, Hashable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var timestamp: Int64
+    public var key: [UInt8]?
+    public var value: [UInt8]?
+}
+
+/// Copies records as they are (`KafkaRecord`).
+public final class KafkaRecordCopier: KafkaRecordDeserializer {
+    public init() {}
+    public func deserialize(_ m: KafkaMessage) -> KafkaRecord {
+        KafkaRecord(topic: m.topic, partition: m.partition, offset: m.offset, timestamp: m.timestamp,
+                    key: m.keyBytes, value: m.valueBytes)
+    }
+}
+
+/// Reads Kafka topics (Flink's `KafkaSource`): every partition is a split, assigned statically to
+/// subtask `i % parallelism` in (topic, partition) order; each partition has its own watermark
+/// generator (per-partition watermarks, idleness per partition with `withIdleness`). Positions are
+/// recorded in checkpoints and restored by seeking; offsets are committed to the consumer group
+/// only when a checkpoint completes (for lag monitoring; never read back unless
+/// `startingOffsets` is `.committed`). One consumer per subtask serves all of its partitions;
+/// a partition whose records pile up unread is paused until they are taken. Records the
+/// deserializer rejects go to `SourceOutputs.rejected`.
+public struct KafkaSource<Output>: Source {
+    public typealias Element = Output
+    public typealias Split = KafkaPartitionSplit
+
+    public let config: KafkaConfig
+    public let topics: [String]
+    public let groupId: String
+    public let startingOffsets: KafkaStartingOffsets
+    /// Bounded: each partition ends when reading first reaches its end (librdkafka's partition EOF).
+    /// Flink's `setBounded(latest())` stops at the offsets that are the latest at start; this reads
+    /// what is there when it gets to the end — the same when nothing is written meanwhile. (The
+    /// local broker reports a wrong latest offset, the last batch's first offset + 1, so offsets
+    /// asked for at start cannot serve as the end: ../shared/local-broker.md, docs/kafka.md.)
+    public let bounded: Bool
+    public let makeDeserializer: @Sendable () throws -> any KafkaRecordDeserializer<Output>
+    /// Records taken from librdkafka per poll, and a partition's unread records at which it is paused.
+    public let pollBatch: Int
+    public let pauseAbove: Int
+
+    public init(config: KafkaConfig, topics: [String], groupId: String,
+                startingOffsets: KafkaStartingOffsets = .earliest, bounded: Bool = false,
+                pollBatch: Int = 2_048, pauseAbove: Int = 20_000,
+                deserializer: @escaping @Sendable () throws -> any KafkaRecordDeserializer<Output>) {
+        precondition(!topics.isEmpty, "a Kafka source needs at least one topic")
+        precondition(pollBatch > 0 && pauseAbove > 0)
+        self.config = config
+        self.topics = topics
+        self.groupId = groupId
+        self.startingOffsets = startingOffsets
+        self.bounded = bounded
+        self.pollBatch = pollBatch
+        self.pauseAbove = pauseAbove
+        self.makeDeserializer = deserializer
+    }
+
+    public var boundedness: Boundedness { bounded ? .bounded : .continuousUnbounded }
+
+    func consumerDefaults() -> [String: String] {
+        [
+            "group.id": groupId,
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "enable.partition.eof": bounded ? "true" : "false",
+            "isolation.level": "read_committed",
+            // Low latency: a fetch returns after 10 ms without data (default 500 ms).
+            "fetch.wait.max.ms": "10",
+            // Bounded prefetch per consumer: librdkafka stops fetching when this much waits unread.
+            "queued.max.messages.kbytes": "32768",
+            "auto.offset.reset": "earliest",
+        ]
+    }
+
+    /// Every partition of every topic, positioned by `startingOffsets` (and bounded by the latest
+    /// offsets if `bounded`).
+    public func createSplits(parallelism: Int) throws -> [KafkaPartitionSplit] {
+        let handle = try KafkaHandle(consumer: true, config: config, defaults: consumerDefaults())
+        let counts = try handle.partitionCounts(topics)
+        var splits: [KafkaPartitionSplit] = []
+        var committed: [String: Int64] = [:]
+        if case .committed = startingOffsets {
+            let list = PartitionList(topics.flatMap { t in (0..<Int32(counts[t]!)).map { (t, $0, Int64(RD_KAFKA_OFFSET_INVALID)) } })
+            let err = rd_kafka_committed(handle.raw, list.raw, 10_000)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError("committed offsets of group \(groupId)", err) }
+            for e in list.entries where e.offset >= 0 { committed["\(e.topic)-\(e.partition)"] = e.offset }
+        }
+        for topic in topics {
+            for p in 0..<Int32(counts[topic]!) {
+                let (low, high) = try handle.watermarks(topic: topic, partition: p)
+                let start: Int64
+                switch startingOffsets {
+                case .earliest: start = low
+                case .latest: start = high
+                case .committed(let fallback):
+                    start = committed["\(topic)-\(p)"] ?? (fallback == .earliest ? low : high)
+                }
+                splits.append(KafkaPartitionSplit(topic: topic, partition: p, nextOffset: start, bounded: bounded))
+            }
+        }
+        return splits
+    }
+
+    public func createReader(for split: KafkaPartitionSplit) throws -> KafkaPartitionReader<Output> {
+        try createReaders(for: [split])[0]
+    }
+
+    public func createReaders(for splits: [KafkaPartitionSplit]) throws -> [KafkaPartitionReader<Output>] {
+        guard !splits.isEmpty else { return [] }
+        let session = try KafkaConsumerSession(source: self, splits: splits)
+        return splits.indices.map { KafkaPartitionReader(session: session, index: $0) }
+    }
+}
+
+/// One subtask's consumer, shared by the readers of its partitions: polls librdkafka's queue in
+/// batches and sorts the messages into per-partition buffers. Confined to the task thread.
+public final class KafkaConsumerSession<Output> {
+    final class PartitionBuffer {
+        var split: KafkaPartitionSplit
+        var messages: [UnsafeMutablePointer<rd_kafka_message_t>] = []
+        var head = 0
+        var paused = false
+        init(_ split: KafkaPartitionSplit) { self.split = split }
+        var unread: Int { messages.count - head }
+    }
+
+    let handle: KafkaHandle
+    let queue: OpaquePointer
+    let deserializer: any KafkaRecordDeserializer<Output>
+    let buffers: [PartitionBuffer]
+    /// (topic index << 32 | partition) → buffer index.
+    var bufferIndex: [Int64: Int] = [:]
+    var topicIndex: [OpaquePointer: Int64] = [:]
+    let topicNames: [String]
+    var batch: [UnsafeMutablePointer<rd_kafka_message_t>?]
+    let pauseAbove: Int
+    var openReaders: Int
+    var closed = false
+    /// Positions recorded at checkpoints, committed to the group when one completes.
+    var checkpointPositions: [CheckpointId: [Int: Int64]] = [:]
+    var lastErrorLog: UInt64 = 0
+
+    init(source: KafkaSource<Output>, splits: [KafkaPartitionSplit]) throws {
+        handle = try KafkaHandle(consumer: true, config: source.config, defaults: source.consumerDefaults())
+        deserializer = try source.makeDeserializer()
+        buffers = splits.map(PartitionBuffer.init)
+        topicNames = Array(Set(splits.map(\.topic))).sorted()
+        for (i, s) in splits.enumerated() {
+            bufferIndex[Int64(topicNames.firstIndex(of: s.topic)!) << 32 | Int64(s.partition)] = i
+        }
+        batch = Array(repeating: nil, count: source.pollBatch)
+        pauseAbove = source.pauseAbove
+        openReaders = splits.count
+        // Errors and other events come through the consumer queue, polled by `pull`.
+        rd_kafka_poll_set_consumer(handle.raw)
+        guard let q = rd_kafka_queue_get_consumer(handle.raw) else { throw KafkaError("no consumer queue (group.id missing?)") }
+        queue = q
+        let assignment = PartitionList(splits.filter { !$0.isFinished }.map { ($0.topic, $0.partition, $0.nextOffset) })
+        if !splits.allSatisfy(\.isFinished) {
+            let err = rd_kafka_assign(handle.raw, assignment.raw)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                rd_kafka_queue_destroy(q)
+                throw KafkaError("assigning \(splits.map(\.splitId))", err)
+            }
+        }
+    }
+
+    func topicIndex(of rkt: OpaquePointer) -> Int64? {
+        if let i = topicIndex[rkt] { return i }
+        let name = String(cString: rd_kafka_topic_name(rkt))
+        guard let i = topicNames.firstIndex(of: name) else { return nil }
+        topicIndex[rkt] = Int64(i)
+        return Int64(i)
+    }
+
+    /// Takes what librdkafka has ready, without waiting, into the partition buffers.
+    func pull() throws {
+        let n = batch.withUnsafeMutableBufferPointer { buf in
+            rd_kafka_consume_batch_queue(queue, 0, buf.baseAddress, buf.count)
+        }
+        guard n > 0 else { return }
+        for i in 0..<n {
+            let m = batch[i]!
+            batch[i] = nil
+            if m.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR && m.pointee.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                let err = m.pointee.err
+                let text = rd_kafka_message_errstr(m).map { String(cString: $0) } ?? String(cString: rd_kafka_err2str(err))
+                rd_kafka_message_destroy(m)
+                var fatal = [CChar](repeating: 0, count: 512)
+                if rd_kafka_fatal_error(handle.raw, &fatal, fatal.count) != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    throw KafkaError("Kafka consumer: fatal error: \(KafkaHandle.string(fatal))", code: err.rawValue, isFatal: true)
+                }
+                // Broker down, timeouts, ...: librdkafka retries by itself. Say so, at most every 5 s.
+                let now = monotonicMillis()
+                if now &- lastErrorLog >= 5_000 {
+                    lastErrorLog = now
+                    writeStderr("Kafka consumer: \(text) (\(err.rawValue)); retrying")
+                }
+                continue
+            }
+            guard let rkt = m.pointee.rkt, let t = topicIndex(of: rkt),
+                  let b = bufferIndex[t << 32 | Int64(m.pointee.partition)] else {
+                rd_kafka_message_destroy(m)
+                continue
+            }
+            buffers[b].messages.append(m)
+        }
+        for b in buffers where !b.paused && b.unread > pauseAbove {
+            try setPaused(b, true)
+        }
+    }
+
+    func setPaused(_ b: PartitionBuffer, _ paused: Bool) throws {
+        let list = PartitionList([(b.split.topic, b.split.partition, Int64(RD_KAFKA_OFFSET_INVALID))])
+        let err = paused ? rd_kafka_pause_partitions(handle.raw, list.raw) : rd_kafka_resume_partitions(handle.raw, list.raw)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError("\(paused ? "pausing" : "resuming") \(b.split.splitId)", err) }
+        b.paused = paused
+    }
+
+    func next(_ index: Int) throws -> SourceRead<Output> {
+        let b = buffers[index]
+        while true {
+            if b.split.isFinished { return .endOfSplit }
+            if b.head == b.messages.count {
+                if b.head > 0 { b.messages.removeAll(keepingCapacity: true); b.head = 0 }
+                try pull()
+                if b.head == b.messages.count { return .nothingAvailable }
+            }
+            let m = b.messages[b.head]
+            b.head += 1
+            if b.paused, b.unread < pauseAbove / 2 { try setPaused(b, false) }
+            defer { rd_kafka_message_destroy(m) }
+            let offset = m.pointee.offset
+            if m.pointee.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                // Reached the end of what is there: offsets past the last record (transaction
+                // markers) count as read.
+                if offset > b.split.nextOffset { b.split.nextOffset = offset }
+                if b.split.bounded { b.split.isFinished = true }
+                continue
+            }
+            b.split.nextOffset = offset + 1
+            var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+            let ts = rd_kafka_message_timestamp(m, &tsType)
+            let message = KafkaMessage(
+                topic: b.split.topic, partition: b.split.partition, offset: offset,
+                timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? Timestamps.none : ts,
+                key: m.pointee.key.map { UnsafeRawBufferPointer(start: $0, count: m.pointee.key_len) },
+                value: m.pointee.payload.map { UnsafeRawBufferPointer(start: $0, count: m.pointee.len) })
+            do {
+                return .record(try deserializer.deserialize(message), timestamp: message.timestamp)
+            } catch {
+                return .rejected(RejectedRecord(reason: error.reason, error: error.message, key: message.keyBytes,
+                                                value: message.valueBytes, origin: message.origin,
+                                                timestamp: message.timestamp))
+            }
+        }
+    }
+
+    func snapshot(_ index: Int, checkpointId: CheckpointId) -> KafkaPartitionSplit {
+        let split = buffers[index].split
+        checkpointPositions[checkpointId, default: [:]][index] = split.nextOffset
+        return split
+    }
+
+    /// Commits the offsets checkpoint `id` recorded (and any earlier ones not yet committed) to
+    /// the consumer group, asynchronously; once per checkpoint for all partitions.
+    func checkpointComplete(_ id: CheckpointId) {
+        let done = checkpointPositions.keys.filter { $0 <= id }.sorted()
+        guard !done.isEmpty, !closed else { return }
+        var latest: [Int: Int64] = [:]
+        for c in done {
+            for (i, o) in checkpointPositions[c]! { latest[i] = o }
+            checkpointPositions[c] = nil
+        }
+        let list = PartitionList(latest.sorted { $0.key < $1.key }.map { (buffers[$0.key].split.topic, buffers[$0.key].split.partition, $0.value) })
+        let err = rd_kafka_commit(handle.raw, list.raw, 1)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            writeStderr("Kafka consumer: committing offsets of checkpoint \(id) to the group failed: \(String(cString: rd_kafka_err2str(err))) (monitoring only; positions are in the checkpoint)")
+        }
+    }
+
+    func readerClosed() {
+        openReaders -= 1
+        guard openReaders == 0, !closed else { return }
+        closed = true
+        for b in buffers {
+            for m in b.messages[b.head...] { rd_kafka_message_destroy(m) }
+            b.messages.removeAll()
+            b.head = 0
+        }
+        rd_kafka_queue_destroy(queue)
+    }
+
+    deinit {
+        if !closed {
+            for b in buffers { for m in b.messages[b.head...] { rd_kafka_message_destroy(m) } }
+            rd_kafka_queue_destroy(queue)
+        }
+    }
+}
+
+/// Reads one partition through its subtask's shared consumer.
+public final class KafkaPartitionReader<Output>: SourceSplitReader {
+    public typealias Element = Output
+    public typealias Split = KafkaPartitionSplit
+    let session: KafkaConsumerSession<Output>
+    let index: Int
+    var isClosed = false
+
+    init(session: KafkaConsumerSession<Output>, index: Int) {
+        self.session = session
+        self.index = index
+    }
+
+    public func next() throws -> SourceRead<Output> { try session.next(index) }
+    public func currentSplit() -> KafkaPartitionSplit { session.buffers[index].split }
+    public func snapshotSplit(checkpointId: CheckpointId) -> KafkaPartitionSplit {
+        session.snapshot(index, checkpointId: checkpointId)
+    }
+    public func notifyCheckpointComplete(_ checkpointId: CheckpointId) throws {
+        session.checkpointComplete(checkpointId)
+    }
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        session.readerClosed()
+    }
+}
+
+func monotonicMillis() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+}
