@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "Connectors", targets: ["Connectors"]),
         .library(name: "Contracts", targets: ["Contracts"]),
         .library(name: "Kafka", targets: ["Kafka"]),
+        .executable(name: "replay", targets: ["Replay"]),
         .executable(name: "example-job", targets: ["ExampleJob"]),
         .executable(name: "bench-windows", targets: ["BenchWindows"]),
         .executable(name: "bench-codec", targets: ["BenchCodec"]),
@@ -66,7 +67,10 @@ let package = Package(
         // Against the local broker (scripts/local-broker.sh): librdkafka 2.16 from .local/lib first.
         // Kafka source and sink (librdkafka), DLQ envelopes, Avro (de)serializers.
         .target(name: "Kafka", dependencies: ["StreamCore", "CRdKafka", "Contracts"]),
-        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts"],
+        // Re-publishes DLQ records (or a file of fixed ones) to their source topic.
+        .executableTarget(name: "Replay", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Tools/Replay",
+                          linkerSettings: librdkafkaFromLocalLib),
+        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Replay"],
                     linkerSettings: librdkafkaFromLocalLib),
     ],
     swiftLanguageModes: [.v6]

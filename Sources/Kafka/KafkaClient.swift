@@ -141,7 +141,7 @@ final class PartitionList {
 
 /// Log lines from librdkafka go to stderr with a prefix (its default prints to stderr too, but
 /// without saying which client).
-func writeStderr(_ s: String) {
+public func writeStderr(_ s: String) {
     var line = s
     if !line.hasSuffix("\n") { line += "\n" }
     _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }

@@ -14,13 +14,18 @@ final class LocalBrokerTests: XCTestCase {
     /// a file: Foundation's `Process` waits on a descriptor that the broker the script leaves
     /// running inherits, so it would never see the script exit.
     static func script(_ args: [String], name: String = "local-broker.sh", env extra: [String: String] = [:]) -> (Int32, String) {
+        run([root + "/scripts/" + name] + args, env: extra, stderr: false)
+    }
+
+    /// Runs a program; returns (status, stdout) — with `stderr: true` stderr goes to the same text.
+    static func run(_ argv: [String], env extra: [String: String] = [:], stderr: Bool = true) -> (Int32, String) {
         let outPath = NSTemporaryDirectory() + "local-broker-\(UUID().uuidString)"
         defer { unlink(outPath) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let argv = [root + "/scripts/" + name] + args
+        if stderr { posix_spawn_file_actions_adddup2(&actions, 1, 2) }
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { cargs.forEach { free($0) } }
         let environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
