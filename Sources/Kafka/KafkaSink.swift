@@ -35,9 +35,13 @@ public struct KafkaSink<Input>: Sink {
     /// Exactly-once without checkpoints commits at the end of input (`.commitImmediately`).
     public let endOfInput: EndOfInputCommit
     public let producerProperties: [String: String]
+    /// How long a transaction operation (begin, commit, abort, init) is retried through retriable
+    /// errors — a broker outage — before the writer gives up and fails the job.
+    public let transactionRetryLimit: Duration
 
     public init(config: KafkaConfig, topic: String, guarantee: KafkaDeliveryGuarantee,
                 endOfInput: EndOfInputCommit = .awaitFinalCheckpoint, producerProperties: [String: String] = [:],
+                transactionRetryLimit: Duration = .seconds(600),
                 serializer: @escaping @Sendable () throws -> any KafkaRecordSerializer<Input>) {
         if case .exactlyOnce(let prefix) = guarantee {
             precondition(!prefix.isEmpty, "exactly-once needs a transactional id prefix")
@@ -47,6 +51,7 @@ public struct KafkaSink<Input>: Sink {
         self.guarantee = guarantee
         self.endOfInput = endOfInput
         self.producerProperties = producerProperties
+        self.transactionRetryLimit = transactionRetryLimit
         self.makeSerializer = serializer
     }
 
@@ -61,7 +66,8 @@ public struct KafkaSink<Input>: Sink {
         case .exactlyOnce(let prefix):
             let logic = try TransactionalKafkaLogic(config: config, topic: topic,
                                                     transactionalId: "\(prefix)-\(context.subtaskIndex)",
-                                                    extra: producerProperties, serializer: serializer)
+                                                    extra: producerProperties, retryLimit: transactionRetryLimit,
+                                                    serializer: serializer)
             return KafkaSinkWriter(.transactional(TwoPhaseCommitSinkWriter(logic: logic, endOfInput: endOfInput)))
         }
     }
@@ -215,10 +221,13 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
     var openLog = RecordLog()
     /// Pre-committed and not yet committed, in order.
     var pending: [Int64] = []
-    let timeoutMillis: Int32 = 60_000
+    let retryLimit: Duration
+    /// One attempt's timeout: at most a minute, at most the retry limit.
+    var timeoutMillis: Int32 { Int32(min(60_000, max(1_000, retryLimit.components.seconds * 1_000))) }
 
     init(config: KafkaConfig, topic: String, transactionalId: String, extra: [String: String],
-         serializer: any KafkaRecordSerializer<Input>) throws {
+         retryLimit: Duration, serializer: any KafkaRecordSerializer<Input>) throws {
+        self.retryLimit = retryLimit
         self.config = config
         self.topic = topic
         self.transactionalId = transactionalId
@@ -232,7 +241,7 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
     /// aborts their open transaction) on first use.
     func ensureProducer() throws -> KafkaProducer {
         if let producer { return producer }
-        let p = try Self.initTransactional(config: config, topic: topic, transactionalId: transactionalId, extra: extra)
+        let p = try Self.initTransactional(config: config, topic: topic, transactionalId: transactionalId, extra: extra, limit: retryLimit)
         producer = p
         // A fresh start continues the id's sequence, so a later restore compares against this run's numbers.
         nextSeq = max(nextSeq, try committedMarker(markerGroup) + 1)
@@ -240,24 +249,30 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
     }
 
     static func initTransactional(config: KafkaConfig, topic: String, transactionalId: String,
-                                  extra: [String: String]) throws -> KafkaProducer {
+                                  extra: [String: String], limit: Duration) throws -> KafkaProducer {
         var props = extra
         props["transactional.id"] = transactionalId
         props["transaction.timeout.ms"] = props["transaction.timeout.ms"] ?? "600000"
         let p = try KafkaProducer(config: config, defaultTopic: topic, extra: props, name: "Kafka sink \(transactionalId)")
-        try retrying("init transactions of \(transactionalId)") { rd_kafka_init_transactions(p.handle.raw, 60_000) }
+        try Self.retrying("init transactions of \(transactionalId)", limit: limit) { rd_kafka_init_transactions(p.handle.raw, 60_000) }
         return p
     }
 
-    /// Retries retriable errors (broker outage) until success; throws others.
-    static func retrying(_ what: String, _ call: () -> OpaquePointer?) throws {
-        var attempts = 0
+    /// Retries retriable errors (broker outage) until success or until `limit` has passed; throws others.
+    static func retrying(_ what: String, limit: Duration, _ call: () -> OpaquePointer?) throws {
+        let deadline = ContinuousClock.now + limit
         while let err = call() {
             let e = KafkaError("Kafka sink: \(what)", consuming: err)
-            attempts += 1
-            guard e.isRetriable, attempts < 100 else { throw e }
+            guard e.isRetriable else { throw e }
+            guard ContinuousClock.now < deadline else {
+                throw KafkaError("\(e.description) — still failing after \(limit); giving up", code: e.code)
+            }
             writeStderr("\(e); retrying")
         }
+    }
+
+    func retrying(_ what: String, _ call: () -> OpaquePointer?) throws {
+        try Self.retrying(what, limit: retryLimit, call)
     }
 
     /// The sequence number last committed by transactional id owner of `group` (0 if none).
@@ -276,7 +291,7 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
         openSeq = seq
         openLog = RecordLog()
         if live == nil && pending.isEmpty {
-            try Self.retrying("begin transaction") { rd_kafka_begin_transaction(p.handle.raw) }
+            try retrying("begin transaction") { rd_kafka_begin_transaction(p.handle.raw) }
             live = seq
         }
         return KafkaTransaction(transactionalId: transactionalId, seq: seq, records: Data(), count: 0)
@@ -307,7 +322,7 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
             throw KafkaError("Kafka sink: group metadata")
         }
         defer { rd_kafka_consumer_group_metadata_destroy(meta) }
-        try Self.retrying("sending the commit marker of \(t.transactionalId) #\(t.seq)") {
+        try retrying("sending the commit marker of \(t.transactionalId) #\(t.seq)") {
             rd_kafka_send_offsets_to_transaction(p.handle.raw, offsets.raw, meta, timeoutMillis)
         }
     }
@@ -319,7 +334,7 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
             precondition(live == nil, "the Kafka sink commits transactions in order")
             try writeInNewTransaction(transaction)
         } else {
-            try Self.retrying("committing transaction #\(transaction.seq)") { rd_kafka_commit_transaction(p.handle.raw, timeoutMillis) }
+            try retrying("committing transaction #\(transaction.seq)") { rd_kafka_commit_transaction(p.handle.raw, timeoutMillis) }
             live = nil
         }
         pending.removeAll { $0 == transaction.seq }
@@ -329,26 +344,26 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
     /// Once nothing earlier awaits its commit, the open epoch goes into a live Kafka transaction.
     func promoteOpen() throws {
         guard live == nil, pending.isEmpty, let seq = openSeq, let p = producer else { return }
-        try Self.retrying("begin transaction") { rd_kafka_begin_transaction(p.handle.raw) }
+        try retrying("begin transaction") { rd_kafka_begin_transaction(p.handle.raw) }
         live = seq
         for r in try RecordLog.records(openLog.bytes) { try p.produce(r, timestamp: nil) }
     }
 
     func writeInNewTransaction(_ t: KafkaTransaction) throws {
         let p = try ensureProducer()
-        try Self.retrying("begin transaction") { rd_kafka_begin_transaction(p.handle.raw) }
+        try retrying("begin transaction") { rd_kafka_begin_transaction(p.handle.raw) }
         live = t.seq
         for r in try RecordLog.records(t.records) { try p.produce(r, timestamp: nil) }
         try p.flush()
         try sendMarker(t)
-        try Self.retrying("committing transaction #\(t.seq)") { rd_kafka_commit_transaction(p.handle.raw, timeoutMillis) }
+        try retrying("committing transaction #\(t.seq)") { rd_kafka_commit_transaction(p.handle.raw, timeoutMillis) }
         live = nil
     }
 
     public func abort(_ transaction: KafkaTransaction) throws {
         if transaction.seq == openSeq { openSeq = nil; openLog = RecordLog() }
         guard live == transaction.seq, let p = producer else { return }
-        try Self.retrying("aborting transaction #\(transaction.seq)") { rd_kafka_abort_transaction(p.handle.raw, timeoutMillis) }
+        try retrying("aborting transaction #\(transaction.seq)") { rd_kafka_abort_transaction(p.handle.raw, timeoutMillis) }
         live = nil
     }
 
@@ -365,7 +380,8 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
     public func recoverAndAbort(_ transaction: KafkaTransaction) throws {
         nextSeq = max(nextSeq, transaction.seq + 1)
         if transaction.transactionalId != transactionalId {
-            _ = try Self.initTransactional(config: config, topic: topic, transactionalId: transaction.transactionalId, extra: extra)
+            _ = try Self.initTransactional(config: config, topic: topic, transactionalId: transaction.transactionalId,
+                                           extra: extra, limit: retryLimit)
         }
     }
 
