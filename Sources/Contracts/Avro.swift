@@ -57,6 +57,9 @@ public enum AvroDecodeError: Error, Equatable, CustomStringConvertible {
     case incompatible(writerId: Int32, reason: String)
     /// The body does not decode with the writer's schema (cut short, garbage, trailing bytes).
     case undecodable(writerId: Int32, reason: String)
+    /// The writer schema is not local and the Schema Registry could not be asked (down, timeout, 5xx).
+    /// Not the message's fault: retry or fail the job rather than dead-letter it.
+    case registryUnavailable(id: Int32, reason: String)
 
     /// The DLQ reason code.
     public var reason: String {
@@ -65,6 +68,7 @@ public enum AvroDecodeError: Error, Equatable, CustomStringConvertible {
         case .badMagic: return "BAD_MAGIC"
         case .unknownSchema: return "UNKNOWN_SCHEMA"
         case .incompatible, .undecodable: return "UNDECODABLE"
+        case .registryUnavailable: return "OTHER"
         }
     }
 
@@ -75,6 +79,7 @@ public enum AvroDecodeError: Error, Equatable, CustomStringConvertible {
         case .unknownSchema(let id): return "schema id \(id) is not in the registry"
         case .incompatible(let id, let r): return "writer schema \(id) does not resolve to the reader's: \(r)"
         case .undecodable(let id, let r): return "body does not decode with writer schema \(id): \(r)"
+        case .registryUnavailable(let id, let r): return "schema id \(id) is not local and the registry did not answer: \(r)"
         }
     }
 }
@@ -88,6 +93,8 @@ public struct AvroError: Error, CustomStringConvertible {
 /// A parsed Avro schema (libavro), reference-counted.
 public final class AvroSchema: @unchecked Sendable {
     let raw: avro_schema_t
+    /// The JSON it was parsed from.
+    public let json: String
 
     public init(json: String) throws {
         var schema: avro_schema_t?
@@ -95,6 +102,7 @@ public final class AvroSchema: @unchecked Sendable {
             throw AvroError("schema does not parse")
         }
         raw = schema
+        self.json = json
     }
 
     public convenience init(file path: String) throws {
@@ -136,6 +144,26 @@ public struct ContractRegistry: Sendable {
 
     /// The id of `subject`'s latest version (what a producer writes with).
     public func latestId(_ subject: String) -> Int32? { subjects[subject]?.last?.id }
+
+    /// Registers every version of every subject in a real Schema Registry, in the order of their
+    /// ids (so a fresh registry hands out the same ids), and checks that the registry's ids and
+    /// versions are this file's; registering again is a no-op. Returns this registry.
+    public func syncing(with client: SchemaRegistryClient) throws -> ContractRegistry {
+        let all = subjects.flatMap { s, versions in versions.map { (subject: s, version: $0) } }.sorted { $0.version.id < $1.version.id }
+        for (subject, v) in all {
+            func mismatch(_ what: String) -> SchemaRegistryError {
+                SchemaRegistryError(registry: client.baseURL, message: "subject '\(subject)' version \(v.version): \(what), the contracts say id \(v.id)")
+            }
+            let id = try client.register(subject: subject, schemaJSON: v.schema.json)
+            guard id == v.id else { throw mismatch("the registry gave id \(id)") }
+            let there: Int32
+            do { there = try client.version(v.version, subject: subject).id } catch let e as SchemaRegistryError where e.isSubjectNotFound {
+                throw mismatch("the registry has no version \(v.version) (the schema is another version there)")
+            }
+            guard there == v.id else { throw mismatch("the registry's version \(v.version) has id \(there)") }
+        }
+        return self
+    }
 }
 
 typealias Iface = UnsafeMutablePointer<avro_value_iface_t>
@@ -143,19 +171,23 @@ typealias Iface = UnsafeMutablePointer<avro_value_iface_t>
 /// Decodes and encodes messages in the Confluent wire format (magic byte 0, 4-byte big-endian
 /// schema id, Avro binary body): the writer's schema comes from the id, and is resolved to the
 /// reader's schema by Avro's own rules (libavro's resolved reader): fields the reader does not
-/// know are skipped, fields it adds take their defaults. Not thread-safe (one per task).
+/// know are skipped, fields it adds take their defaults. A writer id missing from `registry` is
+/// looked up in `remote` (a Schema Registry), when given. Not thread-safe (one per task).
 public final class ConfluentAvroCodec {
     public let registry: ContractRegistry
     public let reader: AvroSchema
+    public let remote: (any SchemaLookup)?
+    private var remoteSchemas: [Int32: AvroSchema] = [:]
     private let readerIface: Iface
     private var readerValue = avro_value_t()
     /// Per writer id: the resolving value (libavro's resolved writer into `readerValue`), or why not.
     private var resolved: [Int32: Result<(Iface, avro_value_t), AvroDecodeError>] = [:]
     private var writers: [Int32: (Iface, avro_value_t)] = [:]
 
-    public init(registry: ContractRegistry, reader: AvroSchema) throws {
+    public init(registry: ContractRegistry, reader: AvroSchema, remote: (any SchemaLookup)? = nil) throws {
         self.registry = registry
         self.reader = reader
+        self.remote = remote
         guard let iface = avro_generic_class_from_schema(reader.raw) else { throw AvroError("reader schema") }
         readerIface = iface
         guard avro_generic_value_new(iface, &readerValue) == 0 else { throw AvroError("reader value") }
@@ -176,20 +208,28 @@ public final class ConfluentAvroCodec {
 
     /// The datum in `message`, as the reader's schema sees it.
     public func decode(_ message: [UInt8]) throws(AvroDecodeError) -> AvroValue {
+        let result: Result<AvroValue, AvroDecodeError> = message.withUnsafeBytes { raw in
+            do throws(AvroDecodeError) { return .success(try decode(raw)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    /// The datum in `message` (not copied), as the reader's schema sees it.
+    public func decode(_ message: UnsafeRawBufferPointer) throws(AvroDecodeError) -> AvroValue {
         guard message.count >= 5 else { throw .truncated(length: message.count) }
         guard message[0] == 0 else { throw .badMagic(message[0]) }
         let id = Int32(bitPattern: UInt32(message[1]) << 24 | UInt32(message[2]) << 16 | UInt32(message[3]) << 8 | UInt32(message[4]))
         var (_, value) = try resolvedReader(id)
         cavro_value_reset(&readerValue)
-        let rc: Int32 = message.withUnsafeBufferPointer { buf in
-            let body = UnsafeRawPointer(buf.baseAddress! + 5).assumingMemoryBound(to: CChar.self)
-            guard let r = avro_reader_memory(body, Int64(message.count - 5)) else { return -1 }
+        let body = (message.baseAddress! + 5).assumingMemoryBound(to: CChar.self)
+        guard let r = avro_reader_memory(body, Int64(message.count - 5)) else { throw .undecodable(writerId: id, reason: "reader") }
+        let rc: Int32 = {
             defer { avro_reader_free(r) }
             let rc = avro_value_read(r, &value)
             var extra: UInt8 = 0
             if rc == 0, avro_read(r, &extra, 1) == 0 { return -2 }   // bytes left over
             return rc
-        }
+        }()
         if rc == -2 { throw .undecodable(writerId: id, reason: "bytes left after the datum") }
         if rc != 0 { throw .undecodable(writerId: id, reason: String(cString: avro_strerror())) }
         do { return try Self.read(&readerValue) } catch { throw .undecodable(writerId: id, reason: "\(error)") }
@@ -197,7 +237,10 @@ public final class ConfluentAvroCodec {
 
     private func resolvedReader(_ id: Int32) throws(AvroDecodeError) -> (Iface, avro_value_t) {
         if let r = resolved[id] { return try r.get() }
-        guard let writer = registry.byId[id] else { throw .unknownSchema(id: id) }
+        let writer: AvroSchema
+        if let local = registry.byId[id] { writer = local } else if let fetched = try remoteSchema(id) { writer = fetched } else {
+            throw .unknownSchema(id: id)
+        }
         let result: Result<(Iface, avro_value_t), AvroDecodeError>
         // libavro's "resolved writer" is the reading side: data of the writer's schema written into
         // a value of the reader's schema.
@@ -214,6 +257,27 @@ public final class ConfluentAvroCodec {
         }
         resolved[id] = result
         return try result.get()
+    }
+
+    /// The writer schema `id` from `remote`: nil without one; not found there is cached as unknown,
+    /// an unreachable registry is not (the next message asks again).
+    private func remoteSchema(_ id: Int32) throws(AvroDecodeError) -> AvroSchema? {
+        guard let remote else { return nil }
+        if let schema = remoteSchemas[id] { return schema }
+        do {
+            let schema = try remote.schema(id: id)
+            remoteSchemas[id] = schema
+            return schema
+        } catch let e as SchemaRegistryError where e.isUnreachable || (e.status ?? 0) >= 500 {
+            throw .registryUnavailable(id: id, reason: e.description)
+        } catch let e as SchemaRegistryError where e.isSchemaNotFound {
+            resolved[id] = .failure(.unknownSchema(id: id))
+            throw .unknownSchema(id: id)
+        } catch {
+            let failure = AvroDecodeError.incompatible(writerId: id, reason: "\(error)")
+            resolved[id] = .failure(failure)
+            throw failure
+        }
     }
 
     /// `value` encoded with the schema of `schemaId`, in the Confluent wire format.

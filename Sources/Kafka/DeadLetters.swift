@@ -7,13 +7,16 @@ import Glibc
 /// Decodes Confluent-framed Avro (`ConfluentAvroCodec`: writer schema by id, resolved to the
 /// reader's) and maps the datum to the job's type. Failures become DLQ reasons: the codec's
 /// (`TRUNCATED`, `BAD_MAGIC`, `UNKNOWN_SCHEMA`, `UNDECODABLE`), a missing value `UNDECODABLE`, a
-/// mapping that throws `INVALID`.
+/// mapping that throws `INVALID`. With a Schema Registry (`remote`), writer ids missing from the
+/// local registry are fetched from it; while it cannot be reached the source waits and asks again
+/// (the record is not the problem, so it does not go to the DLQ).
 public final class ConfluentAvroDeserializer<T>: KafkaRecordDeserializer {
     let codec: ConfluentAvroCodec
     let map: (AvroValue) throws -> T
 
-    public init(registry: ContractRegistry, readerSchema: AvroSchema, map: @escaping (AvroValue) throws -> T) throws {
-        codec = try ConfluentAvroCodec(registry: registry, reader: readerSchema)
+    public init(registry: ContractRegistry, readerSchema: AvroSchema, remote: SchemaRegistryClient? = nil,
+                map: @escaping (AvroValue) throws -> T) throws {
+        codec = try ConfluentAvroCodec(registry: registry, reader: readerSchema, remote: remote)
         self.map = map
     }
 
@@ -21,19 +24,28 @@ public final class ConfluentAvroDeserializer<T>: KafkaRecordDeserializer {
         guard let value = m.value else {
             throw DeserializationError(reason: "UNDECODABLE", message: "record without a value (tombstone)")
         }
-        let datum: AvroValue
-        do { datum = try codec.decode(Array(value)) } catch {
-            throw DeserializationError(reason: error.reason, message: error.description)
+        var datum: AvroValue?
+        var waited = 0
+        while datum == nil {
+            do { datum = try codec.decode(value) } catch {
+                guard case .registryUnavailable = error else {
+                    throw DeserializationError(reason: error.reason, message: error.description)
+                }
+                if waited % 10 == 0 { writeStderr("Kafka source: \(error.description); waiting for the registry") }
+                waited += 1
+                usleep(1_000_000)
+            }
         }
-        do { return try map(datum) } catch {
+        let decoded = datum!
+        do { return try map(decoded) } catch {
             throw DeserializationError(reason: "INVALID", message: "\(error)")
         }
     }
 }
 
 extension ConfluentAvroDeserializer where T == AvroValue {
-    public convenience init(registry: ContractRegistry, readerSchema: AvroSchema) throws {
-        try self.init(registry: registry, readerSchema: readerSchema) { $0 }
+    public convenience init(registry: ContractRegistry, readerSchema: AvroSchema, remote: SchemaRegistryClient? = nil) throws {
+        try self.init(registry: registry, readerSchema: readerSchema, remote: remote) { $0 }
     }
 }
 

@@ -97,8 +97,8 @@ public final class KafkaRecordCopier: KafkaRecordDeserializer {
 /// subtask `i % parallelism` in (topic, partition) order; each partition has its own watermark
 /// generator (per-partition watermarks, idleness per partition with `withIdleness`). Positions are
 /// recorded in checkpoints and restored by seeking; offsets are committed to the consumer group
-/// only when a checkpoint completes (for lag monitoring; never read back unless
-/// `startingOffsets` is `.committed`). One consumer per subtask serves all of its partitions;
+/// when a checkpoint completes (for lag monitoring; never read back unless `startingOffsets` is
+/// `.committed`), and by a bounded source once it has read everything. One consumer per subtask serves all of its partitions;
 /// a partition whose records pile up unread is paused until they are taken. Records the
 /// deserializer rejects go to `SourceOutputs.rejected`.
 public struct KafkaSource<Output>: Source {
@@ -219,10 +219,13 @@ public final class KafkaConsumerSession<Output> {
     var closed = false
     /// Positions recorded at checkpoints, committed to the group when one completes.
     var checkpointPositions: [CheckpointId: [Int: Int64]] = [:]
+    var finishedPositions: [Int: Int64] = [:]
+    let groupId: String
     var lastErrorLog: UInt64 = 0
 
     init(source: KafkaSource<Output>, splits: [KafkaPartitionSplit]) throws {
         handle = try KafkaHandle(consumer: true, config: source.config, defaults: source.consumerDefaults())
+        groupId = source.groupId
         deserializer = try source.makeDeserializer()
         buffers = splits.map(PartitionBuffer.init)
         topicNames = Array(Set(splits.map(\.topic))).sorted()
@@ -340,6 +343,9 @@ public final class KafkaConsumerSession<Output> {
     func snapshot(_ index: Int, checkpointId: CheckpointId) -> KafkaPartitionSplit {
         let split = buffers[index].split
         checkpointPositions[checkpointId, default: [:]][index] = split.nextOffset
+        // Splits that ended since the last checkpoint: their final positions go with this one.
+        for (i, offset) in finishedPositions { checkpointPositions[checkpointId]![i] = offset }
+        finishedPositions.removeAll()
         return split
     }
 
@@ -353,16 +359,27 @@ public final class KafkaConsumerSession<Output> {
             for (i, o) in checkpointPositions[c]! { latest[i] = o }
             checkpointPositions[c] = nil
         }
-        let list = PartitionList(latest.sorted { $0.key < $1.key }.map { (buffers[$0.key].split.topic, buffers[$0.key].split.partition, $0.value) })
-        let err = rd_kafka_commit(handle.raw, list.raw, 1)
+        commit(latest, async: true, why: "of checkpoint \(id)")
+    }
+
+    func commit(_ positions: [Int: Int64], async: Bool, why: String) {
+        guard !positions.isEmpty else { return }
+        let list = PartitionList(positions.sorted { $0.key < $1.key }.map { (buffers[$0.key].split.topic, buffers[$0.key].split.partition, $0.value) })
+        let err = rd_kafka_commit(handle.raw, list.raw, async ? 1 : 0)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            writeStderr("Kafka consumer: committing offsets of checkpoint \(id) to the group failed: \(String(cString: rd_kafka_err2str(err))) (monitoring only; positions are in the checkpoint)")
+            writeStderr("Kafka consumer: committing offsets \(why) to group \(groupId) failed: \(String(cString: rd_kafka_err2str(err))) (monitoring only; positions are in the checkpoint)")
         }
     }
 
-    func readerClosed() {
+    func readerClosed(_ index: Int) {
         openReaders -= 1
+        if buffers[index].split.isFinished { finishedPositions[index] = buffers[index].split.nextOffset }
         guard openReaders == 0, !closed else { return }
+        // A bounded source read everything: the group's offsets are the ends (no checkpoint
+        // follows that would carry them).
+        if buffers.allSatisfy(\.split.isFinished) {
+            commit(Dictionary(uniqueKeysWithValues: buffers.indices.map { ($0, buffers[$0].split.nextOffset) }), async: false, why: "at the end of input")
+        }
         closed = true
         for b in buffers {
             for m in b.messages[b.head...] { rd_kafka_message_destroy(m) }
@@ -404,7 +421,7 @@ public final class KafkaPartitionReader<Output>: SourceSplitReader {
     public func close() {
         guard !isClosed else { return }
         isClosed = true
-        session.readerClosed()
+        session.readerClosed(index)
     }
 }
 
