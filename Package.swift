@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "Contracts", targets: ["Contracts"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .executable(name: "replay", targets: ["Replay"]),
+        .executable(name: "bench-kafka", targets: ["BenchKafka"]),
         .executable(name: "example-job", targets: ["ExampleJob"]),
         .executable(name: "bench-windows", targets: ["BenchWindows"]),
         .executable(name: "bench-codec", targets: ["BenchCodec"]),
@@ -69,6 +70,8 @@ let package = Package(
         .target(name: "Kafka", dependencies: ["StreamCore", "CRdKafka", "Contracts"]),
         // Re-publishes DLQ records (or a file of fixed ones) to their source topic.
         .executableTarget(name: "Replay", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Tools/Replay",
+                          linkerSettings: librdkafkaFromLocalLib),
+        .executableTarget(name: "BenchKafka", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Benchmarks/BenchKafka",
                           linkerSettings: librdkafkaFromLocalLib),
         .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Replay"],
                     linkerSettings: librdkafkaFromLocalLib),

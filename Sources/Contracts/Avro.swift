@@ -2,7 +2,7 @@ import CAvro
 import Foundation
 
 /// An Avro datum, schema-free: what a decoded message is before a job maps it to its own type.
-public indirect enum AvroValue: Equatable, Sendable {
+public enum AvroValue: Equatable, Sendable {
     case null
     case boolean(Bool)
     case int(Int32)
@@ -178,32 +178,26 @@ public final class ConfluentAvroCodec {
     public let reader: AvroSchema
     public let remote: (any SchemaLookup)?
     private var remoteSchemas: [Int32: AvroSchema] = [:]
-    private let readerIface: Iface
-    private var readerValue = avro_value_t()
-    /// Per writer id: the resolving value (libavro's resolved writer into `readerValue`), or why not.
-    private var resolved: [Int32: Result<(Iface, avro_value_t), AvroDecodeError>] = [:]
+    /// The reader's schema as a tree, for resolution.
+    private let readerType: AvroType
+    /// Per writer id: how to read its data as the reader's schema (Avro's schema resolution:
+    /// fields matched by name or alias, writer-only fields skipped, reader-only fields take their
+    /// defaults, numeric promotions, unions and enums mapped), or why it cannot be.
+    private var resolved: [Int32: Result<ReadPlan, AvroDecodeError>] = [:]
     private var writers: [Int32: (Iface, avro_value_t)] = [:]
 
     public init(registry: ContractRegistry, reader: AvroSchema, remote: (any SchemaLookup)? = nil) throws {
         self.registry = registry
         self.reader = reader
         self.remote = remote
-        guard let iface = avro_generic_class_from_schema(reader.raw) else { throw AvroError("reader schema") }
-        readerIface = iface
-        guard avro_generic_value_new(iface, &readerValue) == 0 else { throw AvroError("reader value") }
+        readerType = try AvroSchemaParser.parse(reader.json)
     }
 
     deinit {
-        for case .success(var r) in resolved.values {
-            avro_value_decref(&r.1)
-            cavro_value_iface_decref(r.0)
-        }
         for var w in writers.values {
             avro_value_decref(&w.1)
             cavro_value_iface_decref(w.0)
         }
-        avro_value_decref(&readerValue)
-        cavro_value_iface_decref(readerIface)
     }
 
     /// The datum in `message`, as the reader's schema sees it.
@@ -214,46 +208,36 @@ public final class ConfluentAvroCodec {
         return try result.get()
     }
 
-    /// The datum in `message` (not copied), as the reader's schema sees it.
+    /// The datum in `message` (not copied), as the reader's schema sees it. Decoded in Swift by the
+    /// resolution plan of the writer's schema (libavro 1.11's resolving reader neither fills
+    /// reader defaults nor is fast: it allocated for every string and field).
     public func decode(_ message: UnsafeRawBufferPointer) throws(AvroDecodeError) -> AvroValue {
         guard message.count >= 5 else { throw .truncated(length: message.count) }
         guard message[0] == 0 else { throw .badMagic(message[0]) }
         let id = Int32(bitPattern: UInt32(message[1]) << 24 | UInt32(message[2]) << 16 | UInt32(message[3]) << 8 | UInt32(message[4]))
-        var (_, value) = try resolvedReader(id)
-        cavro_value_reset(&readerValue)
-        let body = (message.baseAddress! + 5).assumingMemoryBound(to: CChar.self)
-        guard let r = avro_reader_memory(body, Int64(message.count - 5)) else { throw .undecodable(writerId: id, reason: "reader") }
-        let rc: Int32 = {
-            defer { avro_reader_free(r) }
-            let rc = avro_value_read(r, &value)
-            var extra: UInt8 = 0
-            if rc == 0, avro_read(r, &extra, 1) == 0 { return -2 }   // bytes left over
-            return rc
-        }()
-        if rc == -2 { throw .undecodable(writerId: id, reason: "bytes left after the datum") }
-        if rc != 0 { throw .undecodable(writerId: id, reason: String(cString: avro_strerror())) }
-        do { return try Self.read(&readerValue) } catch { throw .undecodable(writerId: id, reason: "\(error)") }
+        let plan = try resolvedPlan(id)
+        var r = AvroBinaryReader(UnsafeRawBufferPointer(rebasing: message[5...]))
+        let value: AvroValue
+        do { value = try r.read(plan) } catch is AvroBinaryReader.Truncated {
+            throw .undecodable(writerId: id, reason: "the body ends inside the datum")
+        } catch {
+            throw .undecodable(writerId: id, reason: "\(error)")
+        }
+        guard r.atEnd else { throw .undecodable(writerId: id, reason: "bytes left after the datum") }
+        return value
     }
 
-    private func resolvedReader(_ id: Int32) throws(AvroDecodeError) -> (Iface, avro_value_t) {
+    private func resolvedPlan(_ id: Int32) throws(AvroDecodeError) -> ReadPlan {
         if let r = resolved[id] { return try r.get() }
         let writer: AvroSchema
         if let local = registry.byId[id] { writer = local } else if let fetched = try remoteSchema(id) { writer = fetched } else {
             throw .unknownSchema(id: id)
         }
-        let result: Result<(Iface, avro_value_t), AvroDecodeError>
-        // libavro's "resolved writer" is the reading side: data of the writer's schema written into
-        // a value of the reader's schema.
-        if let iface = avro_resolved_writer_new(writer.raw, reader.raw) {
-            var value = avro_value_t()
-            if avro_resolved_writer_new_value(iface, &value) == 0 {
-                avro_resolved_writer_set_dest(&value, &readerValue)
-                result = .success((iface, value))
-            } else {
-                result = .failure(.incompatible(writerId: id, reason: String(cString: avro_strerror())))
-            }
-        } else {
-            result = .failure(.incompatible(writerId: id, reason: String(cString: avro_strerror())))
+        let result: Result<ReadPlan, AvroDecodeError>
+        do {
+            result = .success(try AvroResolution.plan(writer: try AvroSchemaParser.parse(writer.json), reader: readerType))
+        } catch {
+            result = .failure(.incompatible(writerId: id, reason: "\(error)"))
         }
         resolved[id] = result
         return try result.get()
@@ -395,16 +379,31 @@ public final class ConfluentAvroCodec {
     static func write(_ value: AvroValue, into v: inout avro_value_t) throws {
         let type = cavro_value_get_type(&v)
         if type == AVRO_UNION {
-            // The first branch that takes the value: null for .null, otherwise the first non-null one.
+            // The first branch of the value's own type, else the first non-null one that takes it
+            // (an int into a long branch, ...).
             let schema = cavro_value_get_schema(&v)
-            let wantsNull = value == .null
-            for i in 0..<avro_schema_union_size(schema) {
-                let isNull = avro_schema_union_branch(schema, Int32(i)).pointee.type == AVRO_NULL
-                if isNull == wantsNull {
-                    var branch = avro_value_t()
-                    try check(cavro_value_set_branch(&v, Int32(i), &branch), "union branch")
-                    return try write(value, into: &branch)
-                }
+            let branches = (0..<avro_schema_union_size(schema)).map { avro_schema_union_branch(schema, Int32($0)).pointee.type }
+            let own: [avro_type_t]
+            switch value {
+            case .null: own = [AVRO_NULL]
+            case .boolean: own = [AVRO_BOOLEAN]
+            case .int: own = [AVRO_INT32]
+            case .long: own = [AVRO_INT64]
+            case .float: own = [AVRO_FLOAT]
+            case .double: own = [AVRO_DOUBLE]
+            case .bytes: own = [AVRO_BYTES, AVRO_FIXED]
+            case .string: own = [AVRO_STRING]
+            case .record: own = [AVRO_RECORD]
+            case .enumSymbol: own = [AVRO_ENUM]
+            case .array: own = [AVRO_ARRAY]
+            case .map: own = [AVRO_MAP]
+            }
+            let candidates = branches.indices.filter { own.contains(branches[$0]) }
+                + (value == .null ? [] : branches.indices.filter { !own.contains(branches[$0]) && branches[$0] != AVRO_NULL })
+            for i in candidates {
+                var branch = avro_value_t()
+                try check(cavro_value_set_branch(&v, Int32(i), &branch), "union branch")
+                do { return try write(value, into: &branch) } catch { continue }
             }
             throw AvroError(message: "no union branch takes \(value)")
         }

@@ -98,8 +98,9 @@ public final class KafkaRecordCopier: KafkaRecordDeserializer {
 /// generator (per-partition watermarks, idleness per partition with `withIdleness`). Positions are
 /// recorded in checkpoints and restored by seeking; offsets are committed to the consumer group
 /// when a checkpoint completes (for lag monitoring; never read back unless `startingOffsets` is
-/// `.committed`), and by a bounded source once it has read everything. One consumer per subtask serves all of its partitions;
-/// a partition whose records pile up unread is paused until they are taken. Records the
+/// `.committed`), and by a bounded source once it has read everything. One consumer per subtask
+/// serves all of its partitions and stops taking records while `maxBuffered` wait unread
+/// (backpressure). Records the
 /// deserializer rejects go to `SourceOutputs.rejected`.
 public struct KafkaSource<Output>: Source {
     public typealias Element = Output
@@ -116,23 +117,25 @@ public struct KafkaSource<Output>: Source {
     /// asked for at start cannot serve as the end: ../shared/local-broker.md, docs/kafka.md.)
     public let bounded: Bool
     public let makeDeserializer: @Sendable () throws -> any KafkaRecordDeserializer<Output>
-    /// Records taken from librdkafka per poll, and a partition's unread records at which it is paused.
+    /// Records taken from librdkafka per poll, and how many a subtask holds unread at most: beyond
+    /// that it stops taking records, librdkafka's queue fills (`queued.max.messages.kbytes`) and
+    /// librdkafka stops fetching — backpressure reaches the broker.
     public let pollBatch: Int
-    public let pauseAbove: Int
+    public let maxBuffered: Int
 
     public init(config: KafkaConfig, topics: [String], groupId: String,
                 startingOffsets: KafkaStartingOffsets = .earliest, bounded: Bool = false,
-                pollBatch: Int = 2_048, pauseAbove: Int = 20_000,
+                pollBatch: Int = 2_048, maxBuffered: Int = 65_536,
                 deserializer: @escaping @Sendable () throws -> any KafkaRecordDeserializer<Output>) {
         precondition(!topics.isEmpty, "a Kafka source needs at least one topic")
-        precondition(pollBatch > 0 && pauseAbove > 0)
+        precondition(pollBatch > 0 && maxBuffered > 0)
         self.config = config
         self.topics = topics
         self.groupId = groupId
         self.startingOffsets = startingOffsets
         self.bounded = bounded
         self.pollBatch = pollBatch
-        self.pauseAbove = pauseAbove
+        self.maxBuffered = maxBuffered
         self.makeDeserializer = deserializer
     }
 
@@ -147,8 +150,11 @@ public struct KafkaSource<Output>: Source {
             "isolation.level": "read_committed",
             // Low latency: a fetch returns after 10 ms without data (default 500 ms).
             "fetch.wait.max.ms": "10",
-            // Bounded prefetch per consumer: librdkafka stops fetching when this much waits unread.
+            // Bounded prefetch per consumer: librdkafka stops fetching when this much waits unread,
+            // and fetches again 10 ms after there is room (default 1 s: a taken-out backlog then
+            // leaves the source idle most of the time).
             "queued.max.messages.kbytes": "32768",
+            "fetch.queue.backoff.ms": "10",
             "auto.offset.reset": "earliest",
         ]
     }
@@ -168,13 +174,19 @@ public struct KafkaSource<Output>: Source {
         }
         for topic in topics {
             for p in 0..<Int32(counts[topic]!) {
-                let (low, high) = try handle.watermarks(topic: topic, partition: p)
+                // The beginning is offset 0, not the broker's log start: the local broker's
+                // ListOffsets(earliest) can be wrong (10 000 for a partition starting at 0, which
+                // librdkafka's OFFSET_BEGINNING asks too). Where the log really starts later
+                // (retention), 0 is out of range and auto.offset.reset=earliest moves to the start.
+                let beginning: Int64 = 0
                 let start: Int64
                 switch startingOffsets {
-                case .earliest: start = low
-                case .latest: start = high
+                case .earliest: start = beginning
+                case .latest: start = try handle.watermarks(topic: topic, partition: p).high
                 case .committed(let fallback):
-                    start = committed["\(topic)-\(p)"] ?? (fallback == .earliest ? low : high)
+                    if let c = committed["\(topic)-\(p)"] { start = c } else {
+                        start = fallback == .earliest ? beginning : try handle.watermarks(topic: topic, partition: p).high
+                    }
                 }
                 splits.append(KafkaPartitionSplit(topic: topic, partition: p, nextOffset: start, bounded: bounded))
             }
@@ -200,7 +212,9 @@ public final class KafkaConsumerSession<Output> {
         var split: KafkaPartitionSplit
         var messages: [UnsafeMutablePointer<rd_kafka_message_t>] = []
         var head = 0
-        var paused = false
+        /// An end-of-partition past `nextOffset` seen once: the range between is fetched again
+        /// before it is taken to hold no records (only transaction markers).
+        var eofRetriedAt: Int64?
         init(_ split: KafkaPartitionSplit) { self.split = split }
         var unread: Int { messages.count - head }
     }
@@ -214,7 +228,11 @@ public final class KafkaConsumerSession<Output> {
     var topicIndex: [OpaquePointer: Int64] = [:]
     let topicNames: [String]
     var batch: [UnsafeMutablePointer<rd_kafka_message_t>?]
-    let pauseAbove: Int
+    let maxBuffered: Int
+    var unread = 0
+    var lastTopic: OpaquePointer?
+    var lastPartition: Int32 = -1
+    var lastBuffer = 0
     var openReaders: Int
     var closed = false
     /// Positions recorded at checkpoints, committed to the group when one completes.
@@ -233,7 +251,7 @@ public final class KafkaConsumerSession<Output> {
             bufferIndex[Int64(topicNames.firstIndex(of: s.topic)!) << 32 | Int64(s.partition)] = i
         }
         batch = Array(repeating: nil, count: source.pollBatch)
-        pauseAbove = source.pauseAbove
+        maxBuffered = source.maxBuffered
         openReaders = splits.count
         // Errors and other events come through the consumer queue, polled by `pull`.
         rd_kafka_poll_set_consumer(handle.raw)
@@ -259,6 +277,7 @@ public final class KafkaConsumerSession<Output> {
 
     /// Takes what librdkafka has ready, without waiting, into the partition buffers.
     func pull() throws {
+        guard unread < maxBuffered else { return }
         let n = batch.withUnsafeMutableBufferPointer { buf in
             rd_kafka_consume_batch_queue(queue, 0, buf.baseAddress, buf.count)
         }
@@ -282,23 +301,30 @@ public final class KafkaConsumerSession<Output> {
                 }
                 continue
             }
-            guard let rkt = m.pointee.rkt, let t = topicIndex(of: rkt),
-                  let b = bufferIndex[t << 32 | Int64(m.pointee.partition)] else {
-                rd_kafka_message_destroy(m)
-                continue
+            // Messages come in runs of one partition: the last one's buffer is checked first.
+            let b: Int
+            if m.pointee.rkt == lastTopic, m.pointee.partition == lastPartition {
+                b = lastBuffer
+            } else {
+                guard let rkt = m.pointee.rkt, let t = topicIndex(of: rkt),
+                      let found = bufferIndex[t << 32 | Int64(m.pointee.partition)] else {
+                    rd_kafka_message_destroy(m)
+                    continue
+                }
+                (lastTopic, lastPartition, lastBuffer) = (rkt, m.pointee.partition, found)
+                b = found
             }
             buffers[b].messages.append(m)
-        }
-        for b in buffers where !b.paused && b.unread > pauseAbove {
-            try setPaused(b, true)
+            unread += 1
         }
     }
 
-    func setPaused(_ b: PartitionBuffer, _ paused: Bool) throws {
-        let list = PartitionList([(b.split.topic, b.split.partition, Int64(RD_KAFKA_OFFSET_INVALID))])
-        let err = paused ? rd_kafka_pause_partitions(handle.raw, list.raw) : rd_kafka_resume_partitions(handle.raw, list.raw)
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError("\(paused ? "pausing" : "resuming") \(b.split.splitId)", err) }
-        b.paused = paused
+    /// Fetch `b`'s partition again from its position.
+    func seek(_ b: PartitionBuffer) throws {
+        let list = PartitionList([(b.split.topic, b.split.partition, b.split.nextOffset)])
+        if let err = rd_kafka_seek_partitions(handle.raw, list.raw, 10_000) {
+            throw KafkaError("seeking \(b.split.splitId) to \(b.split.nextOffset)", consuming: err)
+        }
     }
 
     func next(_ index: Int) throws -> SourceRead<Output> {
@@ -312,13 +338,20 @@ public final class KafkaConsumerSession<Output> {
             }
             let m = b.messages[b.head]
             b.head += 1
-            if b.paused, b.unread < pauseAbove / 2 { try setPaused(b, false) }
+            unread -= 1
             defer { rd_kafka_message_destroy(m) }
             let offset = m.pointee.offset
             if m.pointee.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
-                // Reached the end of what is there: offsets past the last record (transaction
-                // markers) count as read.
-                if offset > b.split.nextOffset { b.split.nextOffset = offset }
+                // Reached the end of what is there. Offsets past the last record read count as
+                // read (transaction markers) once a second fetch from the position confirms it.
+                if offset > b.split.nextOffset {
+                    if b.eofRetriedAt != offset {
+                        b.eofRetriedAt = offset
+                        try seek(b)
+                        continue
+                    }
+                    b.split.nextOffset = offset
+                }
                 if b.split.bounded { b.split.isFinished = true }
                 continue
             }
@@ -363,6 +396,7 @@ public final class KafkaConsumerSession<Output> {
     }
 
     func commit(_ positions: [Int: Int64], async: Bool, why: String) {
+        let positions = positions.filter { $0.value >= 0 }
         guard !positions.isEmpty else { return }
         let list = PartitionList(positions.sorted { $0.key < $1.key }.map { (buffers[$0.key].split.topic, buffers[$0.key].split.partition, $0.value) })
         let err = rd_kafka_commit(handle.raw, list.raw, async ? 1 : 0)

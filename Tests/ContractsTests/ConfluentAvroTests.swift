@@ -42,13 +42,85 @@ final class ConfluentAvroTests: XCTestCase {
         let v1reader = try ConfluentAvroCodec(registry: reg, reader: reg.byId[1]!)
         XCTAssertEqual(try v1reader.decode(v2bytes), transaction(merchant: nil), "merchant_id, unknown to v1, is skipped")
         XCTAssertEqual(try v1reader.decode(v1bytes), transaction(merchant: nil))
-        // libavro (1.11) does not fill reader defaults when resolving: a v2 reader refuses v1 data,
-        // with the reason, instead of inventing a value. (Producers write the latest version.)
+        // A v2 reader reads v1 data: merchant_id, unknown to the writer, takes its default (null).
         let v2reader = try ConfluentAvroCodec(registry: reg, reader: reg.byId[2]!)
-        XCTAssertThrowsError(try v2reader.decode(v1bytes)) { error in
-            XCTAssertTrue("\(error)".contains("merchant_id"), "\(error)")
+        XCTAssertEqual(try v2reader.decode(v1bytes)["merchant_id"], .null)
+        XCTAssertEqual(try v2reader.decode(v2bytes), transaction(merchant: "m-1"))
+    }
+
+    /// Avro's schema resolution, rule by rule: promotions, aliases, defaults of every kind,
+    /// writer-only fields of complex types skipped, enums with a default, unions on either side,
+    /// and a field without default missing from the writer refused with its name.
+    func testSchemaResolutionRules() throws {
+        let writer = """
+        {"type":"record","name":"R","namespace":"t","fields":[
+          {"name":"a","type":"int"},
+          {"name":"gone","type":{"type":"array","items":{"type":"map","values":["null","string"]}}},
+          {"name":"old_name","type":"string"},
+          {"name":"color","type":{"type":"enum","name":"Color","symbols":["RED","GREEN","BLUE"]}},
+          {"name":"u","type":["null","int","string"]},
+          {"name":"f","type":"float"},
+          {"name":"skipped_rec","type":{"type":"record","name":"S","fields":[{"name":"x","type":"long"},{"name":"y","type":["null","bytes"]}]}},
+          {"name":"n","type":"long"}
+        ]}
+        """
+        let reader = """
+        {"type":"record","name":"R","namespace":"t","fields":[
+          {"name":"a","type":"long"},
+          {"name":"new_name","aliases":["old_name"],"type":"string"},
+          {"name":"color","type":{"type":"enum","name":"Color","symbols":["RED","GREEN"],"default":"RED"}},
+          {"name":"u","type":["null","long","string"]},
+          {"name":"f","type":"double"},
+          {"name":"n","type":["null","long"]},
+          {"name":"d_int","type":"int","default":7},
+          {"name":"d_str","type":"string","default":"x"},
+          {"name":"d_arr","type":{"type":"array","items":"int"},"default":[1,2]},
+          {"name":"d_rec","type":{"type":"record","name":"D","fields":[{"name":"k","type":"boolean"}]},"default":{"k":true}},
+          {"name":"d_union","type":["null","string"],"default":null}
+        ]}
+        """
+        let reg = try registryOf([1: writer, 2: reader])
+        let w = try ConfluentAvroCodec(registry: reg, reader: reg.byId[1]!)
+        func datum(_ color: String, _ u: AvroValue) -> AvroValue {
+            .record([.init("a", .int(-5)), .init("gone", .array([.map(["k": .string("v"), "z": .null])])),
+                     .init("old_name", .string("hello")), .init("color", .enumSymbol(color)), .init("u", u),
+                     .init("f", .float(1.5)), .init("skipped_rec", .record([.init("x", .long(9)), .init("y", .bytes([1, 2]))])),
+                     .init("n", .long(1 << 40))])
+        }
+        let r = try ConfluentAvroCodec(registry: reg, reader: reg.byId[2]!)
+        let v = try r.decode(try w.encode(datum("GREEN", .int(3)), schemaId: 1))
+        XCTAssertEqual(v, .record([
+            .init("a", .long(-5)), .init("new_name", .string("hello")), .init("color", .enumSymbol("GREEN")),
+            .init("u", .long(3)), .init("f", .double(1.5)), .init("n", .long(1 << 40)),
+            .init("d_int", .int(7)), .init("d_str", .string("x")), .init("d_arr", .array([.int(1), .int(2)])),
+            .init("d_rec", .record([.init("k", .boolean(true))])), .init("d_union", .null),
+        ]))
+        XCTAssertEqual(try r.decode(try w.encode(datum("BLUE", .string("s")), schemaId: 1))["color"], .enumSymbol("RED"), "enum default")
+        XCTAssertEqual(try r.decode(try w.encode(datum("RED", .null), schemaId: 1))["u"], .null)
+
+        // A reader field without default that the writer lacks: refused, naming the field.
+        let strict = try registryOf([1: writer, 2: """
+            {"type":"record","name":"R","namespace":"t","fields":[{"name":"must","type":"string"}]}
+            """])
+        let s = try ConfluentAvroCodec(registry: strict, reader: strict.byId[2]!)
+        XCTAssertThrowsError(try s.decode(try w.encode(datum("RED", .null), schemaId: 1))) { error in
+            XCTAssertTrue("\(error)".contains("must"), "\(error)")
             XCTAssertEqual((error as? AvroDecodeError)?.reason, "UNDECODABLE")
         }
+    }
+
+    /// A registry of the given schema texts under their ids (subject "s").
+    func registryOf(_ schemas: [Int: String]) throws -> ContractRegistry {
+        let dir = NSTemporaryDirectory() + "contracts-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var versions: [[String: Any]] = []
+        for (i, (id, json)) in schemas.sorted(by: { $0.key < $1.key }).enumerated() {
+            try json.write(toFile: dir + "/\(id).avsc", atomically: true, encoding: .utf8)
+            versions.append(["version": i + 1, "id": id, "schema": "\(id).avsc"])
+        }
+        try JSONSerialization.data(withJSONObject: ["subjects": ["s": versions]]).write(to: URL(fileURLWithPath: dir + "/registry.json"))
+        return try ContractRegistry(file: dir + "/registry.json")
     }
 
     func testMalformedMessagesCarryTheirDLQReason() throws {
