@@ -73,7 +73,7 @@ let package = Package(
                           linkerSettings: librdkafkaFromLocalLib),
         .executableTarget(name: "BenchKafka", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Benchmarks/BenchKafka",
                           linkerSettings: librdkafkaFromLocalLib),
-        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Replay"],
+        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Operators", "Replay"],
                     linkerSettings: librdkafkaFromLocalLib),
     ],
     swiftLanguageModes: [.v6]

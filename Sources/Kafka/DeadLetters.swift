@@ -151,3 +151,40 @@ func currentTimeMillis() -> Int64 {
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
+
+/// An element with the Kafka record it came from, for operators downstream that may still have to
+/// dead-letter it (failed validation, too late for every window): `rejected(reason:error:)` makes
+/// the DLQ entry with the original key and bytes.
+public struct Sourced<T> {
+    public var value: T
+    public var origin: RecordOrigin
+    public var key: [UInt8]?
+    public var bytes: [UInt8]?
+    public var timestamp: Int64
+
+    public init(value: T, origin: RecordOrigin, key: [UInt8]?, bytes: [UInt8]?, timestamp: Int64) {
+        self.value = value
+        self.origin = origin
+        self.key = key
+        self.bytes = bytes
+        self.timestamp = timestamp
+    }
+
+    public func rejected(reason: String, error: String) -> RejectedRecord {
+        RejectedRecord(reason: reason, error: error, key: key, value: bytes, origin: origin, timestamp: timestamp)
+    }
+}
+
+extension Sourced: Sendable where T: Sendable {}
+extension Sourced: Equatable where T: Equatable {}
+extension Sourced: Hashable where T: Hashable {}
+extension Sourced: Codable where T: Codable {}
+
+/// Wraps a deserializer so that each element keeps its record's origin and bytes (`Sourced`).
+public final class KeepingOrigin<T>: KafkaRecordDeserializer {
+    let inner: any KafkaRecordDeserializer<T>
+    public init(_ inner: any KafkaRecordDeserializer<T>) { self.inner = inner }
+    public func deserialize(_ m: KafkaMessage) throws(DeserializationError) -> Sourced<T> {
+        Sourced(value: try inner.deserialize(m), origin: m.origin, key: m.keyBytes, bytes: m.valueBytes, timestamp: m.timestamp)
+    }
+}

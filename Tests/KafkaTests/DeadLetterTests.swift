@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 import Kafka
+import Operators
 import StreamCore
 import Synchronization
 import XCTest
@@ -133,6 +134,51 @@ final class DeadLetterTests: XCTestCase {
         XCTAssertEqual(s3, 0, out3)
         let repaired = try readAll(t["fixed"]!, deserializer: txnDeserializer())
         XCTAssertEqual(repaired.count, expectedReasons["BAD_MAGIC"])
+    }
+
+    /// Records too late for every window go to the DLQ as TOO_LATE with their original bytes:
+    /// `KeepingOrigin` keeps them with each element, the window's late side output is mapped to
+    /// `RejectedRecord`s.
+    func testRecordsTooLateForEveryWindowGoToTheDLQ() throws {
+        let t = try TestBroker.topics(["txn": 1])
+        let dlqTopic = t["txn"]! + ".dlq"
+        try KafkaAdmin.createTopics(try TestBroker.config(), [dlqTopic: 1])
+        // One partition, in this order; the watermark follows the records (no out-of-orderness):
+        // 2 000 arrives after 15 000 closed [0, 10 000), 12 000 after 25 000 closed [10 000, 20 000).
+        let times: [Int64] = [1_000, 3_000, 15_000, 2_000, 25_000, 12_000, 30_000]
+        let txns = times.enumerated().map { i, ts in Txn(id: Int64(i), card: "c", amount: Int64(10 * (i + 1)), timestamp: ts) }
+        try produce(txns, to: t["txn"]!, serializer: txnSerializer())
+
+        let env = StreamExecutionEnvironment(parallelism: 1)
+        env.autoWatermarkInterval = .zero
+        let source = KafkaSource<Sourced<Txn>>(config: try TestBroker.config(), topics: [t["txn"]!], groupId: "late", bounded: true) {
+            KeepingOrigin(try txnDeserializer()())
+        }
+        let late = OutputTag<Sourced<Txn>>("late")
+        let sums = env.fromSource(source, watermarkStrategy: WatermarkStrategy<Sourced<Txn>>.forMonotonousTimestamps()
+                                    .withTimestampAssigner { s, _ in s.value.timestamp }, name: "txns")
+            .keyBy { $0.value.card }
+            .window(TumblingEventTimeWindows.of(.seconds(10)))
+            .sideOutputLateData(late)
+            .reduce { a, b in var s = a; s.value.amount += b.value.amount; return s }
+        sums.getSideOutput(late)
+            .map { $0.rejected(reason: "TOO_LATE", error: "event time \($0.value.timestamp) is behind the watermark; its window has fired") }
+            .sinkTo(KafkaSink(config: try TestBroker.config(), topic: dlqTopic, guarantee: .atLeastOnce) {
+                try DeadLetterSerializer(registry: TestBroker.registry(), job: "late-test")
+            }, name: "DLQ")
+        let windows = CollectSink<Int64>()
+        sums.map { $0.value.amount }.sinkTo(windows)
+        try env.execute("too late")
+
+        XCTAssertEqual(windows.values.sorted(), [10 + 20, 30, 50, 70], "windows without the late records")
+        let dlq = try DeadLetterSerializer(registry: TestBroker.registry(), job: "reader")
+        let envelopes = try readAll(dlqTopic) { KafkaRecordCopier() }.map { try dlq.decode($0.value!) }
+        XCTAssertEqual(envelopes.map(\.record.reason), ["TOO_LATE", "TOO_LATE"])
+        XCTAssertEqual(envelopes.map(\.record.origin.offset), [3, 5])
+        let originals = try readAll(t["txn"]!) { KafkaRecordCopier() }
+        XCTAssertEqual(envelopes.map(\.record.value), [originals[3].value, originals[5].value])
+        XCTAssertEqual(envelopes.map(\.job), ["late-test", "late-test"])
+        XCTAssertEqual(txns.count, 5 + envelopes.count, "records in = records in windows + records in the DLQ")
     }
 
     func testReplayFailsFastOnBadFlags() throws {

@@ -43,7 +43,7 @@ enum TestBroker {
 }
 
 /// A transaction in the contract's shape, small enough for tests.
-struct Txn: Sendable, Hashable {
+struct Txn: Sendable, Hashable, Codable {
     var id: Int64
     var card: String
     var amount: Int64
