@@ -8,11 +8,12 @@
 #                      the design's topics, redis-server, Prometheus (scripts/stack.sh)
 #   make crash-soak    the kill -9 crash test with 100 kills (make test runs it with 10)
 #   make bench-checkpoint   checkpoint duration, pause and restore with 1 M keys (heap, then RocksDB)
+#   make bench-kafka   Kafka sink and source → Avro decode throughput on the local broker (docs/kafka.md)
 
 SWIFT ?= swift
 RUN_ARGS ?=
 
-.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint up down status schema-gate
+.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint bench-kafka up down status schema-gate
 
 setup:
 	@bash scripts/setup.sh
@@ -26,7 +27,8 @@ build: setup
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing; status=$$?; \
-	    bash scripts/redis-test-server.sh stop; bash scripts/local-broker.sh stop; exit $$status
+	    bash scripts/redis-test-server.sh stop; bash scripts/local-broker.sh stop; \
+	    SCHEMA_REGISTRY_DIR=.build/schema-registry-tests bash scripts/schema-registry.sh stop >/dev/null 2>&1; exit $$status
 	.venv-kafka/bin/python scripts/test_schema_gate.py
 	.venv-kafka/bin/python scripts/schema_gate.py
 	python3 scripts/flink_diff.py
@@ -62,6 +64,13 @@ crash-soak: setup
 bench-checkpoint: setup
 	$(SWIFT) run -c release bench-checkpoint --keys 1000000
 	$(SWIFT) run -c release bench-checkpoint --keys 1000000 --state-backend rocksdb
+
+# The Kafka connectors' throughput: a broker of its own on a free port, 1 M records (BENCH_ARGS: --records N --parallelism P).
+bench-kafka: setup
+	$(SWIFT) build -c release --product bench-kafka
+	@bootstrap=$$(KAFKA_LOCAL_DIR=.build/bench-kafka-broker bash scripts/local-broker.sh start | tail -1); \
+	    .build/release/bench-kafka --bootstrap $$bootstrap $(BENCH_ARGS); status=$$?; \
+	    KAFKA_LOCAL_DIR=.build/bench-kafka-broker bash scripts/local-broker.sh stop; exit $$status
 
 # The native local stack (no Docker): broker :9092 with the topics, Redis :6379, Prometheus :9090.
 up: setup
