@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "CInteropTests", dependencies: ["CRdKafka", "CRocksDB", "CAvro", "CZstd", "CHiredis"]),
         // Avro contracts (schemas/) in the Confluent wire format, resolved by libavro.
         .target(name: "Contracts", dependencies: ["CAvro"]),
-        .testTarget(name: "ContractsTests", dependencies: ["Contracts"]),
+        .testTarget(name: "ContractsTests", dependencies: ["Contracts", "StreamTesting"]),
         // Against the local broker (scripts/local-broker.sh): librdkafka 2.16 from .local/lib first.
         // Kafka source and sink (librdkafka), DLQ envelopes, Avro (de)serializers.
         .target(name: "Kafka", dependencies: ["StreamCore", "CRdKafka", "Contracts"]),
@@ -73,7 +73,7 @@ let package = Package(
                           linkerSettings: librdkafkaFromLocalLib),
         .executableTarget(name: "BenchKafka", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Benchmarks/BenchKafka",
                           linkerSettings: librdkafkaFromLocalLib),
-        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Operators", "Replay"],
+        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Operators", "StreamTesting", "Replay"],
                     linkerSettings: librdkafkaFromLocalLib),
     ],
     swiftLanguageModes: [.v6]

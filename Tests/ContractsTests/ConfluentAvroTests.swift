@@ -11,17 +11,7 @@ final class ConfluentAvroTests: XCTestCase {
 
     func registry() throws -> ContractRegistry { try ContractRegistry(file: Self.schemas + "/registry.json") }
 
-    func transaction(merchant: String?) -> AvroValue {
-        var fields: [AvroValue.Field] = [
-            .init("txn_id", .string("t-1")), .init("card_id", .string("card-7")), .init("user_id", .string("u-3")),
-            .init("amount_minor", .long(12_345)), .init("currency", .string("EUR")), .init("mcc", .int(5411)),
-            .init("device_id", .string("d-9")), .init("ip", .string("10.1.2.3")),
-            .init("geo", .record([.init("lat", .double(52.52)), .init("lon", .double(13.40)), .init("country", .string("DE"))])),
-            .init("timestamp", .long(1_767_225_600_000)),
-        ]
-        if let merchant { fields.append(.init("merchant_id", .string(merchant))) }
-        return .record(fields)
-    }
+    func transaction(merchant: String?) -> AvroValue { ContractFixtures.transaction(merchant: merchant) }
 
     func testRoundTripAndTheWireFormat() throws {
         let reg = try registry()
@@ -110,17 +100,8 @@ final class ConfluentAvroTests: XCTestCase {
     }
 
     /// A registry of the given schema texts under their ids (subject "s").
-    func registryOf(_ schemas: [Int: String]) throws -> ContractRegistry {
-        let dir = NSTemporaryDirectory() + "contracts-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var versions: [[String: Any]] = []
-        for (i, (id, json)) in schemas.sorted(by: { $0.key < $1.key }).enumerated() {
-            try json.write(toFile: dir + "/\(id).avsc", atomically: true, encoding: .utf8)
-            versions.append(["version": i + 1, "id": id, "schema": "\(id).avsc"])
-        }
-        try JSONSerialization.data(withJSONObject: ["subjects": ["s": versions]]).write(to: URL(fileURLWithPath: dir + "/registry.json"))
-        return try ContractRegistry(file: dir + "/registry.json")
+    func registryOf(_ schemas: [Int32: String]) throws -> ContractRegistry {
+        try ContractFixtures.registry(schemas.sorted { $0.key < $1.key }.map { ("s", $0.key, $0.value) })
     }
 
     func testMalformedMessagesCarryTheirDLQReason() throws {

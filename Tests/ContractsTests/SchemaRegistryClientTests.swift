@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import StreamTesting
 import XCTest
 
 /// `SchemaRegistryClient` against a real Confluent-compatible Schema Registry: Karapace on its own
@@ -22,50 +23,16 @@ final class SchemaRegistryClientTests: XCTestCase {
         var notInstallable = false
     }
 
-    /// Runs a script of this checkout; returns (status, stdout, stderr). posix_spawn and waitpid,
-    /// output to files: Foundation's `Process` waits on a descriptor that the servers the script
-    /// leaves running inherit, so it would never see the script exit (LocalBrokerTests.script).
+    /// Runs a script of this checkout; returns (status, stdout, stderr).
     static func script(_ args: [String], name: String = "schema-registry.sh", env extra: [String: String] = [:]) -> (Int32, String, String) {
-        let outPath = NSTemporaryDirectory() + "schema-registry-\(UUID().uuidString)"
-        let errPath = outPath + ".err"
-        defer { unlink(outPath); unlink(errPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let argv = [root + "/scripts/" + name] + args
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { cargs.forEach { free($0) } }
-        let environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        var cenv: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { cenv.forEach { free($0) } }
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, argv[0], &actions, nil, &cargs, &cenv) == 0 else { return (-1, "", "cannot run \(argv[0])") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        func read(_ path: String) -> String {
-            String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        let exited = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (exited, read(outPath), read(errPath))
+        let r = TestProcesses.run([root + "/scripts/" + name] + args, env: extra)
+        return (r.status, r.stdout, r.stderr)
     }
 
     static var scriptEnv: [String: String] { ["SCHEMA_REGISTRY_DIR": stateDir, "SCHEMA_REGISTRY_PORT": "\(freePort())"] }
 
-    /// A port nothing listens on (bound, read, closed).
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
+    /// A port nothing listens on.
+    static func freePort() -> Int { TestProcesses.freePorts(1)[0] }
 
     /// The registry's URL and whether these tests started it; or why there is none.
     static let server: Result<(url: String, started: Bool), NoRegistry> = {
@@ -123,31 +90,11 @@ final class SchemaRegistryClientTests: XCTestCase {
         return String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)
     }
 
-    /// A ContractRegistry of the given schema texts under their ids, from a temporary directory.
     func localRegistry(_ schemas: [(subject: String, id: Int32, json: String)]) throws -> ContractRegistry {
-        let dir = NSTemporaryDirectory() + "contracts-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var subjects: [String: [[String: Any]]] = [:]
-        for (i, s) in schemas.enumerated() {
-            try s.json.write(toFile: dir + "/s\(i).avsc", atomically: true, encoding: .utf8)
-            subjects[s.subject, default: []].append(["version": subjects[s.subject, default: []].count + 1, "id": Int(s.id), "schema": "s\(i).avsc"])
-        }
-        try JSONSerialization.data(withJSONObject: ["subjects": subjects]).write(to: URL(fileURLWithPath: dir + "/registry.json"))
-        return try ContractRegistry(file: dir + "/registry.json")
+        try ContractFixtures.registry(schemas)
     }
 
-    func transaction(merchant: String?) -> AvroValue {
-        var fields: [AvroValue.Field] = [
-            .init("txn_id", .string("t-1")), .init("card_id", .string("card-7")), .init("user_id", .string("u-3")),
-            .init("amount_minor", .long(12_345)), .init("currency", .string("EUR")), .init("mcc", .int(5411)),
-            .init("device_id", .string("d-9")), .init("ip", .string("10.1.2.3")),
-            .init("geo", .record([.init("lat", .double(52.52)), .init("lon", .double(13.40)), .init("country", .string("DE"))])),
-            .init("timestamp", .long(1_767_225_600_000)),
-        ]
-        if let merchant { fields.append(.init("merchant_id", .string(merchant))) }
-        return .record(fields)
-    }
+    func transaction(merchant: String?) -> AvroValue { ContractFixtures.transaction(merchant: merchant) }
 
     // MARK: Against the registry
 
@@ -283,16 +230,10 @@ final class SchemaRegistryClientTests: XCTestCase {
 
     func testASilentServerTimesOut() throws {
         // A socket that accepts connections (the kernel does) and never answers.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = TestProcesses.loopbackSocket()
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        XCTAssertEqual(withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }, 0)
         XCTAssertEqual(listen(fd, 4), 0)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        let url = "http://127.0.0.1:\(UInt16(bigEndian: addr.sin_port))"
+        let url = "http://127.0.0.1:\(port)"
         let started = ContinuousClock.now
         XCTAssertThrowsError(try SchemaRegistryClient(baseURL: url, timeout: .milliseconds(300)).subjects()) { error in
             XCTAssertTrue("\(error)".contains("no answer within"), "\(error)")

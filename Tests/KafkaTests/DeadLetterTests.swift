@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Operators
 import StreamCore
+import StreamTesting
 import Synchronization
 import XCTest
 
@@ -11,18 +12,6 @@ import XCTest
 /// envelope carries the original key and bytes, topic/partition/offset, error, time and job;
 /// records in = records processed + records in the DLQ; `replay` puts the original bytes back.
 final class DeadLetterTests: XCTestCase {
-    /// A fixed-seed generator, so the "garbage" bodies are the same every run.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     func testMalformedRecordsLandInTheDLQWithTheirReasonAndReplayRoundTrips() throws {
         let t = try TestBroker.topics(["txn": 4, "replayed": 2, "fixed": 2])
         let dlqTopic = t["txn"]! + ".dlq"
@@ -32,7 +21,7 @@ final class DeadLetterTests: XCTestCase {
 
         // 2 000 valid records and 10 000 malformed ones, interleaved: 2 000 each of truncated, wrong
         // magic, unknown schema id, and 4 000 undecodable bodies (garbage, or cut short).
-        var rng = SplitMix(state: 42)
+        var rng = SeededRandom(seed: 42)   // the same "garbage" bodies every run
         var records: [KafkaProducerRecord] = []
         var expectedReasons: [String: Int] = [:]
         var valid = 0

@@ -1,5 +1,6 @@
 import CRdKafka
 import Foundation
+import StreamTesting
 import XCTest
 
 /// The native local stack's broker (issue 5, first slice): `scripts/local-broker.sh` installs Tansu
@@ -10,34 +11,16 @@ import XCTest
 final class LocalBrokerTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-    /// Runs a script of this checkout; returns (status, stdout). posix_spawn and waitpid, stdout to
-    /// a file: Foundation's `Process` waits on a descriptor that the broker the script leaves
-    /// running inherits, so it would never see the script exit.
+    /// Runs a script of this checkout; returns (status, stdout).
     static func script(_ args: [String], name: String = "local-broker.sh", env extra: [String: String] = [:]) -> (Int32, String) {
-        run([root + "/scripts/" + name] + args, env: extra, stderr: false)
+        let r = TestProcesses.run([root + "/scripts/" + name] + args, env: extra)
+        return (r.status, r.stdout)
     }
 
-    /// Runs a program; returns (status, stdout) — with `stderr: true` stderr goes to the same text.
-    static func run(_ argv: [String], env extra: [String: String] = [:], stderr: Bool = true) -> (Int32, String) {
-        let outPath = NSTemporaryDirectory() + "local-broker-\(UUID().uuidString)"
-        defer { unlink(outPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        if stderr { posix_spawn_file_actions_adddup2(&actions, 1, 2) }
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { cargs.forEach { free($0) } }
-        let environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        var cenv: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { cenv.forEach { free($0) } }
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, argv[0], &actions, nil, &cargs, &cenv) == 0 else { return (-1, "cannot run \(argv[0])") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let out = FileManager.default.contents(atPath: outPath) ?? Data()
-        let exited = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (exited, String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    /// Runs a program; returns (status, stdout and stderr together).
+    static func run(_ argv: [String], env extra: [String: String] = [:]) -> (Int32, String) {
+        let r = TestProcesses.run(argv, env: extra, mergeStderr: true)
+        return (r.status, r.stdout)
     }
 
     static let bootstrap: String? = {
@@ -119,25 +102,8 @@ final class LocalBrokerTests: XCTestCase {
 /// `make up` / `make status` / `make down` (scripts/stack.sh) on free ports: broker, Redis and
 /// Prometheus come up healthy, a second `up` restarts nothing, `down` stops them all.
 final class LocalStackTests: XCTestCase {
-    func freePorts(_ n: Int) -> [Int] {
-        var fds: [Int32] = [], ports: [Int] = []
-        for _ in 0..<n {   // held open together, so the three differ
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-            _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-            fds.append(fd)
-            ports.append(Int(UInt16(bigEndian: addr.sin_port)))
-        }
-        fds.forEach { close($0) }
-        return ports
-    }
-
     func testUpStatusDownIdempotent() throws {
-        let p = freePorts(3)
+        let p = TestProcesses.freePorts(3)
         let env = ["STACK_KAFKA_PORT": "\(p[0])", "STACK_REDIS_PORT": "\(p[1])", "STACK_PROMETHEUS_PORT": "\(p[2])"]
         func stack(_ command: String) -> (Int32, String) { LocalBrokerTests.script([command], name: "stack.sh", env: env) }
         defer { _ = stack("down") }
