@@ -199,3 +199,39 @@ func committedOffsets(group: String, topic: String, partitions: Int) throws -> [
     XCTAssertEqual(rd_kafka_committed(h, list, 10_000), RD_KAFKA_RESP_ERR_NO_ERROR)
     return (0..<partitions).map { max(-1, list.pointee.elems[$0].offset) }
 }
+
+/// Each partition has its own watermark generator; the source's watermark is their minimum, so a
+/// partition far ahead does not make another partition's records late.
+final class KafkaWatermarkTests: XCTestCase {
+    final class WatermarkSeen: ProcessFunction {
+        func processElement(_ t: Txn, _ ctx: ProcessContext, _ out: Collector<Int64>) throws {
+            try out.collect(ctx.currentWatermark)
+        }
+    }
+
+    func testTheWatermarkIsTheMinimumOverPartitions() throws {
+        let t = try TestBroker.topics(["txn": 2])
+        // Partition 0 runs to 100 s of event time, partition 1 only to 10 s.
+        var records: [KafkaProducerRecord] = []
+        let reg = try TestBroker.registry()
+        let codec = try ConfluentAvroCodec(registry: reg, reader: reg.byId[1]!)
+        for i in 1...10 as ClosedRange<Int64> {
+            for (partition, step) in [(Int32(0), Int64(10_000)), (Int32(1), Int64(1_000))] {
+                let txn = Txn(id: i, card: "p\(partition)", amount: 1, timestamp: i * step)
+                records.append(KafkaProducerRecord(partition: partition, key: Array(txn.card.utf8), value: try codec.encode(txn.avro, schemaId: 1)))
+            }
+        }
+        try produce(records, to: t["txn"]!) { RawSerializer() }
+
+        let env = StreamExecutionEnvironment(parallelism: 1)
+        env.autoWatermarkInterval = .zero
+        let source = KafkaSource<Txn>(config: try TestBroker.config(), topics: [t["txn"]!], groupId: "wm", bounded: true,
+                                      deserializer: txnDeserializer())
+        let seen = try env.fromSource(source, watermarkStrategy: WatermarkStrategy<Txn>.forMonotonousTimestamps()
+                                        .withTimestampAssigner { t, _ in t.timestamp }, name: "txns")
+            .process(WatermarkSeen())
+            .executeAndCollect()
+        XCTAssertEqual(seen.count, 20)
+        XCTAssertLessThan(seen.max() ?? .max, 10_000, "a watermark ran ahead of partition 1's records: \(seen)")
+    }
+}
