@@ -78,8 +78,17 @@ final class KafkaHandle: @unchecked Sendable {
         brokerList = config.bootstrapServers
     }
 
+    private var consumerClosed = false
+
+    /// Leaves the group and stops fetching (once; also done by deinit).
+    func closeConsumer() {
+        guard isConsumer, !consumerClosed else { return }
+        consumerClosed = true
+        rd_kafka_consumer_close(raw)
+    }
+
     deinit {
-        if isConsumer { rd_kafka_consumer_close(raw) }
+        closeConsumer()
         rd_kafka_destroy(raw)
     }
 
