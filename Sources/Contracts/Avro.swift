@@ -166,13 +166,12 @@ public struct ContractRegistry: Sendable {
     }
 }
 
-typealias Iface = UnsafeMutablePointer<avro_value_iface_t>
-
 /// Decodes and encodes messages in the Confluent wire format (magic byte 0, 4-byte big-endian
 /// schema id, Avro binary body): the writer's schema comes from the id, and is resolved to the
-/// reader's schema by Avro's own rules (libavro's resolved reader): fields the reader does not
+/// reader's schema by Avro's own rules (AvroResolvingDecoder.swift): fields the reader does not
 /// know are skipped, fields it adds take their defaults. A writer id missing from `registry` is
-/// looked up in `remote` (a Schema Registry), when given. Not thread-safe (one per task).
+/// looked up in `remote` (a Schema Registry), when given. Encoding and decoding are Swift;
+/// libavro parses (and so validates) the schemas. Not thread-safe (one per task).
 public final class ConfluentAvroCodec {
     public let registry: ContractRegistry
     public let reader: AvroSchema
@@ -184,20 +183,14 @@ public final class ConfluentAvroCodec {
     /// fields matched by name or alias, writer-only fields skipped, reader-only fields take their
     /// defaults, numeric promotions, unions and enums mapped), or why it cannot be.
     private var resolved: [Int32: Result<ReadPlan, AvroDecodeError>] = [:]
-    private var writers: [Int32: (Iface, avro_value_t)] = [:]
+    /// Writer schemas as trees, by id, for encoding.
+    private var writers: [Int32: AvroType] = [:]
 
     public init(registry: ContractRegistry, reader: AvroSchema, remote: (any SchemaLookup)? = nil) throws {
         self.registry = registry
         self.reader = reader
         self.remote = remote
         readerType = try AvroSchemaParser.parse(reader.json)
-    }
-
-    deinit {
-        for var w in writers.values {
-            avro_value_decref(&w.1)
-            cavro_value_iface_decref(w.0)
-        }
     }
 
     /// The datum in `message`, as the reader's schema sees it.
@@ -266,194 +259,17 @@ public final class ConfluentAvroCodec {
 
     /// `value` encoded with the schema of `schemaId`, in the Confluent wire format.
     public func encode(_ value: AvroValue, schemaId id: Int32) throws -> [UInt8] {
-        if writers[id] == nil {
+        let type: AvroType
+        if let t = writers[id] { type = t } else {
             guard let schema = registry.byId[id] else { throw AvroError(message: "schema id \(id) is not in the registry") }
-            guard let iface = avro_generic_class_from_schema(schema.raw) else { throw AvroError("writer schema \(id)") }
-            var v = avro_value_t()
-            guard avro_generic_value_new(iface, &v) == 0 else { throw AvroError("writer value \(id)") }
-            writers[id] = (iface, v)
+            type = try AvroSchemaParser.parse(schema.json)
+            writers[id] = type
         }
-        var (_, datum) = writers[id]!
-        cavro_value_reset(&datum)
-        try Self.write(value, into: &datum)
-        var size = 0
-        guard avro_value_sizeof(&datum, &size) == 0 else { throw AvroError("size of the datum") }
-        var out = [UInt8](repeating: 0, count: 5 + size)
+        var w = AvroBinaryWriter()
+        w.bytes.reserveCapacity(128)
         let u = UInt32(bitPattern: id)
-        out[1] = UInt8(u >> 24); out[2] = UInt8((u >> 16) & 0xff); out[3] = UInt8((u >> 8) & 0xff); out[4] = UInt8(u & 0xff)
-        let rc: Int32 = out.withUnsafeMutableBufferPointer { buf in
-            let body = UnsafeRawPointer(buf.baseAddress! + 5).assumingMemoryBound(to: CChar.self)
-            guard let w = avro_writer_memory(body, Int64(size)) else { return -1 }
-            defer { avro_writer_free(w) }
-            return avro_value_write(w, &datum)
-        }
-        guard rc == 0 else { throw AvroError("write") }
-        return out
-    }
-
-    // MARK: avro_value_t ↔ AvroValue
-
-    static func check(_ rc: Int32, _ what: @autoclosure () -> String) throws {
-        if rc != 0 { throw AvroError(what()) }
-    }
-
-    static func read(_ v: inout avro_value_t) throws -> AvroValue {
-        switch cavro_value_get_type(&v) {
-        case AVRO_NULL: return .null
-        case AVRO_BOOLEAN:
-            var b: Int32 = 0
-            try check(cavro_value_get_boolean(&v, &b), "boolean")
-            return .boolean(b != 0)
-        case AVRO_INT32:
-            var i: Int32 = 0
-            try check(cavro_value_get_int(&v, &i), "int")
-            return .int(i)
-        case AVRO_INT64:
-            var i: Int64 = 0
-            try check(cavro_value_get_long(&v, &i), "long")
-            return .long(i)
-        case AVRO_FLOAT:
-            var f: Float = 0
-            try check(cavro_value_get_float(&v, &f), "float")
-            return .float(f)
-        case AVRO_DOUBLE:
-            var d: Double = 0
-            try check(cavro_value_get_double(&v, &d), "double")
-            return .double(d)
-        case AVRO_STRING:
-            var s: UnsafePointer<CChar>?
-            var size = 0
-            try check(cavro_value_get_string(&v, &s, &size), "string")
-            guard let s else { return .string("") }
-            return .string(String(decoding: UnsafeRawBufferPointer(start: s, count: max(0, size - 1)), as: UTF8.self))
-        case AVRO_BYTES, AVRO_FIXED:
-            var p: UnsafeRawPointer?
-            var size = 0
-            try check(cavro_value_get_bytes(&v, &p, &size), "bytes")
-            return .bytes(p.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? [])
-        case AVRO_ENUM:
-            var i: Int32 = 0
-            try check(cavro_value_get_enum(&v, &i), "enum")
-            guard let name = avro_schema_enum_get(cavro_value_get_schema(&v), i) else { throw AvroError(message: "enum index \(i) out of range") }
-            return .enumSymbol(String(cString: name))
-        case AVRO_UNION:
-            var branch = avro_value_t()
-            try check(cavro_value_get_current_branch(&v, &branch), "union branch")
-            return try read(&branch)
-        case AVRO_RECORD:
-            var n = 0
-            try check(cavro_value_get_size(&v, &n), "record size")
-            var fields: [AvroValue.Field] = []
-            fields.reserveCapacity(n)
-            for i in 0..<n {
-                var child = avro_value_t()
-                var name: UnsafePointer<CChar>?
-                try check(cavro_value_get_by_index(&v, i, &child, &name), "record field")
-                fields.append(.init(name.map { String(cString: $0) } ?? "", try read(&child)))
-            }
-            return .record(fields)
-        case AVRO_ARRAY:
-            var n = 0
-            try check(cavro_value_get_size(&v, &n), "array size")
-            return .array(try (0..<n).map { i in
-                var child = avro_value_t()
-                try check(cavro_value_get_by_index(&v, i, &child, nil), "array element")
-                return try read(&child)
-            })
-        case AVRO_MAP:
-            var n = 0
-            try check(cavro_value_get_size(&v, &n), "map size")
-            var out: [String: AvroValue] = [:]
-            for i in 0..<n {
-                var child = avro_value_t()
-                var key: UnsafePointer<CChar>?
-                try check(cavro_value_get_by_index(&v, i, &child, &key), "map entry")
-                out[key.map { String(cString: $0) } ?? ""] = try read(&child)
-            }
-            return .map(out)
-        default:
-            throw AvroError(message: "unsupported Avro type \(cavro_value_get_type(&v))")
-        }
-    }
-
-    static func write(_ value: AvroValue, into v: inout avro_value_t) throws {
-        let type = cavro_value_get_type(&v)
-        if type == AVRO_UNION {
-            // The first branch of the value's own type, else the first non-null one that takes it
-            // (an int into a long branch, ...).
-            let schema = cavro_value_get_schema(&v)
-            let branches = (0..<avro_schema_union_size(schema)).map { avro_schema_union_branch(schema, Int32($0)).pointee.type }
-            let own: [avro_type_t]
-            switch value {
-            case .null: own = [AVRO_NULL]
-            case .boolean: own = [AVRO_BOOLEAN]
-            case .int: own = [AVRO_INT32]
-            case .long: own = [AVRO_INT64]
-            case .float: own = [AVRO_FLOAT]
-            case .double: own = [AVRO_DOUBLE]
-            case .bytes: own = [AVRO_BYTES, AVRO_FIXED]
-            case .string: own = [AVRO_STRING]
-            case .record: own = [AVRO_RECORD]
-            case .enumSymbol: own = [AVRO_ENUM]
-            case .array: own = [AVRO_ARRAY]
-            case .map: own = [AVRO_MAP]
-            }
-            let candidates = branches.indices.filter { own.contains(branches[$0]) }
-                + (value == .null ? [] : branches.indices.filter { !own.contains(branches[$0]) && branches[$0] != AVRO_NULL })
-            for i in candidates {
-                var branch = avro_value_t()
-                try check(cavro_value_set_branch(&v, Int32(i), &branch), "union branch")
-                do { return try write(value, into: &branch) } catch { continue }
-            }
-            throw AvroError(message: "no union branch takes \(value)")
-        }
-        switch (value, type) {
-        case (.null, AVRO_NULL): try check(cavro_value_set_null(&v), "null")
-        case (.boolean(let b), AVRO_BOOLEAN): try check(cavro_value_set_boolean(&v, b ? 1 : 0), "boolean")
-        case (.int(let i), AVRO_INT32): try check(cavro_value_set_int(&v, i), "int")
-        case (.long(let i), AVRO_INT64): try check(cavro_value_set_long(&v, i), "long")
-        case (.int(let i), AVRO_INT64): try check(cavro_value_set_long(&v, Int64(i)), "long")
-        case (.float(let f), AVRO_FLOAT): try check(cavro_value_set_float(&v, f), "float")
-        case (.double(let d), AVRO_DOUBLE): try check(cavro_value_set_double(&v, d), "double")
-        case (.string(let s), AVRO_STRING): try check(cavro_value_set_string(&v, s), "string")
-        case (.bytes(var b), AVRO_BYTES): try check(b.withUnsafeMutableBytes { cavro_value_set_bytes(&v, $0.baseAddress, $0.count) }, "bytes")
-        case (.enumSymbol(let s), AVRO_ENUM):
-            let i = avro_schema_enum_get_by_name(cavro_value_get_schema(&v), s)
-            guard i >= 0 else { throw AvroError(message: "enum has no symbol \(s)") }
-            try check(cavro_value_set_enum(&v, i), "enum")
-        case (.record(let fields), AVRO_RECORD):
-            for f in fields {
-                var child = avro_value_t()
-                guard cavro_value_get_by_name(&v, f.name, &child, nil) == 0 else { throw AvroError(message: "record has no field \(f.name)") }
-                try write(f.value, into: &child)
-            }
-            // Fields not given: null when the field's type allows it, otherwise an error naming it.
-            let schema = cavro_value_get_schema(&v)
-            let given = Set(fields.map(\.name))
-            for i in 0..<avro_schema_record_size(schema) {
-                guard let cname = avro_schema_record_field_name(schema, Int32(i)) else { continue }
-                let name = String(cString: cname)
-                if given.contains(name) { continue }
-                var child = avro_value_t()
-                try check(cavro_value_get_by_name(&v, name, &child, nil), "field \(name)")
-                do { try write(.null, into: &child) } catch {
-                    throw AvroError(message: "record \(String(cString: avro_schema_name(schema))) needs field \(name)")
-                }
-            }
-        case (.array(let items), AVRO_ARRAY):
-            for item in items {
-                var child = avro_value_t()
-                try check(cavro_value_append(&v, &child, nil), "array append")
-                try write(item, into: &child)
-            }
-        case (.map(let entries), AVRO_MAP):
-            for (k, item) in entries {
-                var child = avro_value_t()
-                try check(cavro_value_add(&v, k, &child, nil, nil), "map add")
-                try write(item, into: &child)
-            }
-        default:
-            throw AvroError(message: "cannot write \(value) as Avro type \(type)")
-        }
+        w.bytes.append(contentsOf: [0, UInt8(u >> 24), UInt8((u >> 16) & 0xff), UInt8((u >> 8) & 0xff), UInt8(u & 0xff)])
+        try w.write(value, as: type)
+        return w.bytes
     }
 }

@@ -409,3 +409,98 @@ struct AvroBinaryReader {
         }
     }
 }
+
+/// Writes Avro binary for a value of a schema. Record fields are matched by name; a field the value
+/// leaves out is written as null when its type allows, else refused naming it. A union takes the
+/// first branch of the value's own type, else the first other branch that takes it (an int into a
+/// long branch).
+struct AvroBinaryWriter {
+    var bytes: [UInt8] = []
+
+    mutating func varint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    mutating func long(_ v: Int64) { varint(UInt64(bitPattern: (v << 1) ^ (v >> 63))) }
+
+    mutating func blob<C: Collection>(_ b: C) where C.Element == UInt8 {
+        long(Int64(b.count))
+        bytes.append(contentsOf: b)
+    }
+
+    static func accepts(_ value: AvroValue, _ type: AvroType) -> Bool {
+        switch (value, type) {
+        case (.null, .null), (.boolean, .boolean), (.int, .int), (.int, .long), (.long, .long), (.float, .float),
+             (.double, .double), (.string, .string), (.bytes, .bytes), (.bytes, .fixed), (.enumSymbol, .enumeration),
+             (.record, .record), (.array, .array), (.map, .map): return true
+        default: return false
+        }
+    }
+
+    static func ownType(_ value: AvroValue, _ type: AvroType) -> Bool {
+        switch (value, type) {
+        case (.int, .long), (.bytes, .fixed): return false
+        default: return accepts(value, type)
+        }
+    }
+
+    mutating func write(_ value: AvroValue, as type: AvroType, path: String = "") throws {
+        func fail(_ why: String) -> AvroError { AvroError(message: "\(path.isEmpty ? "" : "\(path): ")\(why)") }
+        switch (value, type) {
+        case (_, .union(let branches)):
+            let order = branches.indices.filter { Self.ownType(value, branches[$0]) }
+                + branches.indices.filter { !Self.ownType(value, branches[$0]) && Self.accepts(value, branches[$0]) }
+            guard let i = order.first else { throw fail("no union branch takes \(value)") }
+            long(Int64(i))
+            try write(value, as: branches[i], path: path)
+        case (.null, .null): return
+        case (.boolean(let b), .boolean): bytes.append(b ? 1 : 0)
+        case (.int(let i), .int): long(Int64(i))
+        case (.int(let i), .long): long(Int64(i))
+        case (.long(let i), .long): long(i)
+        case (.float(let f), .float): withUnsafeBytes(of: f.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        case (.double(let d), .double): withUnsafeBytes(of: d.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        case (.string(let s), .string): blob(s.utf8)
+        case (.bytes(let b), .bytes): blob(b)
+        case (.bytes(let b), .fixed(let name, let size)):
+            guard b.count == size else { throw fail("fixed \(name) takes \(size) bytes, not \(b.count)") }
+            bytes.append(contentsOf: b)
+        case (.enumSymbol(let s), .enumeration(let name, let symbols, _)):
+            guard let i = symbols.firstIndex(of: s) else { throw fail("enum \(name) has no symbol \(s)") }
+            long(Int64(i))
+        case (.record(let given), .record(let name, let fields)):
+            for g in given where !fields.contains(where: { $0.name == g.name }) { throw fail("record \(name) has no field \(g.name)") }
+            for f in fields {
+                if let v = given.first(where: { $0.name == f.name })?.value {
+                    try write(v, as: f.type, path: path + "." + f.name)
+                } else {
+                    do { try write(.null, as: f.type, path: path + "." + f.name) } catch {
+                        throw fail("record \(name) needs field \(f.name)")
+                    }
+                }
+            }
+        case (.array(let items), .array(let t)):
+            if !items.isEmpty {
+                long(Int64(items.count))
+                for item in items { try write(item, as: t, path: path + "[]") }
+            }
+            long(0)
+        case (.map(let entries), .map(let t)):
+            if !entries.isEmpty {
+                long(Int64(entries.count))
+                for (k, item) in entries.sorted(by: { $0.key < $1.key }) {
+                    blob(k.utf8)
+                    try write(item, as: t, path: path + "{\(k)}")
+                }
+            }
+            long(0)
+        default:
+            throw fail("cannot write \(value) as \(type.kind)")
+        }
+    }
+}

@@ -1,5 +1,8 @@
 import CRdKafka
 import StreamCore
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -303,7 +306,16 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
         if live == transaction.seq { try producer!.produce(record, timestamp: context.timestamp) }
     }
 
+    /// TRIBUTARY_KAFKA_TXN_TRACE=1 traces the transactions on stderr.
+    static var tracing: Bool { getenv("TRIBUTARY_KAFKA_TXN_TRACE") != nil }
+
+    func debug(_ s: @autoclosure () -> String) {
+        guard Self.tracing else { return }
+        writeStderr("\(transactionalId): \(s()) live \(live.map(String.init) ?? "-") pending \(pending) open \(openSeq.map(String.init) ?? "-")")
+    }
+
     public func preCommit(_ transaction: inout KafkaTransaction) throws {
+        defer { debug("preCommit #\(transaction.seq) (\(transaction.count) records)") }
         transaction.records = openLog.bytes
         transaction.count = openLog.count
         openLog = RecordLog()
@@ -328,6 +340,7 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
     }
 
     public func commit(_ transaction: KafkaTransaction) throws {
+        debug("commit #\(transaction.seq)")
         let p = try ensureProducer()
         if live != transaction.seq {
             // Written only to the log so far (an earlier epoch was live): write it now.
@@ -361,6 +374,7 @@ public final class TransactionalKafkaLogic<Input>: TwoPhaseCommitLogic {
     }
 
     public func abort(_ transaction: KafkaTransaction) throws {
+        debug("abort #\(transaction.seq)")
         if transaction.seq == openSeq { openSeq = nil; openLog = RecordLog() }
         guard live == transaction.seq, let p = producer else { return }
         try retrying("aborting transaction #\(transaction.seq)") { rd_kafka_abort_transaction(p.handle.raw, timeoutMillis) }

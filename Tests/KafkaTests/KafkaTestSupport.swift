@@ -92,9 +92,12 @@ func txnDeserializer() -> @Sendable () throws -> any KafkaRecordDeserializer<Txn
 /// Everything in `topic` (all partitions, from the beginning to the latest offsets when called),
 /// through a bounded Kafka source job.
 func readAll<T: Sendable>(_ topic: String, groupId: String = "reader-\(UUID().uuidString.prefix(8))",
+                          properties: [String: String] = [:],
                           deserializer: @escaping @Sendable () throws -> any KafkaRecordDeserializer<T>) throws -> [T] {
     let env = StreamExecutionEnvironment(parallelism: 1)
-    let source = KafkaSource<T>(config: try TestBroker.config(), topics: [topic], groupId: groupId, bounded: true,
+    var config = try TestBroker.config()
+    config.properties.merge(properties) { $1 }
+    let source = KafkaSource<T>(config: config, topics: [topic], groupId: groupId, bounded: true,
                                 deserializer: deserializer)
     return try env.fromSource(source, watermarkStrategy: .noWatermarks(), name: "read \(topic)").executeAndCollect()
 }
