@@ -449,15 +449,19 @@ struct AvroBinaryWriter {
         }
     }
 
-    mutating func write(_ value: AvroValue, as type: AvroType, path: String = "") throws {
-        func fail(_ why: String) -> AvroError { AvroError(message: "\(path.isEmpty ? "" : "\(path): ")\(why)") }
+    /// `path` (where in the datum, for errors) is only built when an error is thrown.
+    mutating func write(_ value: AvroValue, as type: AvroType, path: @autoclosure () -> String = "") throws {
+        func fail(_ why: String) -> AvroError {
+            let p = path()
+            return AvroError(message: "\(p.isEmpty ? "" : "\(p): ")\(why)")
+        }
         switch (value, type) {
         case (_, .union(let branches)):
             let order = branches.indices.filter { Self.ownType(value, branches[$0]) }
                 + branches.indices.filter { !Self.ownType(value, branches[$0]) && Self.accepts(value, branches[$0]) }
             guard let i = order.first else { throw fail("no union branch takes \(value)") }
             long(Int64(i))
-            try write(value, as: branches[i], path: path)
+            try write(value, as: branches[i], path: path())
         case (.null, .null): return
         case (.boolean(let b), .boolean): bytes.append(b ? 1 : 0)
         case (.int(let i), .int): long(Int64(i))
@@ -474,20 +478,27 @@ struct AvroBinaryWriter {
             guard let i = symbols.firstIndex(of: s) else { throw fail("enum \(name) has no symbol \(s)") }
             long(Int64(i))
         case (.record(let given), .record(let name, let fields)):
-            for g in given where !fields.contains(where: { $0.name == g.name }) { throw fail("record \(name) has no field \(g.name)") }
-            for f in fields {
-                if let v = given.first(where: { $0.name == f.name })?.value {
-                    try write(v, as: f.type, path: path + "." + f.name)
+            // Values usually list the fields in the schema's order: the same position is tried first.
+            var matched = 0
+            for (i, f) in fields.enumerated() {
+                let v: AvroValue?
+                if i < given.count, given[i].name == f.name { v = given[i].value } else { v = given.first(where: { $0.name == f.name })?.value }
+                if v != nil { matched += 1 }
+                if let v {
+                    try write(v, as: f.type, path: path() + "." + f.name)
                 } else {
-                    do { try write(.null, as: f.type, path: path + "." + f.name) } catch {
+                    do { try write(.null, as: f.type, path: path() + "." + f.name) } catch {
                         throw fail("record \(name) needs field \(f.name)")
                     }
                 }
             }
+            if matched < given.count, let extra = given.first(where: { g in !fields.contains { $0.name == g.name } }) {
+                throw fail("record \(name) has no field \(extra.name)")
+            }
         case (.array(let items), .array(let t)):
             if !items.isEmpty {
                 long(Int64(items.count))
-                for item in items { try write(item, as: t, path: path + "[]") }
+                for item in items { try write(item, as: t, path: path() + "[]") }
             }
             long(0)
         case (.map(let entries), .map(let t)):
@@ -495,7 +506,7 @@ struct AvroBinaryWriter {
                 long(Int64(entries.count))
                 for (k, item) in entries.sorted(by: { $0.key < $1.key }) {
                     blob(k.utf8)
-                    try write(item, as: t, path: path + "{\(k)}")
+                    try write(item, as: t, path: path() + "{\(k)}")
                 }
             }
             long(0)
