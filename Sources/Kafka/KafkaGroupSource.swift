@@ -140,20 +140,13 @@ public final class KafkaGroupMemberReader<Output>: SourceSplitReader {
         groupId = source.groupId
         let membership = GroupMembership(offsets: split.offsets)
         self.membership = membership
-        handle = try KafkaHandle(consumer: true, config: source.config, defaults: [
-            "group.id": source.groupId,
-            "enable.auto.commit": "false",
-            "enable.auto.offset.store": "false",
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": "10",
-            "fetch.queue.backoff.ms": "10",
-            "queued.max.messages.kbytes": "32768",
+        handle = try KafkaHandle(consumer: true, config: source.config, defaults: kafkaSourceConsumerDefaults(groupId: source.groupId).merging([
             "auto.offset.reset": source.fallback == .earliest ? "earliest" : "latest",
             // A member that died (kill -9) holds its partitions until its session times out:
             // 10 s instead of librdkafka's 45 s.
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "3000",
-        ]) { conf in
+        ]) { $1 }) { conf in
             rd_kafka_conf_set_rebalance_cb(conf, onRebalance)
             rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(membership).toOpaque())
         }
@@ -188,21 +181,8 @@ public final class KafkaGroupMemberReader<Output>: SourceSplitReader {
                 topic = String(cString: rd_kafka_topic_name(rkt))
                 topicNames[rkt] = topic
             }
-            let offset = m.pointee.offset
-            membership.offsets[KafkaGroupMemberSplit.key(topic, m.pointee.partition)] = offset + 1
-            var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-            let ts = rd_kafka_message_timestamp(m, &tsType)
-            let message = KafkaMessage(
-                topic: topic, partition: m.pointee.partition, offset: offset,
-                timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? Timestamps.none : ts,
-                key: m.pointee.key.map { UnsafeRawBufferPointer(start: $0, count: m.pointee.key_len) },
-                value: m.pointee.payload.map { UnsafeRawBufferPointer(start: $0, count: m.pointee.len) })
-            do {
-                return .record(try deserializer.deserialize(message), timestamp: message.timestamp)
-            } catch {
-                return .rejected(RejectedRecord(reason: error.reason, error: error.message, key: message.keyBytes,
-                                                value: message.valueBytes, origin: message.origin, timestamp: message.timestamp))
-            }
+            membership.offsets[KafkaGroupMemberSplit.key(topic, m.pointee.partition)] = m.pointee.offset + 1
+            return deserialize(m, topic: topic, with: deserializer)
         }
     }
 

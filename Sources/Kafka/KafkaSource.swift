@@ -142,21 +142,10 @@ public struct KafkaSource<Output>: Source {
     public var boundedness: Boundedness { bounded ? .bounded : .continuousUnbounded }
 
     func consumerDefaults() -> [String: String] {
-        [
-            "group.id": groupId,
-            "enable.auto.commit": "false",
-            "enable.auto.offset.store": "false",
+        kafkaSourceConsumerDefaults(groupId: groupId).merging([
             "enable.partition.eof": bounded ? "true" : "false",
-            "isolation.level": "read_committed",
-            // Low latency: a fetch returns after 10 ms without data (default 500 ms).
-            "fetch.wait.max.ms": "10",
-            // Bounded prefetch per consumer: librdkafka stops fetching when this much waits unread,
-            // and fetches again 10 ms after there is room (default 1 s: a taken-out backlog then
-            // leaves the source idle most of the time).
-            "queued.max.messages.kbytes": "32768",
-            "fetch.queue.backoff.ms": "10",
             "auto.offset.reset": "earliest",
-        ]
+        ]) { $1 }
     }
 
     /// Every partition of every topic, positioned by `startingOffsets` (and bounded by the latest
@@ -356,20 +345,7 @@ public final class KafkaConsumerSession<Output> {
                 continue
             }
             b.split.nextOffset = offset + 1
-            var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-            let ts = rd_kafka_message_timestamp(m, &tsType)
-            let message = KafkaMessage(
-                topic: b.split.topic, partition: b.split.partition, offset: offset,
-                timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? Timestamps.none : ts,
-                key: m.pointee.key.map { UnsafeRawBufferPointer(start: $0, count: m.pointee.key_len) },
-                value: m.pointee.payload.map { UnsafeRawBufferPointer(start: $0, count: m.pointee.len) })
-            do {
-                return .record(try deserializer.deserialize(message), timestamp: message.timestamp)
-            } catch {
-                return .rejected(RejectedRecord(reason: error.reason, error: error.message, key: message.keyBytes,
-                                                value: message.valueBytes, origin: message.origin,
-                                                timestamp: message.timestamp))
-            }
+            return deserialize(m, topic: b.split.topic, with: deserializer)
         }
     }
 
@@ -463,4 +439,39 @@ func monotonicMillis() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+}
+
+/// The consumer settings both Kafka sources start from.
+func kafkaSourceConsumerDefaults(groupId: String) -> [String: String] {
+    [
+        "group.id": groupId,
+        "enable.auto.commit": "false",
+        "enable.auto.offset.store": "false",
+        "isolation.level": "read_committed",
+        // Low latency: a fetch returns after 10 ms without data (default 500 ms).
+        "fetch.wait.max.ms": "10",
+        // Bounded prefetch per consumer: librdkafka stops fetching when this much waits unread,
+        // and fetches again 10 ms after there is room (default 1 s: a taken-out backlog then
+        // leaves the source idle most of the time).
+        "queued.max.messages.kbytes": "32768",
+        "fetch.queue.backoff.ms": "10",
+    ]
+}
+
+/// A data message as an element, or as a rejected record when the deserializer refuses it.
+func deserialize<Output>(_ m: UnsafeMutablePointer<rd_kafka_message_t>, topic: String,
+                         with deserializer: any KafkaRecordDeserializer<Output>) -> SourceRead<Output> {
+    var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+    let ts = rd_kafka_message_timestamp(m, &tsType)
+    let message = KafkaMessage(
+        topic: topic, partition: m.pointee.partition, offset: m.pointee.offset,
+        timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? Timestamps.none : ts,
+        key: m.pointee.key.map { UnsafeRawBufferPointer(start: $0, count: m.pointee.key_len) },
+        value: m.pointee.payload.map { UnsafeRawBufferPointer(start: $0, count: m.pointee.len) })
+    do {
+        return .record(try deserializer.deserialize(message), timestamp: message.timestamp)
+    } catch {
+        return .rejected(RejectedRecord(reason: error.reason, error: error.message, key: message.keyBytes,
+                                        value: message.valueBytes, origin: message.origin, timestamp: message.timestamp))
+    }
 }
