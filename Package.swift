@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "Kafka", targets: ["Kafka"]),
         .executable(name: "replay", targets: ["Replay"]),
         .executable(name: "bench-kafka", targets: ["BenchKafka"]),
+        .executable(name: "generate", targets: ["Generate"]),
         .executable(name: "example-job", targets: ["ExampleJob"]),
         .executable(name: "bench-windows", targets: ["BenchWindows"]),
         .executable(name: "bench-codec", targets: ["BenchCodec"]),
@@ -71,9 +72,14 @@ let package = Package(
         // Re-publishes DLQ records (or a file of fixed ones) to their source topic.
         .executableTarget(name: "Replay", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Tools/Replay",
                           linkerSettings: librdkafkaFromLocalLib),
+        // Deterministic synthetic transactions, clicks and devices (issue 6), and the tool that sends them.
+        .target(name: "Generators", dependencies: ["Contracts"]),
+        .executableTarget(name: "Generate", dependencies: ["Generators", "Kafka", "Contracts", "StreamCore"], path: "Tools/Generate",
+                          linkerSettings: librdkafkaFromLocalLib),
+        .testTarget(name: "GeneratorsTests", dependencies: ["Generators", "Contracts"]),
         .executableTarget(name: "BenchKafka", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Benchmarks/BenchKafka",
                           linkerSettings: librdkafkaFromLocalLib),
-        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Operators", "StreamTesting", "Replay"],
+        .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Operators", "StreamTesting", "Replay", "Generate"],
                     linkerSettings: librdkafkaFromLocalLib),
     ],
     swiftLanguageModes: [.v6]
