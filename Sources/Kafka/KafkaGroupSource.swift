@@ -146,6 +146,9 @@ public final class KafkaGroupMemberReader<Output>: SourceSplitReader {
             // 10 s instead of librdkafka's 45 s.
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "3000",
+            // Also the rebalance timeout: how long a rebalance waits for members that do not
+            // rejoin (librdkafka's default is 5 minutes). The task polls every few milliseconds.
+            "max.poll.interval.ms": "30000",
         ]) { $1 }) { conf in
             rd_kafka_conf_set_rebalance_cb(conf, onRebalance)
             rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(membership).toOpaque())
