@@ -18,6 +18,16 @@ import schema_gate  # noqa: E402
 SCHEMAS = os.path.join(os.path.dirname(__file__), "..", "schemas")
 
 
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f)
+
 class SchemaGateTests(unittest.TestCase):
     def test_repository_contracts_pass(self):
         self.assertEqual(schema_gate.gate(os.path.join(SCHEMAS, "registry.json")), [])
@@ -28,12 +38,12 @@ class SchemaGateTests(unittest.TestCase):
         self.addCleanup(shutil.rmtree, d)
         for name in os.listdir(SCHEMAS):
             shutil.copy(os.path.join(SCHEMAS, name), d)
-        v3 = json.load(open(os.path.join(d, "transactions.v2.avsc")))
+        v3 = read_json(os.path.join(d, "transactions.v2.avsc"))
         change(v3)
-        json.dump(v3, open(os.path.join(d, "transactions.v3.avsc"), "w"))
-        reg = json.load(open(os.path.join(d, "registry.json")))
+        write_json(os.path.join(d, "transactions.v3.avsc"), v3)
+        reg = read_json(os.path.join(d, "registry.json"))
         reg["subjects"]["txn.events-value"].append({"version": 3, "id": 99, "schema": "transactions.v3.avsc"})
-        json.dump(reg, open(os.path.join(d, "registry.json"), "w"))
+        write_json(os.path.join(d, "registry.json"), reg)
         return schema_gate.gate(os.path.join(d, "registry.json"))
 
     def test_a_new_field_without_default_is_rejected_by_name(self):
@@ -64,10 +74,11 @@ class SchemaGateTests(unittest.TestCase):
     def test_duplicate_ids_and_unparsable_schemas_fail(self):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d)
-        open(os.path.join(d, "bad.avsc"), "w").write('{"type": "record", "name": "X", "fields": [{"name": "a"}]}')
+        with open(os.path.join(d, "bad.avsc"), "w") as f:
+            f.write('{"type": "record", "name": "X", "fields": [{"name": "a"}]}')
         shutil.copy(os.path.join(SCHEMAS, "clicks.v1.avsc"), d)
-        json.dump({"subjects": {"a": [{"version": 1, "id": 1, "schema": "bad.avsc"}],
-                                "b": [{"version": 1, "id": 1, "schema": "clicks.v1.avsc"}]}}, open(os.path.join(d, "r.json"), "w"))
+        write_json(os.path.join(d, "r.json"), {"subjects": {"a": [{"version": 1, "id": 1, "schema": "bad.avsc"}],
+                                                           "b": [{"version": 1, "id": 1, "schema": "clicks.v1.avsc"}]}})
         problems = schema_gate.gate(os.path.join(d, "r.json"))
         self.assertTrue(any("does not parse" in p for p in problems), problems)
         self.assertTrue(any("schema id 1 is already used" in p for p in problems), problems)
