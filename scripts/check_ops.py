@@ -18,7 +18,8 @@
               and their env names against the contract
   terraform   deploy/terraform/**/*.tf parse as HCL2 (python-hcl2, when installed)
 
-Needs PyYAML and jsonschema (ops/setup.sh makes .venv-ops with them). Exit 0 when everything holds,
+Needs PyYAML and jsonschema, and promtool (ops/setup.sh installs it and makes .venv-ops with these and
+the optional two; without those, their checks are skipped, saying so). Exit 0 when everything holds,
 1 with one line per problem otherwise.
 """
 from __future__ import annotations
@@ -81,6 +82,8 @@ REQUIRED_ENV = {
 JOBS = ("txn-features", "click-features")
 SCORING_PORT = 8000
 METRIC_PREFIXES = ("tributary_", "scoring_", "drift_")
+# What could not be checked for want of an optional package (printed, not a failure).
+SKIPPED: list[str] = []
 
 
 def load_yaml(path: Path):
@@ -381,13 +384,13 @@ def k8s_documents(root: Path = K8S) -> list[tuple[str, dict]]:
     return docs
 
 
-def check_k8s(docs: list[tuple[str, dict]], version: str = "1.30") -> list[str]:
+def check_k8s(docs: list[tuple[str, dict]], version: str = "1.30", root: Path = K8S) -> list[str]:
     problems = []
     try:
         import kubernetes_validate
     except ImportError:
         kubernetes_validate = None
-        problems.append("k8s: kubernetes-validate not installed (ops/setup.sh installs it); schemas not checked")
+        SKIPPED.append("k8s: kubernetes-validate not installed (ops/setup.sh installs it): schemas not checked")
     configmaps = {}
     for fname, doc in docs:
         kind = doc.get("kind")
@@ -414,10 +417,10 @@ def check_k8s(docs: list[tuple[str, dict]], version: str = "1.30") -> list[str]:
                 cm = (ref.get("configMapRef") or {}).get("name")
                 if cm and cm not in configmaps:
                     problems.append(f"k8s: {fname}: container {c['name']} reads ConfigMap {cm}, not defined")
-    kustomization = K8S / "kustomization.yaml"
-    if kustomization.exists() and docs is not None:
+    kustomization = root / "kustomization.yaml"
+    if kustomization.exists():
         listed = set(load_yaml(kustomization).get("resources") or [])
-        present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+        present = {p.name for p in root.glob("*.yaml")} - {"kustomization.yaml"}
         if listed != present:
             problems.append(f"k8s: kustomization.yaml lists {sorted(listed)}, the folder has {sorted(present)}")
     return problems
@@ -427,7 +430,8 @@ def check_terraform(root: Path = TERRAFORM) -> list[str]:
     try:
         import hcl2
     except ImportError:
-        return ["terraform: python-hcl2 not installed (ops/setup.sh installs it); .tf files not parsed"]
+        SKIPPED.append("terraform: python-hcl2 not installed (ops/setup.sh installs it): .tf files not parsed")
+        return []
     problems = []
     files = sorted(root.rglob("*.tf"))
     if not files:
@@ -437,7 +441,8 @@ def check_terraform(root: Path = TERRAFORM) -> list[str]:
             with open(path, encoding="utf-8") as f:
                 hcl2.load(f)
         except Exception as e:  # noqa: BLE001 - one line per file that does not parse
-            problems.append(f"terraform: {path.relative_to(ROOT)}: {str(e).splitlines()[0]}")
+            where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            problems.append(f"terraform: {where}: {str(e).splitlines()[0]}")
     return problems
 
 
@@ -477,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=CHECKS, default=list(CHECKS))
     args = parser.parse_args(argv)
     problems = run(set(args.only), args.contract)
+    for note in SKIPPED:
+        print(f"check_ops: skipped: {note}", file=sys.stderr)
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
