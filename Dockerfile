@@ -69,7 +69,13 @@ RUN useradd --system --uid 10001 --home-dir /app tributary
 WORKDIR /app
 COPY python ./python
 COPY schemas ./schemas
-RUN pip install ./python
+# The lock file pins every dependency (uvloop and httptools among them: serve.py runs uvicorn on them).
+RUN pip install -r python/requirements.lock && pip install --no-deps ./python \
+    && mkdir -p /models && chown tributary /models
+# serve.py listens on 127.0.0.1 unless told otherwise (it guesses Docker from /.dockerenv only).
+ENV SCORING_HOST=0.0.0.0 \
+    SCORING_PORT=8000 \
+    TRIBUTARY_MODEL_DIR=/models
 USER tributary
 EXPOSE 8000
 CMD ["sh", "-c", "exec python -m \"$SCORING_MODULE\""]

@@ -79,6 +79,9 @@ REQUIRED_ENV = {
                        "TRIBUTARY_CHECKPOINT_DIR", "METRICS_PORT"},
     "scoring": {"REDIS_HOST", "REDIS_PORT", "FEAST_PROJECT", "MODEL_VERSION", "MLFLOW_TRACKING_URI"},
 }
+# A service's own knobs beside the contract's shared names: the scoring service's (documented in
+# python/tributary_ml/serve.py). TRIBUTARY_MODEL_DIR is used by python/ but is not (yet) a contract name.
+SERVICE_ENV = {"scoring": ({"TRIBUTARY_MODEL_DIR"}, "SCORING_")}
 JOBS = ("txn-features", "click-features")
 SCORING_PORT = 8000
 METRIC_PREFIXES = ("tributary_", "scoring_", "drift_")
@@ -190,6 +193,11 @@ def check_compose(compose: dict, schema: dict, root: Path = ROOT) -> list[str]:
     return problems
 
 
+def own_env(service: str, names: set[str]) -> set[str]:
+    extra, prefix = SERVICE_ENV.get(service, (set(), None))
+    return {n for n in names if n in extra or (prefix and n.startswith(prefix))}
+
+
 def check_env(compose: dict) -> list[str]:
     problems = []
     services = compose.get("services") or {}
@@ -197,7 +205,7 @@ def check_env(compose: dict) -> list[str]:
         if not is_tributary_service(svc or {}):
             continue
         names = env_names((svc or {}).get("environment"))
-        for unknown in sorted(names - CONTRACT_ENV):
+        for unknown in sorted(names - CONTRACT_ENV - own_env(name, names)):
             problems.append(f"env: {name} sets {unknown}, not a feature-contract variable")
         for missing in sorted(REQUIRED_ENV.get(name, set()) - names):
             problems.append(f"env: {name} does not set {missing}")
@@ -411,7 +419,8 @@ def check_k8s(docs: list[tuple[str, dict]], version: str = "1.30", root: Path = 
     for fname, doc in docs:
         spec = (doc.get("spec") or {}).get("template", {}).get("spec", {})
         for c in spec.get("containers") or []:
-            for unknown in sorted(env_names([e["name"] for e in c.get("env") or []]) - CONTRACT_ENV):
+            names = env_names([e["name"] for e in c.get("env") or []])
+            for unknown in sorted(names - CONTRACT_ENV - own_env(c["name"], names)):
                 problems.append(f"k8s: {fname}: container {c['name']} sets {unknown}, not a feature-contract variable")
             for ref in c.get("envFrom") or []:
                 cm = (ref.get("configMapRef") or {}).get("name")

@@ -200,3 +200,15 @@ Jobs: `tributary_records_in_total{job,operator,subtask}`, `drift_alert` (0/1).
 @pytest.mark.skipif(not CONTRACT_NOTES.exists(), reason="the feature contract's notes file is not on this machine")
 def test_embedded_names_equal_the_contract():
     assert check_ops.check_contract(CONTRACT_NOTES) == []
+
+
+def test_service_knobs_only_where_they_belong(compose):
+    """SCORING_* and TRIBUTARY_MODEL_DIR are the scoring service's own (python/tributary_ml/serve.py)."""
+    assert "SCORING_HOST" in compose["services"]["scoring"]["environment"]
+    bad = copy.deepcopy(compose)
+    bad["services"]["txn-features"]["environment"]["SCORING_HOST"] = "0.0.0.0"
+    bad["services"]["scoring"]["environment"]["REDIS_URL"] = "redis://redis"
+    problems = check_ops.check_env(bad)
+    assert "env: txn-features sets SCORING_HOST, not a feature-contract variable" in problems
+    assert "env: scoring sets REDIS_URL, not a feature-contract variable" in problems
+    assert len(problems) == 2
