@@ -34,6 +34,8 @@ let package = Package(
         .executable(name: "flink-diff-tributary", targets: ["FlinkDiff"]),
         .executable(name: "bench-checkpoint", targets: ["BenchCheckpoint"]),
         .executable(name: "crash-test-job", targets: ["CrashTestJob"]),
+        .executable(name: "txn-features", targets: ["TxnFeatures"]),
+        .executable(name: "click-features", targets: ["ClickFeatures"]),
     ],
     targets: cTargets + [
         // StreamCore compresses checkpoint snapshots with zstd (Checkpoint/Zstd.swift).
@@ -79,6 +81,14 @@ let package = Package(
         .testTarget(name: "GeneratorsTests", dependencies: ["Generators", "Contracts"]),
         .executableTarget(name: "BenchKafka", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Benchmarks/BenchKafka",
                           linkerSettings: librdkafkaFromLocalLib),
+        // The feature jobs (issue 6): features, views, the offline log, settings, the job graphs.
+        .target(name: "FeatureJobs", dependencies: ["StreamCore", "Operators", "Connectors", "Contracts", "Kafka"]),
+        .executableTarget(name: "TxnFeatures", dependencies: ["FeatureJobs", "StreamCore", "Kafka"], path: "Sources/Jobs/TxnFeatures",
+                          linkerSettings: librdkafkaFromLocalLib),
+        .executableTarget(name: "ClickFeatures", dependencies: ["FeatureJobs", "StreamCore", "Kafka"], path: "Sources/Jobs/ClickFeatures",
+                          linkerSettings: librdkafkaFromLocalLib),
+        .testTarget(name: "FeatureJobsTests", dependencies: ["FeatureJobs", "StreamTesting", "StreamCore", "Operators", "Connectors", "Contracts", "Kafka", "Generators", "TxnFeatures", "Generate"],
+                    linkerSettings: librdkafkaFromLocalLib),
         .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Operators", "StreamTesting", "Replay", "Generate"],
                     linkerSettings: librdkafkaFromLocalLib),
     ],

@@ -158,6 +158,13 @@ public func writeStderr(_ s: String) {
 
 /// Topic administration (librdkafka's Admin API), for tools and tests.
 public enum KafkaAdmin {
+    /// The partition count of each topic (a metadata request): fails when the broker cannot be
+    /// reached within `timeoutMillis` or a topic does not exist.
+    public static func partitionCounts(_ config: KafkaConfig, _ topics: [String], timeoutMillis: Int32 = 5_000) throws -> [String: Int] {
+        let handle = try KafkaHandle(consumer: false, config: config, defaults: [:])
+        return try handle.partitionCounts(topics, timeoutMillis: timeoutMillis)
+    }
+
     /// Creates topics that do not exist yet (replication factor 1); existing ones are left as they are.
     public static func createTopics(_ config: KafkaConfig, _ topics: [String: Int], timeoutMillis: Int32 = 30_000) throws {
         guard !topics.isEmpty else { return }

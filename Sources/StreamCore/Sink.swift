@@ -31,12 +31,16 @@ public protocol SinkWriter<Input>: AnyObject {
     func writeWatermark(_ watermark: Int64) throws
     /// Called at the end of input (`endOfInput` true) and, later, at checkpoints.
     func flush(endOfInput: Bool) throws
+    /// The writer's thread ran out of input for now: send what is buffered (latency when the
+    /// input is slow). Called only between records, never on the hot path.
+    func flushIdle() throws
     func close() throws
 }
 
 extension SinkWriter {
     public func writeWatermark(_ watermark: Int64) throws {}
     public func flush(endOfInput: Bool) throws {}
+    public func flushIdle() throws {}
     public func close() throws {}
 }
 

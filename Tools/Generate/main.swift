@@ -54,8 +54,15 @@ struct Options {
                 guard let s = UInt64(v) else { throw Usage(description: "--seed takes a whole number, not '\(v)'") }
                 config.seed = s
             case "--start":
-                guard let s = Int64(v) else { throw Usage(description: "--start takes epoch milliseconds, not '\(v)'") }
-                config.startMillis = s
+                if v == "now" {
+                    // Arrival times (the records' Kafka timestamps) then follow the wall clock when throttled.
+                    var ts = timespec()
+                    clock_gettime(CLOCK_REALTIME, &ts)
+                    config.startMillis = Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+                } else {
+                    guard let s = Int64(v) else { throw Usage(description: "--start takes epoch milliseconds or 'now', not '\(v)'") }
+                    config.startMillis = s
+                }
             case "--late-share": config.lateShare = try share(v, flag)
             case "--too-late-share": config.tooLateShare = try share(v, flag)
             case "--malformed-share": config.malformedShare = try share(v, flag)

@@ -74,8 +74,9 @@ public struct RedisUpsertSink<T>: Sink {
     public static var script: RedisScript { upsertScript }
 }
 
-private let upsertScript = RedisScript(#"""
--- Tributary: Feast online-store upsert, newest event time wins (Feast's write rule).
+/// Lua that reads a stored `google.protobuf.Timestamp` (`timestamp(bytes)` → seconds, nanos),
+/// exactly for |seconds| < 2^53, negative ones included; shared by the Feast upsert scripts.
+let feastTimestampLua = #"""
 local function varint(s, i)
   local lo, hi, mul, n = 0, 0, 1, 0
   while true do
@@ -102,6 +103,11 @@ local function timestamp(s)
   end
   return seconds, nanos
 end
+"""#
+
+private let upsertScript = RedisScript(
+    "-- Tributary: Feast online-store upsert, newest event time wins (Feast's write rule).\n"
+    + feastTimestampLua + "\n" + #"""
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 if stored then
   local seconds, nanos = timestamp(stored)

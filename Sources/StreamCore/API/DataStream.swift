@@ -171,6 +171,7 @@ public struct DataStream<T> {
         let opFactory: OperatorFactory = { ctx, _ in
             let writer = try sink.createWriter(SinkInitContext(subtaskIndex: ctx.subtaskIndex, parallelism: ctx.parallelism))
             let instance = OperatorInstance.oneInput(SinkOperator(writer: writer), metrics: ctx.metrics)
+            instance.flushIdle = { try writer.flushIdle() }
             if let transactional = writer as? any CheckpointedSinkWriter {
                 try transactional.initializeState(ctx.restored?.operatorStates ?? [])
                 instance.snapshotOperatorState = { id in try transactional.snapshotState(checkpointId: id) }

@@ -419,6 +419,13 @@ final class JobRun: @unchecked Sendable {
         func ship(partial: Bool) throws -> Bool {
             var shipped = false
             for w in writers { if try w.ship(partial: partial) { shipped = true } }
+            if partial {
+                for (_, instance) in instances {
+                    if let f = instance.flushIdle {
+                        do { try f() } catch { throw wrapFailure(error, instance.metrics, key: nil) }
+                    }
+                }
+            }
             return shipped
         }
     }

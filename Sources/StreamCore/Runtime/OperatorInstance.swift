@@ -83,6 +83,8 @@ public final class OperatorInstance {
     public var captureKeyedState: ((CheckpointId) throws -> () throws -> KeyedStateSnapshot)?
     /// The operator's non-keyed state (a sink writer's transactions) at barrier `id`.
     public var snapshotOperatorState: ((CheckpointId) throws -> [UInt8]?)?
+    /// The task ran out of input for now (a sink sends what it buffers).
+    public var flushIdle: (() throws -> Void)?
     /// Checkpoint `id` completed.
     public var notifyCheckpointComplete: ((CheckpointId) throws -> Void)?
 

@@ -1,0 +1,334 @@
+import StreamCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One feature view's row of an entity: its event time and all of the view's features.
+public struct FeastViewRow: Sendable {
+    public var view: String
+    public var eventTime: FeastTimestamp
+    public var features: [(name: String, value: FeastValue)]
+
+    public init(view: String, eventTime: FeastTimestamp, features: [(name: String, value: FeastValue)]) {
+        self.view = view
+        self.eventTime = eventTime
+        self.features = features
+    }
+}
+
+/// What one record changes in the online store: rows of one or more views of one entity, and
+/// (optionally) when the event entered the system, for the event → online latency.
+public struct FeastEntityUpdate: Sendable {
+    public var entity: FeastEntityKey
+    public var rows: [FeastViewRow]
+    /// Epoch milliseconds the event was produced (the Kafka record's timestamp), if known.
+    public var ingestMillis: Int64?
+
+    public init(entity: FeastEntityKey, rows: [FeastViewRow], ingestMillis: Int64? = nil) {
+        self.entity = entity
+        self.rows = rows
+        self.ingestMillis = ingestMillis
+    }
+}
+
+/// Called with (now − ingest time) in milliseconds for every row Redis acknowledged.
+public typealias OnlineLatencyObserver = @Sendable (_ millis: [Int64]) -> Void
+
+/// Writes feature rows to Redis in Feast's layout, newest event time wins per view — the
+/// batched form of `RedisUpsertSink` for jobs that write several views per record at high rates.
+///
+/// Records are grouped into batches (at most `maxBatch` entities) and each batch is applied by one
+/// call of an atomic server-side script (`FeastOnlineSink.script`) that writes each view's row only
+/// if its event time is strictly newer than the stored `_ts:<view>` (Feast's rule), all of a
+/// view's features together. Repeats and older rows change nothing, so replay after a crash is a
+/// no-op (exactly-once effect without waiting for checkpoints). A batch goes out when it is full,
+/// when the writer's thread runs out of input, and at least every buffer timeout of the runtime, so
+/// rows reach Redis within milliseconds; at a checkpoint barrier every reply is awaited.
+public struct FeastOnlineSink<T>: Sink {
+    public struct Options: Sendable {
+        public var host: String
+        public var port: Int
+        public var connectTimeout: Duration
+        public var commandTimeout: Duration
+        /// Feast's `key_ttl_seconds`: every write also sets `EXPIRE key ttl`.
+        public var keyTTLSeconds: Int?
+        /// Entities per script call, at most.
+        public var maxBatch: Int
+        /// Batches sent whose replies are unread, at most.
+        public var maxInFlightBatches: Int
+        /// Reconnect-and-resend attempts after a lost connection, per failure.
+        public var reconnectAttempts: Int
+
+        public init(host: String = "127.0.0.1", port: Int = 6379, connectTimeout: Duration = .seconds(2),
+                    commandTimeout: Duration = .seconds(10), keyTTLSeconds: Int? = nil, maxBatch: Int = 256,
+                    maxInFlightBatches: Int = 8, reconnectAttempts: Int = 5) {
+            precondition(maxBatch >= 1 && maxInFlightBatches >= 1, "maxBatch and maxInFlightBatches must be at least 1")
+            precondition(keyTTLSeconds.map { $0 > 0 } ?? true, "keyTTLSeconds must be positive")
+            self.host = host
+            self.port = port
+            self.connectTimeout = connectTimeout
+            self.commandTimeout = commandTimeout
+            self.keyTTLSeconds = keyTTLSeconds
+            self.maxBatch = maxBatch
+            self.maxInFlightBatches = maxInFlightBatches
+            self.reconnectAttempts = reconnectAttempts
+        }
+    }
+
+    public let project: String
+    public let options: Options
+    public let toUpdate: @Sendable (T) throws -> FeastEntityUpdate?
+    public let latency: OnlineLatencyObserver?
+
+    /// `toUpdate` turns a record into the rows it writes (nil: nothing to write).
+    public init(project: String, options: Options = Options(), latency: OnlineLatencyObserver? = nil,
+                toUpdate: @escaping @Sendable (T) throws -> FeastEntityUpdate?) {
+        self.project = project
+        self.options = options
+        self.latency = latency
+        self.toUpdate = toUpdate
+    }
+
+    /// Connects to Redis: an unreachable store fails the job at start with a clear message.
+    public func createWriter(_ context: SinkInitContext) throws -> FeastOnlineWriter<T> {
+        try FeastOnlineWriter(sink: self)
+    }
+
+    /// The batch script. ARGV[1] = key TTL in seconds (0: none); then for each key of KEYS, in
+    /// order: the number of views, and for each view `_ts:<view>`, its Timestamp bytes, seconds,
+    /// nanos, the number of features, then field, value, field, value, ...
+    /// Returns the number of view rows written (the others were not newer than what is stored).
+    public static var script: RedisScript { batchScript }
+}
+
+private let batchScript = RedisScript(
+    "-- Tributary: Feast online-store batch upsert, newest event time wins per view (Feast's write rule).\n"
+    + feastTimestampLua + "\n" + #"""
+local ttl = tonumber(ARGV[1])
+local a = 2
+local written = 0
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local views = tonumber(ARGV[a]); a = a + 1
+  local touched = false
+  for v = 1, views do
+    local field, ts, s, n, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+    local first = a + 5
+    a = first + 2 * count
+    local newer = true
+    local stored = redis.call('HGET', key, field)
+    if stored then
+      local seconds, nanos = timestamp(stored)
+      if seconds == nil then
+        return redis.error_reply('ERR Tributary upsert: field ' .. field .. ' does not hold a protobuf Timestamp')
+      end
+      if s < seconds or (s == seconds and n <= nanos) then newer = false end
+    end
+    if newer then
+      redis.call('HSET', key, field, ts, unpack(ARGV, first, a - 1))
+      written = written + 1
+      touched = true
+    end
+  end
+  if touched and ttl > 0 then redis.call('EXPIRE', key, ttl) end
+end
+return written
+"""#)
+
+/// The writer of one subtask: one connection, batches pipelined through the script.
+public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
+    public typealias Input = T
+
+    struct Batch {
+        var command: [[UInt8]]
+        var rows: Int
+        var ingest: [Int64]
+    }
+
+    let sink: FeastOnlineSink<T>
+    let connection: RedisConnection
+    private let ttlArgument: [UInt8]
+    /// "<view>" → `_ts:<view>`, "<view>:<feature>" → hash field, computed once.
+    private var timestampFields: [String: [UInt8]] = [:]
+    private var fields: [String: [String: [UInt8]]] = [:]
+    private var projectBytes: [UInt8]
+    /// The batch being filled.
+    private var keys: [[UInt8]] = []
+    private var arguments: [[UInt8]] = []
+    private var ingest: [Int64] = []
+    private var rows = 0
+    /// Batches sent whose replies are unread, oldest first.
+    private var inFlight: [Batch] = []
+
+    public private(set) var rowsWritten: Int64 = 0
+    public private(set) var rowsNotNewer: Int64 = 0
+
+    init(sink: FeastOnlineSink<T>) throws {
+        self.sink = sink
+        let o = sink.options
+        connection = try RedisConnection(host: o.host, port: o.port, connectTimeout: o.connectTimeout,
+                                         commandTimeout: o.commandTimeout)
+        ttlArgument = Array(String(o.keyTTLSeconds ?? 0).utf8)
+        projectBytes = Array(sink.project.utf8)
+        try connection.load(FeastOnlineSink<T>.script)
+        startBatch()
+    }
+
+    private func startBatch() {
+        keys = []
+        keys.reserveCapacity(sink.options.maxBatch)
+        arguments = [ttlArgument]
+        arguments.reserveCapacity(1 + sink.options.maxBatch * 24)
+        ingest = []
+        rows = 0
+    }
+
+    public func initializeState(_ restored: [[UInt8]]) throws {}
+
+    public func write(_ value: T, context: SinkWriterContext) throws {
+        guard let update = try sink.toUpdate(value), !update.rows.isEmpty else { return }
+        keys.append(update.entity.serialized() + projectBytes)
+        arguments.append(Array(String(update.rows.count).utf8))
+        rows += update.rows.count
+        for row in update.rows {
+            let ts = row.eventTime
+            arguments.append(timestampField(row.view))
+            arguments.append(ts.serialized())
+            arguments.append(Array(String(ts.seconds).utf8))
+            arguments.append(Array(String(ts.nanos).utf8))
+            arguments.append(Array(String(row.features.count).utf8))
+            for (name, v) in row.features {
+                arguments.append(field(row.view, name))
+                arguments.append(v.serialized())
+            }
+            if let t = update.ingestMillis { ingest.append(t) }
+        }
+        if keys.count >= sink.options.maxBatch { try send() }
+    }
+
+    public func snapshotState(checkpointId: CheckpointId) throws -> [UInt8] {
+        try send()
+        try awaitReplies(keeping: 0)
+        return []
+    }
+
+    public func notifyCheckpointComplete(_ id: CheckpointId) throws {}
+
+    /// Out of input for now: send the batch and take the replies (the rows are in Redis).
+    public func flushIdle() throws {
+        if !keys.isEmpty { try send() }
+        if !inFlight.isEmpty { try awaitReplies(keeping: 0) }
+    }
+
+    public func flush(endOfInput: Bool) throws {
+        try send()
+        try awaitReplies(keeping: 0)
+    }
+
+    public func close() throws {
+        try send()
+        try awaitReplies(keeping: 0)
+    }
+
+    private func timestampField(_ view: String) -> [UInt8] {
+        if let f = timestampFields[view] { return f }
+        let f = FeastLayout.timestampField(view: view)
+        timestampFields[view] = f
+        return f
+    }
+
+    private func field(_ view: String, _ name: String) -> [UInt8] {
+        if let f = fields[view]?[name] { return f }
+        let f = FeastLayout.featureField(view: view, feature: name)
+        fields[view, default: [:]][name] = f
+        return f
+    }
+
+    private func send() throws {
+        guard !keys.isEmpty else { return }
+        let script = FeastOnlineSink<T>.script
+        var command: [[UInt8]] = [Array("EVALSHA".utf8), Array(script.sha1.utf8), Array(String(keys.count).utf8)]
+        command.reserveCapacity(3 + keys.count + arguments.count)
+        command += keys
+        command += arguments
+        let batch = Batch(command: command, rows: rows, ingest: ingest)
+        startBatch()
+        inFlight.append(batch)
+        do {
+            try connection.append(batch.command)
+            try connection.flushOutput()
+        } catch let error as RedisError where error.isConnectionError {
+            try recover(from: error)
+        }
+        if inFlight.count > sink.options.maxInFlightBatches { try awaitReplies(keeping: sink.options.maxInFlightBatches / 2) }
+    }
+
+    /// Reads replies until at most `keeping` batches are in flight. NOSCRIPT (the server lost the
+    /// script) loads it and sends those batches again; a lost connection reconnects and sends every
+    /// unacknowledged batch again — both safe, the script is idempotent.
+    private func awaitReplies(keeping: Int) throws {
+        var rounds = 0
+        while inFlight.count > keeping {
+            rounds += 1
+            if rounds > sink.options.reconnectAttempts + 2 {
+                throw RedisError.reply("Feast upsert script", "batches still unacknowledged after \(rounds - 1) resends; giving up")
+            }
+            do {
+                while inFlight.count > keeping {
+                    let reply = try connection.readReply()
+                    let batch = inFlight[0]
+                    switch reply {
+                    case .integer(let n):
+                        rowsWritten += n
+                        rowsNotNewer += Int64(batch.rows) - n
+                        inFlight.removeFirst()
+                        if let observe = sink.latency, !batch.ingest.isEmpty {
+                            let now = Int64(wallClockMillis())
+                            observe(batch.ingest.map { now - $0 })
+                        }
+                    case .error(let message) where RedisConnection.isNoScript(message):
+                        // Everything after it was answered NOSCRIPT too: load and resend them all.
+                        for _ in 1..<inFlight.count { _ = try connection.readReply() }
+                        try connection.load(FeastOnlineSink<T>.script)
+                        try resendInFlight()
+                    case .error(let message): throw RedisError.reply("Feast upsert script", message)
+                    case let other: throw RedisError.reply("Feast upsert script", "unexpected reply \(other)")
+                    }
+                }
+            } catch let error as RedisError where error.isConnectionError {
+                try recover(from: error)
+            }
+        }
+    }
+
+    /// Reconnects (attempts with growing pauses) and sends every batch in flight again.
+    private func recover(from error: RedisError) throws {
+        var last = error
+        for attempt in 0..<sink.options.reconnectAttempts {
+            if attempt > 0 { usleep(UInt32(min(1_000_000, 100_000 << attempt))) }
+            do {
+                try connection.reconnect()
+                try connection.load(FeastOnlineSink<T>.script)
+                try resendInFlight()
+                return
+            } catch let e as RedisError where e.isConnectionError {
+                last = e
+            }
+        }
+        throw last
+    }
+
+    private func resendInFlight() throws {
+        for b in inFlight { try connection.append(b.command) }
+        try connection.flushOutput()
+    }
+}
+
+/// Wall-clock epoch milliseconds (for latency against Kafka record timestamps, which are wall clock).
+@inline(__always)
+func wallClockMillis() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}

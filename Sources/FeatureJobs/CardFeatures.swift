@@ -1,0 +1,213 @@
+import StreamCore
+
+/// The on-arrival features of one transaction, as of that transaction (the views `txn_stats_5m`
+/// and `txn_profile`; definitions in docs/features.md).
+public struct CardFeatureRow: Sendable, Codable, Equatable {
+    public var cardId: String
+    public var txnId: String
+    /// The transaction's event time (epoch ms): the rows' event timestamp.
+    public var eventTime: Int64
+    /// When the event was produced (the Kafka record's timestamp), for latency; 0 when unknown.
+    public var ingestMillis: Int64
+    public var count5m: Int64
+    public var sum5m: Int64
+    public var avg5m: Double
+    public var geoMismatchRatio5m: Double
+    public var count30m: Int64
+    public var count24h: Int64
+    public var sum24h: Int64
+    public var avg24h: Double
+    public var geoMismatchRatioLastN: Double
+    public var deviceMismatchRatioLastN: Double
+    public var secondsSinceLastTxn: Double?
+    public var amountMinor: Int64
+}
+
+/// A transaction as the job carries it: the decoded record and when it was produced.
+public struct IngestedTransaction: Sendable, Codable {
+    public var txn: Transaction
+    public var ingestMillis: Int64
+    public init(_ txn: Transaction, ingestMillis: Int64) {
+        self.txn = txn
+        self.ingestMillis = ingestMillis
+    }
+}
+
+/// The card's recent history, enough for every feature of the next transaction.
+///
+/// - `times/amounts/geo`: transactions of the last 30 minutes before the newest event time
+///   (exact; sorted by time), with running aggregates over the last 5 minutes from index `p5`.
+/// - minute tiles (count, sum) for the last 1 440 minutes, running totals from `tileHead`.
+/// - the last N transactions in arrival order (for the mismatch ratios), none older than 24 h.
+public struct CardHistory: Codable, Sendable, Equatable {
+    var newest = Int64.min
+    var times: [Int64] = []
+    var amounts: [Int64] = []
+    var geo: [Bool] = []
+    var head = 0
+    var p5 = 0
+    var count5: Int64 = 0
+    var sum5: Int64 = 0
+    var geo5: Int64 = 0
+    var tileMinute: [Int64] = []
+    var tileCount: [Int64] = []
+    var tileSum: [Int64] = []
+    var tileHead = 0
+    var count24: Int64 = 0
+    var sum24: Int64 = 0
+    var recentTime: [Int64] = []
+    var recentCountry: [String] = []
+    var recentDevice: [String] = []
+    var recentGeo: [Bool] = []
+    var recentDevMismatch: [Bool] = []
+
+    public init() {}
+
+    static let minute: Int64 = 60_000
+    static let fiveMinutes: Int64 = 300_000
+    static let thirtyMinutes: Int64 = 1_800_000
+    static let day: Int64 = 86_400_000
+
+    @inline(__always) static func floorMinute(_ t: Int64) -> Int64 {
+        let q = t / minute
+        return (t % minute < 0 ? q - 1 : q)
+    }
+
+    /// Adds transaction `t` (arrival order) and returns its features if its event time is newer
+    /// than every earlier one of the card (only those rows go online and to the log).
+    mutating func add(_ t: Transaction, ingestMillis: Int64, lastN: Int) -> CardFeatureRow? {
+        let ts = t.timestamp
+        let previousNewest = newest
+        // Mismatch flags against the card's previous transactions (arrival order, within 24 h).
+        forgetRecent(before: max(newest, ts) &- Self.day)
+        let geoFlag = recentCountry.last.map { $0 != t.country } ?? false
+        let devFlag = !recentDevice.isEmpty && !recentDevice.contains(t.deviceId)
+        recentTime.append(ts)
+        recentCountry.append(t.country)
+        recentDevice.append(t.deviceId)
+        recentGeo.append(geoFlag)
+        recentDevMismatch.append(devFlag)
+        if recentTime.count > lastN {
+            let extra = recentTime.count - lastN
+            recentTime.removeFirst(extra); recentCountry.removeFirst(extra); recentDevice.removeFirst(extra)
+            recentGeo.removeFirst(extra); recentDevMismatch.removeFirst(extra)
+        }
+
+        if ts > newest {
+            advance(to: ts)
+            times.append(ts); amounts.append(t.amountMinor); geo.append(geoFlag)
+            count5 += 1; sum5 += t.amountMinor; geo5 += geoFlag ? 1 : 0
+            addToTile(Self.floorMinute(ts), t.amountMinor)
+        } else {
+            // Out of order: counts for later rows; emits nothing (not newer than what is online).
+            if ts >= newest &- Self.thirtyMinutes {
+                var i = times.count
+                while i > head, times[i - 1] > ts { i -= 1 }
+                times.insert(ts, at: i); amounts.insert(t.amountMinor, at: i); geo.insert(geoFlag, at: i)
+                if ts >= newest &- Self.fiveMinutes {
+                    count5 += 1; sum5 += t.amountMinor; geo5 += geoFlag ? 1 : 0
+                } else {
+                    p5 += 1
+                }
+            }
+            let m = Self.floorMinute(ts)
+            if m > Self.floorMinute(newest) - 1_440 { addToTile(m, t.amountMinor) }
+            return nil
+        }
+
+        let n = Double(recentTime.count)
+        let geoN = Double(recentGeo.reduce(0) { $0 + ($1 ? 1 : 0) })
+        let devN = Double(recentDevMismatch.reduce(0) { $0 + ($1 ? 1 : 0) })
+        let since: Double? = previousNewest == Int64.min || ts &- previousNewest > Self.day
+            ? nil : Double(ts &- previousNewest) / 1_000
+        return CardFeatureRow(
+            cardId: t.cardId, txnId: t.txnId, eventTime: ts, ingestMillis: ingestMillis,
+            count5m: count5, sum5m: sum5, avg5m: Double(sum5) / Double(count5),
+            geoMismatchRatio5m: Double(geo5) / Double(count5),
+            count30m: Int64(times.count - head), count24h: count24, sum24h: sum24,
+            avg24h: Double(sum24) / Double(count24),
+            geoMismatchRatioLastN: geoN / n, deviceMismatchRatioLastN: devN / n,
+            secondsSinceLastTxn: since, amountMinor: t.amountMinor)
+    }
+
+    /// Moves the windows to end at `ts` (newer than `newest`).
+    private mutating func advance(to ts: Int64) {
+        newest = ts
+        while head < times.count, times[head] < ts &- Self.thirtyMinutes { head += 1 }
+        if p5 < head { p5 = head }
+        while p5 < times.count, times[p5] < ts &- Self.fiveMinutes {
+            count5 -= 1; sum5 -= amounts[p5]; geo5 -= geo[p5] ? 1 : 0
+            p5 += 1
+        }
+        if head > 64, head * 2 > times.count {
+            times.removeFirst(head); amounts.removeFirst(head); geo.removeFirst(head)
+            p5 -= head
+            head = 0
+        }
+        let first = Self.floorMinute(ts) - 1_439
+        while tileHead < tileMinute.count, tileMinute[tileHead] < first {
+            count24 -= tileCount[tileHead]; sum24 -= tileSum[tileHead]
+            tileHead += 1
+        }
+        if tileHead > 64, tileHead * 2 > tileMinute.count {
+            tileMinute.removeFirst(tileHead); tileCount.removeFirst(tileHead); tileSum.removeFirst(tileHead)
+            tileHead = 0
+        }
+    }
+
+    private mutating func addToTile(_ m: Int64, _ amount: Int64) {
+        var i = tileMinute.count
+        while i > tileHead, tileMinute[i - 1] > m { i -= 1 }
+        if i > tileHead, tileMinute[i - 1] == m {
+            tileCount[i - 1] += 1; tileSum[i - 1] += amount
+        } else {
+            tileMinute.insert(m, at: i); tileCount.insert(1, at: i); tileSum.insert(amount, at: i)
+        }
+        count24 += 1; sum24 += amount
+    }
+
+    private mutating func forgetRecent(before horizon: Int64) {
+        var k = 0
+        while k < recentTime.count, recentTime[k] < horizon { k += 1 }
+        if k > 0 {
+            recentTime.removeFirst(k); recentCountry.removeFirst(k); recentDevice.removeFirst(k)
+            recentGeo.removeFirst(k); recentDevMismatch.removeFirst(k)
+        }
+    }
+
+    /// Nothing here can affect a transaction at or after `t`.
+    func isExpired(at t: Int64) -> Bool { newest == Int64.min || t > newest &+ Self.day }
+}
+
+/// txn-features' on-arrival card features (keyed by `card_id`): every transaction updates the
+/// card's history; a transaction newer than all earlier ones of its card emits its row. An
+/// event-time timer drops the history of a card idle for 24 hours (nothing in it could count any
+/// more, so expiry never changes a result).
+public final class CardFeaturesFunction: KeyedProcessFunction {
+    public typealias Key = String
+    let lastN: Int
+    var history: ValueState<CardHistory>!
+
+    public init(lastN: Int = 20) {
+        precondition(lastN >= 1, "lastN must be at least 1")
+        self.lastN = lastN
+    }
+
+    public func open(_ context: RuntimeContext) throws {
+        history = try context.getState(ValueStateDescriptor<CardHistory>("card-history"))
+    }
+
+    public func processElement(_ value: IngestedTransaction, _ ctx: KeyedProcessContext<String>, _ out: Collector<CardFeatureRow>) throws {
+        let lastN = self.lastN
+        let (row, newest) = history.modify(initial: CardHistory()) { h in
+            (h.add(value.txn, ingestMillis: value.ingestMillis, lastN: lastN), h.newest)
+        }
+        // One timer per card and minute: the first instant after which the history is useless.
+        ctx.timerService.registerEventTimeTimer((CardHistory.floorMinute(newest) + 1) * CardHistory.minute + CardHistory.day)
+        if let row { try out.collect(row) }
+    }
+
+    public func onTimer(_ timestamp: Int64, _ ctx: KeyedProcessContext<String>, _ out: Collector<CardFeatureRow>) throws {
+        if let h = history.value(), h.isExpired(at: timestamp) { history.clear() }
+    }
+}

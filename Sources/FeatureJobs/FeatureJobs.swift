@@ -1,0 +1,361 @@
+import Connectors
+import Contracts
+import Foundation
+import Kafka
+import Operators
+import StreamCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The design's topics.
+public enum Topics {
+    public static let transactions = "txn.events"
+    public static let clicks = "click.events"
+    public static let devices = "device.enrich"
+    public static func dlq(_ topic: String) -> String { topic + ".dlq" }
+}
+
+/// What the feature jobs share: the settings, the contracts, the connections, the sinks.
+public struct FeatureJobContext: Sendable {
+    public let settings: JobSettings
+    public let registry: ContractRegistry
+    public let stats: JobStats
+
+    public init(settings: JobSettings, stats: JobStats = JobStats()) throws {
+        self.settings = settings
+        self.stats = stats
+        do { registry = try ContractRegistry(file: settings.registry) } catch {
+            throw JobConfigurationError("cannot load the schema registry file '\(settings.registry)': \(error) (run from the repository root, or pass --registry)")
+        }
+    }
+
+    public var kafka: KafkaConfig { KafkaConfig(bootstrapServers: settings.bootstrap) }
+
+    /// Waits (with backoff) until the broker answers for `topics` and Redis answers PING; then a
+    /// message that says what to start.
+    public func checkConnections(topics: [String]) throws {
+        let s = settings
+        try retrying("the Kafka broker at \(s.bootstrap)",
+                     hint: "start the local stack with `make up` (or point KAFKA_BOOTSTRAP / --bootstrap at a broker that has the topics \(topics.joined(separator: ", ")))") {
+            _ = try KafkaAdmin.partitionCounts(kafka, topics)
+        }
+        guard s.writeOnline else { return }
+        try retrying("Redis at \(s.redisHost):\(s.redisPort)",
+                     hint: "start the local stack with `make up` (or set REDIS_HOST/REDIS_PORT or --redis HOST:PORT; --no-online skips Redis)") {
+            let c = try RedisConnection(host: s.redisHost, port: s.redisPort, connectTimeout: .seconds(2), commandTimeout: .seconds(2))
+            _ = try c.command("PING")
+        }
+    }
+
+    func retrying(_ what: String, hint: String, _ body: () throws -> Void) throws {
+        var delay: UInt32 = 250_000
+        for attempt in 1...settings.connectAttempts {
+            do { return try body() } catch {
+                if attempt == settings.connectAttempts {
+                    throw JobConfigurationError("\(settings.job): cannot reach \(what) after \(attempt) attempts (\(error)); \(hint)")
+                }
+                writeStderr("\(settings.job): cannot reach \(what) yet (\(error)); retrying in \(delay / 1000) ms")
+                usleep(delay)
+                delay = min(delay * 2, 4_000_000)
+            }
+        }
+    }
+
+    /// A Kafka source of decoded records that keep their origin (for the DLQ), starting from the
+    /// committed offsets of the job's group (checkpoints override them on restore).
+    public func source<T>(topic: String, schemaId: Int32, _ map: @escaping @Sendable (AvroValue) throws -> T) -> KafkaSource<Sourced<T>> {
+        let registry = self.registry
+        let url = settings.schemaRegistryURL
+        return KafkaSource<Sourced<T>>(config: kafka, topics: [topic], groupId: settings.groupId,
+                                       startingOffsets: .committed(fallback: .earliest), bounded: settings.bounded) {
+            let remote = url.map { SchemaRegistryClient(baseURL: $0) }
+            return KeepingOrigin(try ConfluentAvroDeserializer<T>(registry: registry, readerSchema: registry.byId[schemaId]!,
+                                                                  remote: remote, map: map))
+        }
+    }
+
+    /// Dead letters of `stream` go to `<topic>.dlq` (at least once: a replayed dead letter is the same envelope).
+    public func deadLetters(_ rejected: DataStream<RejectedRecord>, topic: String, name: String) {
+        let registry = self.registry, job = settings.job, stats = self.stats
+        rejected.map { r -> RejectedRecord in
+            stats.deadLetter(reason: r.reason)
+            return r
+        }.sinkTo(KafkaSink(config: kafka, topic: Topics.dlq(topic), guarantee: .atLeastOnce) {
+            try DeadLetterSerializer(registry: registry, job: job)
+        }, name: name)
+    }
+
+    /// The event-time filter of a replay (`--from`/`--to`): events outside are skipped and counted.
+    public func inRange(_ eventTime: Int64) -> Bool {
+        if let f = settings.fromTime, eventTime < f { stats.outOfRange.add(1, ordering: .relaxed); return false }
+        if let t = settings.toTime, eventTime >= t { stats.outOfRange.add(1, ordering: .relaxed); return false }
+        return true
+    }
+
+    public func watermarks<T>(_ time: @escaping @Sendable (Sourced<T>) -> Int64) -> WatermarkStrategy<Sourced<T>> {
+        WatermarkStrategy<Sourced<T>>.forBoundedOutOfOrderness(settings.outOfOrderness)
+            .withTimestampAssigner { s, _ in time(s) }
+            .withIdleness(settings.idleness)
+    }
+
+    /// The online store sink (Feast layout, newest event time wins).
+    public func online<T>(_ toUpdate: @escaping @Sendable (T) -> FeastEntityUpdate) -> FeastOnlineSink<T> {
+        let stats = self.stats
+        return FeastOnlineSink<T>(project: settings.project,
+                                  options: .init(host: settings.redisHost, port: settings.redisPort, keyTTLSeconds: settings.keyTTLSeconds),
+                                  latency: { stats.observeLatency($0) }, toUpdate: toUpdate)
+    }
+
+    /// The offline feature log.
+    public func offline(_ rows: DataStream<OfflineRow>, name: String = "offline log") {
+        let stats = self.stats
+        rows.map { r -> OfflineRow in
+            stats.offlineRows.add(1, ordering: .relaxed)
+            return r
+        }.sinkTo(OfflineLog.sink(directory: settings.offlineDir), name: name)
+    }
+
+    /// The features topic, exactly once (one transaction per checkpoint).
+    public func featuresTopic<T>(_ rows: DataStream<T>, subject: String, record: @escaping @Sendable (T) -> (key: String, value: AvroValue)) throws {
+        guard let topic = settings.featuresTopic else { return }
+        guard let id = registry.latestId(subject) else { throw JobConfigurationError("no schema for subject \(subject) in \(settings.registry)") }
+        let registry = self.registry
+        let guarantee: KafkaDeliveryGuarantee = settings.checkpointing.checkpointDirectory == nil
+            ? .atLeastOnce : .exactlyOnce(transactionalIdPrefix: "\(settings.job)-\(topic)")
+        rows.sinkTo(KafkaSink(config: kafka, topic: topic, guarantee: guarantee) {
+            try ConfluentAvroSerializer<T>(registry: registry, schemaId: id) { v in
+                let r = record(v)
+                return (Array(r.key.utf8), r.value)
+            }
+        }, name: "features topic")
+    }
+
+    /// A progress line on stderr every `progressSeconds` while the job runs; call the result to stop it.
+    public func startProgress() -> @Sendable () -> Void {
+        let every = settings.progressSeconds, stats = self.stats, job = settings.job
+        guard every > 0 else { return {} }
+        let stop = Atomic<Bool>(false)
+        let thread = Thread {
+            var last: Int64 = 0
+            var ticks = 0
+            while !stop.load(ordering: .acquiring) {
+                usleep(100_000)
+                ticks += 1
+                guard ticks % (every * 10) == 0 else { continue }
+                let n = stats.recordsIn.load(ordering: .relaxed)
+                let p95 = stats.latencyQuantile(0.95).map { "\($0) ms" } ?? "-"
+                writeStderr("\(job): \(n) events in (\((n - last) / Int64(every))/s), \(stats.onlineRows.load(ordering: .relaxed)) online updates, \(stats.offlineRows.load(ordering: .relaxed)) offline rows, \(stats.deadLetters.load(ordering: .relaxed)) to the DLQ, event→Redis p95 \(p95)")
+                last = n
+            }
+        }
+        thread.start()
+        return { stop.store(true, ordering: .releasing) }
+    }
+
+    /// The end-of-run summary.
+    public func summary(checkpoints: String) -> String {
+        let s = stats
+        let reasons = s.deadLetterReasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        let q = { (p: Double) in s.latencyQuantile(p).map { "\($0) ms" } ?? "-" }
+        return """
+        \(settings.job) summary:
+          events in            \(s.recordsIn.load(ordering: .relaxed))\(s.outOfRange.load(ordering: .relaxed) > 0 ? " (\(s.outOfRange.load(ordering: .relaxed)) outside --from/--to skipped)" : "")
+          online updates       \(s.onlineRows.load(ordering: .relaxed)) (Redis, newest event time wins)
+          offline rows         \(s.offlineRows.load(ordering: .relaxed)) (\(settings.offlineDir))
+          dead letters         \(s.deadLetters.load(ordering: .relaxed))\(reasons.isEmpty ? "" : " (\(reasons))")
+          event→Redis latency  p50 \(q(0.5)), p95 \(q(0.95)), p99 \(q(0.99)) over \(s.latencyCount) rows
+          checkpoints          \(checkpoints)
+        """
+    }
+}
+
+/// Builds txn-features on `env`: transactions (and device records) in; card features online, in
+/// the offline log and on the features topic; window aggregates in the offline log; dead letters out.
+public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJobContext) throws {
+    let s = ctx.settings
+    let stats = ctx.stats
+    // Read as transactions.v1 (id 1): v2 data resolves to it (merchant_id is not a feature yet).
+    let sourced = env.fromSource(ctx.source(topic: Topics.transactions, schemaId: 1) { try Transaction(avro: $0) },
+                                 watermarkStrategy: ctx.watermarks { $0.value.timestamp }, name: "transactions")
+    ctx.deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: Topics.transactions, name: "transactions DLQ")
+    let txns = sourced.filter { t in
+        stats.recordsIn.add(1, ordering: .relaxed)
+        return ctx.inRange(t.value.timestamp)
+    }
+
+    // On-arrival card features → Redis, offline log, features topic.
+    let lastN = s.lastN
+    let features = txns.map { IngestedTransaction($0.value, ingestMillis: $0.timestamp) }
+        .keyBy { $0.txn.cardId }
+        .process(name: "card features", CardFeaturesFunction(lastN: lastN))
+    if s.writeOnline { features.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store") }
+    var offline: [DataStream<OfflineRow>] = []
+    if s.writeOffline { offline.append(features.flatMap { row, out in for r in row.offlineRows { try out.collect(r) } }) }
+    try ctx.featuresTopic(features, subject: "features.txn-value") { r in (r.cardId, r.avro) }
+
+    // Window aggregates per card (offline): tumbling 5 min, sliding 30 min every 5 min. Records too
+    // late for all sliding windows (and so for the tumbling one) go to the DLQ as TOO_LATE.
+    let tooLate = OutputTag<Sourced<Transaction>>("too-late")
+    let byCard = txns.keyBy { $0.value.cardId }
+    let tumbling = byCard.window(TumblingEventTimeWindows.of(.minutes(5)))
+        .aggregate(CountSum(), WindowRowFunction(view: .txnWindow5m), name: "window 5m")
+    let sliding = byCard.window(SlidingEventTimeWindows.of(.minutes(30), .minutes(5)))
+        .sideOutputLateData(tooLate)
+        .aggregate(CountSum(), WindowRowFunction(view: .txnWindow30m), name: "window 30m/5m")
+    let job = s.job
+    ctx.deadLetters(sliding.getSideOutput(tooLate).map {
+        $0.rejected(reason: "TOO_LATE", error: "event time \($0.value.timestamp) is behind the watermark by more than every window of \(job) (30 min)")
+    }, topic: Topics.transactions, name: "too-late DLQ")
+    if s.writeOffline { offline.append(tumbling.union(sliding).map { $0.offlineRow }) }
+
+    // The device join: device records (deduplicated per device and hour) re-keyed with the
+    // transactions by device_id, interval join, then the newest row per card.
+    let deviceSourced = env.fromSource(ctx.source(topic: Topics.devices, schemaId: 4) { try Device(avro: $0) },
+                                       watermarkStrategy: ctx.watermarks { $0.value.timestamp }, name: "devices")
+    ctx.deadLetters(deviceSourced.getSideOutput(SourceOutputs.rejected), topic: Topics.devices, name: "devices DLQ")
+    let devices = deviceSourced.map { $0.value }
+        .keyBy { $0.deviceId }
+        .process(name: "device changes", DeviceChangesFunction())
+    let joined = txns.map { IngestedTransaction($0.value, ingestMillis: $0.timestamp) }
+        .keyBy { $0.txn.deviceId }
+        .intervalJoin(devices.keyBy { $0.deviceId })
+        .between(.hours(-2), .zero)
+        .process(name: "device join", DeviceJoinFunction())
+        .keyBy { $0.cardId }
+        .process(name: "newest device row", NewestPerKey<DeviceFeatureRow>(eventTime: { $0.eventTime }))
+    if s.writeOnline { joined.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store (device)") }
+    if s.writeOffline { offline.append(joined.map { $0.offlineRow }) }
+
+    if let first = offline.first {
+        ctx.offline(offline.dropFirst().reduce(first) { $0.union($1) })
+    }
+}
+
+/// Builds click-features on `env`: clicks in; session-so-far rows and closed sessions online and in
+/// the offline log; dead letters out.
+public func buildClickFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJobContext) throws {
+    let s = ctx.settings
+    let stats = ctx.stats
+    let sourced = env.fromSource(ctx.source(topic: Topics.clicks, schemaId: 3) { try Click(avro: $0) },
+                                 watermarkStrategy: ctx.watermarks { $0.value.timestamp }, name: "clicks")
+    ctx.deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: Topics.clicks, name: "clicks DLQ")
+    let clicks = sourced.filter { c in
+        stats.recordsIn.add(1, ordering: .relaxed)
+        return ctx.inRange(c.value.timestamp)
+    }
+    let live = clicks.map { IngestedClick($0.value, ingestMillis: $0.timestamp) }
+        .keyBy { $0.click.userId }
+        .process(name: "session so far", SessionLiveFunction())
+    let tooLate = OutputTag<Sourced<Click>>("too-late")
+    let sessions = clicks.keyBy { $0.value.userId }
+        .window(EventTimeSessionWindows.withGap(.minutes(30)))
+        .sideOutputLateData(tooLate)
+        .aggregate(SessionAggregate(), SessionRowFunction(), name: "sessions")
+    let job = s.job
+    ctx.deadLetters(sessions.getSideOutput(tooLate).map {
+        $0.rejected(reason: "TOO_LATE", error: "event time \($0.value.timestamp) is behind the watermark of \(job): its session has closed")
+    }, topic: Topics.clicks, name: "too-late DLQ")
+    if s.writeOnline {
+        live.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store (live)")
+        sessions.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store (sessions)")
+    }
+    if s.writeOffline { ctx.offline(live.map { $0.offlineRow }.union(sessions.map { $0.offlineRow })) }
+    try ctx.featuresTopic(live, subject: "features.click-value") { r in (r.userId, r.avro) }
+}
+
+/// Count and sum of amounts.
+public struct CountSum: AggregateFunction {
+    public init() {}
+    public func createAccumulator() -> [Int64] { [0, 0] }
+    public func add(_ value: Sourced<Transaction>, to a: inout [Int64]) { a[0] += 1; a[1] += value.value.amountMinor }
+    public func getResult(_ a: [Int64]) -> [Int64] { a }
+    public func merge(_ a: [Int64], _ b: [Int64]) -> [Int64] { [a[0] + b[0], a[1] + b[1]] }
+}
+
+public final class WindowRowFunction: ProcessWindowFunction {
+    public typealias Key = String
+    let view: FeatureView
+    public init(view: FeatureView) { self.view = view }
+    public func process(_ key: String, _ context: WindowContext, _ elements: [[Int64]], _ out: Collector<CardWindowRow>) throws {
+        for a in elements {
+            try out.collect(CardWindowRow(view: view, cardId: key, windowStart: context.window.start,
+                                          windowEnd: context.window.end, count: a[0], sum: a[1]))
+        }
+    }
+}
+
+/// Passes a device record on when it differs from the last one passed on for the device, or that
+/// one is an hour older (device.enrich re-announces devices; the join needs one per interval).
+public final class DeviceChangesFunction: KeyedProcessFunction {
+    public typealias Key = String
+    var last: ValueState<Device>!
+    public init() {}
+    public func open(_ context: RuntimeContext) throws {
+        last = try context.getState(ValueStateDescriptor<Device>("last-device")
+            .withTimeToLive(StateTtlConfig(ttl: .hours(24))))
+    }
+    public func processElement(_ d: Device, _ ctx: KeyedProcessContext<String>, _ out: Collector<Device>) throws {
+        if let l = last.value(), l.os == d.os, l.firstSeen == d.firstSeen, l.country == d.country,
+           d.timestamp < l.timestamp + 3_600_000 { return }
+        last.update(d)
+        try out.collect(d)
+    }
+}
+
+public final class DeviceJoinFunction: ProcessJoinFunction {
+    public init() {}
+    public func processElement(_ t: IngestedTransaction, _ d: Device, _ ctx: JoinContext, _ out: Collector<DeviceFeatureRow>) throws {
+        try out.collect(DeviceFeatureRow(
+            cardId: t.txn.cardId, eventTime: t.txn.timestamp, ingestMillis: t.ingestMillis, deviceOS: d.os,
+            deviceAgeDays: Double(t.txn.timestamp - d.firstSeen) / 86_400_000,
+            deviceCountryMismatch: d.country.map { $0 != t.txn.country ? 1 : 0 } ?? 0))
+    }
+}
+
+/// Passes a row on only when its event time is newer than every earlier row of its key — what
+/// Redis will apply — so the offline log holds exactly the rows served online.
+public final class NewestPerKey<T: Codable>: KeyedProcessFunction {
+    public typealias Key = String
+    let eventTime: @Sendable (T) -> Int64
+    var newest: ValueState<Int64>!
+    public init(eventTime: @escaping @Sendable (T) -> Int64) { self.eventTime = eventTime }
+    public func open(_ context: RuntimeContext) throws {
+        newest = try context.getState(ValueStateDescriptor<Int64>("newest").withTimeToLive(StateTtlConfig(ttl: .hours(24))))
+    }
+    public func processElement(_ v: T, _ ctx: KeyedProcessContext<String>, _ out: Collector<T>) throws {
+        let t = eventTime(v)
+        if let n = newest.value(), t <= n { return }
+        newest.update(t)
+        try out.collect(v)
+    }
+}
+
+extension CardFeatureRow {
+    /// The features topic's record (`txn_features.v1`).
+    public var avro: AvroValue {
+        .record([
+            .init("card_id", .string(cardId)), .init("txn_id", .string(txnId)), .init("event_timestamp", .long(eventTime)),
+            .init("count_5m", .long(count5m)), .init("sum_5m", .long(sum5m)), .init("avg_5m", .double(avg5m)),
+            .init("geo_mismatch_ratio_5m", .double(geoMismatchRatio5m)), .init("count_30m", .long(count30m)),
+            .init("count_24h", .long(count24h)), .init("sum_24h", .long(sum24h)), .init("avg_24h", .double(avg24h)),
+            .init("geo_mismatch_ratio_last_n", .double(geoMismatchRatioLastN)),
+            .init("device_mismatch_ratio_last_n", .double(deviceMismatchRatioLastN)),
+            .init("seconds_since_last_txn", secondsSinceLastTxn.map { .double($0) } ?? .null),
+            .init("amount_minor", .long(amountMinor)),
+        ])
+    }
+}
+
+extension SessionLiveRow {
+    /// The features topic's record (`click_features.v1`).
+    public var avro: AvroValue {
+        .record([
+            .init("user_id", .string(userId)), .init("event_timestamp", .long(eventTime)),
+            .init("session_clicks", .long(sessionClicks)), .init("session_dwell_seconds", .double(sessionDwellSeconds)),
+            .init("session_distinct_items", .long(sessionDistinctItems)), .init("clicks_1h", .long(clicks1h)),
+        ])
+    }
+}

@@ -1,0 +1,52 @@
+import Synchronization
+
+/// Counters and the event → online latency of a running feature job, shared by its threads
+/// (updated per batch or per rare event, never under contention per record), for the progress
+/// line and the summary.
+public final class JobStats: Sendable {
+    public let recordsIn = Atomic<Int64>(0)
+    public let outOfRange = Atomic<Int64>(0)
+    public let onlineRows = Atomic<Int64>(0)
+    public let offlineRows = Atomic<Int64>(0)
+    public let deadLetters = Atomic<Int64>(0)
+    let reasons = Mutex<[String: Int64]>([:])
+    /// Latency histogram: bucket i holds latencies in [i, i+1) ms below 1 000 ms, then 10 ms buckets to 60 s.
+    let latency = Mutex<[Int64]>(Array(repeating: 0, count: 1_000 + 5_900 + 1))
+
+    public init() {}
+
+    public func deadLetter(reason: String) {
+        deadLetters.add(1, ordering: .relaxed)
+        reasons.withLock { $0[reason, default: 0] += 1 }
+    }
+
+    public var deadLetterReasons: [String: Int64] { reasons.withLock { $0 } }
+
+    public func observeLatency(_ millis: [Int64]) {
+        onlineRows.add(Int64(millis.count), ordering: .relaxed)
+        latency.withLock { h in
+            for m in millis {
+                let v = max(0, m)
+                let i = v < 1_000 ? Int(v) : min(h.count - 1, 1_000 + Int((v - 1_000) / 10))
+                h[i] += 1
+            }
+        }
+    }
+
+    /// The latency at quantile `q` (0...1) in ms, or nil without observations.
+    public func latencyQuantile(_ q: Double) -> Int64? {
+        latency.withLock { h in
+            let total = h.reduce(0, +)
+            guard total > 0 else { return nil }
+            let rank = Int64((Double(total) * q).rounded(.up))
+            var seen: Int64 = 0
+            for (i, c) in h.enumerated() {
+                seen += c
+                if seen >= max(1, rank) { return i < 1_000 ? Int64(i) : 1_000 + Int64(i - 1_000) * 10 }
+            }
+            return nil
+        }
+    }
+
+    public var latencyCount: Int64 { latency.withLock { $0.reduce(0, +) } }
+}

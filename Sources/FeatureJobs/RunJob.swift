@@ -1,0 +1,62 @@
+import Foundation
+import Kafka
+import StreamCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The whole life of a feature job process: settings, connections, the graph, restore, run until
+/// the input ends (`--bounded`) or SIGTERM/SIGINT (then a savepoint), the summary. Exit codes:
+/// 0 done, 2 bad settings or an unreachable dependency, 1 the job failed.
+public func runFeatureJob(_ job: String, topics: [String],
+                          build: (StreamExecutionEnvironment, FeatureJobContext) throws -> Void) -> Never {
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    if arguments.contains("--help") || arguments.contains("-h") {
+        print(JobSettings.usage(job))
+        fflush(stdout)
+        exit(0)
+    }
+    let settings: JobSettings
+    let ctx: FeatureJobContext
+    do {
+        settings = try JobSettings.parse(job: job, arguments: arguments, environment: ProcessInfo.processInfo.environment)
+        ctx = try FeatureJobContext(settings: settings)
+        try ctx.checkConnections(topics: topics)
+    } catch {
+        writeStderr("\(job): \(error)")
+        exit(2)
+    }
+    do {
+        let env = StreamExecutionEnvironment(parallelism: settings.parallelism)
+        env.autoWatermarkInterval = settings.autoWatermarkInterval
+        let (restored, warnings) = try settings.checkpointing.apply(to: env)
+        for w in warnings { writeStderr("\(job): \(w)") }
+        try build(env, ctx)
+        writeStderr("\(job): \(restored.map { "restored checkpoint \($0)" } ?? "starting fresh") — broker \(settings.bootstrap), Redis \(settings.writeOnline ? "\(settings.redisHost):\(settings.redisPort)" : "off"), offline log \(settings.writeOffline ? settings.offlineDir : "off"), parallelism \(settings.parallelism)\(settings.bounded ? ", bounded" : "")")
+        let stopProgress = ctx.startProgress()
+        let checkpoints: String
+        if settings.checkpointing.checkpointDirectory != nil {
+            switch try env.executeStoppingOnSignal(job) {
+            case .finished:
+                checkpoints = "finished with a final checkpoint in \(settings.checkpointing.checkpointDirectory!)"
+            case .stoppedWithSavepoint(let id, let signal):
+                checkpoints = "stopped by signal \(signal) with savepoint \(id) in \(settings.checkpointing.checkpointDirectory!)"
+            }
+        } else {
+            _ = try env.execute(job)
+            checkpoints = "none (no --checkpoint-dir)"
+        }
+        stopProgress()
+        let summary = ctx.summary(checkpoints: checkpoints + (restored.map { "; restored from \($0)" } ?? ""))
+        print(summary)
+        fflush(stdout)
+        exit(0)
+    } catch let e as JobConfigurationError {
+        writeStderr("\(job): \(e)")
+        exit(2)
+    } catch {
+        writeStderr("\(job): failed: \(error)")
+        exit(1)
+    }
+}
