@@ -1,5 +1,8 @@
 """promtool on the scrape configs and the rules: check config, check rules, test rules."""
 import subprocess
+from pathlib import Path
+
+import yaml
 
 from conftest import ROOT
 
@@ -96,3 +99,52 @@ def test_alerts_read_recording_rules_of_their_own_group_recorded_before_them():
                 assert name in recorded_so_far, f"{rule.get('alert') or rule.get('record')} reads {name}"
             if "record" in rule:
                 recorded_so_far.add(rule["record"])
+
+
+def test_prometheus_starts_with_the_native_config(tmp_path):
+    """The config as the native stack would run it: Prometheus (Debian's, from ops/setup.sh) starts on
+    a free port, loads every rule and has the four scrape pools."""
+    import json
+    import shutil
+    import socket
+    import time
+    import urllib.request
+
+    import pytest
+
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(binary).exists():
+        pytest.skip("prometheus not installed (ops/setup.sh installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, f"--config.file={PROM / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "log", "w"))
+    try:
+        def get(path):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
+                return json.load(r) if path.startswith("/api") else r.read()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                get("/-/ready")
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "Prometheus did not become ready"
+                time.sleep(0.2)
+        groups = get("/api/v1/rules")["data"]["groups"]
+        rules = yaml.safe_load((PROM / "alerts.yml").read_text())
+        assert sum(len(g["rules"]) for g in groups) == sum(len(g["rules"]) for g in rules["groups"])
+        assert all(r["health"] != "err" for g in groups for r in g["rules"])
+        want = {"prometheus", "txn-features", "click-features", "scoring"}
+        while True:  # the scrape manager starts a moment after /-/ready
+            pools = {t["scrapePool"] for t in get("/api/v1/targets")["data"]["activeTargets"]}
+            if pools == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert pools == want
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
