@@ -10,6 +10,7 @@
               feature contract's, and each job/service has the ones it needs
   prometheus  the native and compose scrape configs have the same jobs, and the jobs' METRICS_PORT
               in compose is the port both configs scrape
+  checkpoints the jobs in compose and k8s checkpoint at the interval the stale-checkpoint alert assumes
   topics      the compose topic-creation service creates scripts/create_topics.py's topics
   metrics     every Tributary metric name in the alert rules and the Grafana dashboard is a contract
               name (histograms: _bucket/_sum/_count), every panel expression parses (promtool)
@@ -260,6 +261,48 @@ def check_prometheus(native: dict, compose_prom: dict, compose: dict) -> list[st
     return problems
 
 
+# ---- checkpoint interval ------------------------------------------------------------------------
+
+def duration_seconds(text: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text.strip())
+    if not m:
+        raise ValueError(f"not a duration: {text!r}")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
+
+
+def checkpoint_interval(argv: list) -> float | None:
+    argv = [str(a) for a in argv or []]
+    for i, a in enumerate(argv):
+        if a == "--checkpoint-interval" and i + 1 < len(argv):
+            return duration_seconds(argv[i + 1])
+        if a.startswith("--checkpoint-interval="):
+            return duration_seconds(a.split("=", 1)[1])
+    return None
+
+
+def check_checkpoints(rules: dict, compose: dict, k8s_docs: list[tuple[str, dict]]) -> list[str]:
+    """The stale-checkpoint alert fires after 3 intervals: every deployed job runs at that interval."""
+    stale = [r for g in rules.get("groups") or [] for r in g.get("rules") or [] if r.get("alert") == "TributaryCheckpointStale"]
+    if not stale:
+        return ["checkpoints: no TributaryCheckpointStale alert"]
+    m = re.search(r">\s*([0-9.]+)\s*$", stale[0]["expr"])
+    if not m:
+        return [f"checkpoints: cannot read the threshold of {stale[0]['expr']!r}"]
+    interval = float(m.group(1)) / 3
+    problems = []
+    where = [(f"compose {n}", (svc or {}).get("command")) for n, svc in (compose.get("services") or {}).items() if n in JOBS]
+    for fname, doc in k8s_docs:
+        if doc.get("kind") in ("StatefulSet", "Deployment"):
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                if c["name"] in JOBS:
+                    where.append((f"k8s {fname}", c.get("args")))
+    for name, argv in where:
+        got = checkpoint_interval(argv)
+        if got != interval:
+            problems.append(f"checkpoints: {name} runs with --checkpoint-interval {got}, the alert assumes {interval:g}s")
+    return problems
+
+
 # ---- topics -------------------------------------------------------------------------------------
 
 def native_topics(path: Path = CREATE_TOPICS) -> dict[str, int]:
@@ -457,7 +500,7 @@ def check_terraform(root: Path = TERRAFORM) -> list[str]:
 
 # ---- main ---------------------------------------------------------------------------------------
 
-CHECKS = ("compose", "env", "prometheus", "topics", "metrics", "grafana", "k8s", "terraform")
+CHECKS = ("compose", "env", "prometheus", "checkpoints", "topics", "metrics", "grafana", "k8s", "terraform")
 
 
 def run(only: set[str], contract: Path | None) -> list[str]:
@@ -471,6 +514,8 @@ def run(only: set[str], contract: Path | None) -> list[str]:
         problems += check_env(compose)
     if "prometheus" in only:
         problems += check_prometheus(load_yaml(PROM_NATIVE), load_yaml(PROM_COMPOSE), compose)
+    if "checkpoints" in only:
+        problems += check_checkpoints(load_yaml(ALERTS), compose, k8s_documents())
     if "topics" in only:
         problems += check_topics(compose, native_topics())
     dashboards = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASHBOARDS.glob("*.json"))]

@@ -27,7 +27,7 @@ def schema():
 def test_repository_passes_every_check():
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_ops.py")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("check_ops: ok (compose, env, prometheus, topics, metrics, grafana, k8s, terraform)")
+    assert run.stdout.startswith("check_ops: ok (compose, env, prometheus, checkpoints, topics, metrics, grafana, k8s, terraform)")
 
 
 def test_compose_schema_rejects_unknown_keys_and_bad_types(compose, schema):
@@ -212,3 +212,14 @@ def test_service_knobs_only_where_they_belong(compose):
     assert "env: txn-features sets SCORING_HOST, not a feature-contract variable" in problems
     assert "env: scoring sets REDIS_URL, not a feature-contract variable" in problems
     assert len(problems) == 2
+
+
+def test_checkpoint_interval_matches_the_stale_alert(compose):
+    rules = yaml.safe_load((ROOT / "ops/prometheus/alerts.yml").read_text())
+    docs = check_ops.k8s_documents()
+    assert check_ops.check_checkpoints(rules, compose, docs) == []
+    assert check_ops.checkpoint_interval(["txn-features", "--checkpoint-interval=1m"]) == 60
+    bad = copy.deepcopy(compose)
+    bad["services"]["click-features"]["command"] = ["click-features"]
+    problems = check_ops.check_checkpoints(rules, bad, docs)
+    assert problems == ["checkpoints: compose click-features runs with --checkpoint-interval None, the alert assumes 30s"]
