@@ -5,7 +5,7 @@
   compose     docker-compose.yml against the Compose Specification's JSON schema (ops/compose-spec.json),
               plus what `docker compose config` would refuse: unknown services in depends_on,
               undeclared named volumes, missing bind-mount sources, build targets not in the Dockerfile,
-              a host port published twice
+              a host port published twice; the Dockerfile's COPY sources exist and are in the build context
   env         the Tributary services' (built from ./Dockerfile) environment variable names are the
               feature contract's, and each job/service has the ones it needs
   prometheus  the native and compose scrape configs have the same jobs, and the jobs' METRICS_PORT
@@ -142,6 +142,28 @@ def env_mapping(environment) -> dict[str, str]:
 
 def dockerfile_stages(path: Path) -> set[str]:
     return set(re.findall(r"^\s*FROM\s+\S+\s+AS\s+(\S+)", path.read_text(encoding="utf-8"), re.M | re.I))
+
+
+def check_dockerfile(root: Path = ROOT) -> list[str]:
+    """Every COPY source (not --from) is in the repository and not left out of the context by .dockerignore."""
+    import fnmatch
+
+    dockerfile, ignore = root / "Dockerfile", root / ".dockerignore"
+    if not dockerfile.exists():
+        return ["dockerfile: no Dockerfile"]
+    patterns = [l.strip().rstrip("/") for l in (ignore.read_text().splitlines() if ignore.exists() else [])
+                if l.strip() and not l.startswith("#")]
+    problems = []
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if not parts or parts[0].upper() != "COPY" or any(p.startswith("--from") for p in parts):
+            continue
+        for src in [p for p in parts[1:-1] if not p.startswith("--")]:
+            if not (root / src).exists():
+                problems.append(f"dockerfile: COPY {src}: not in the repository")
+            elif any(fnmatch.fnmatch(src.rstrip("/"), pat) for pat in patterns):
+                problems.append(f"dockerfile: COPY {src}: left out of the build context by .dockerignore")
+    return problems
 
 
 def is_tributary_service(service: dict) -> bool:
@@ -510,6 +532,7 @@ def run(only: set[str], contract: Path | None) -> list[str]:
         problems += check_contract(contract)
     if "compose" in only:
         problems += check_compose(compose, json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8")))
+        problems += check_dockerfile()
     if "env" in only:
         problems += check_env(compose)
     if "prometheus" in only:

@@ -223,3 +223,13 @@ def test_checkpoint_interval_matches_the_stale_alert(compose):
     bad["services"]["click-features"]["command"] = ["click-features"]
     problems = check_ops.check_checkpoints(rules, bad, docs)
     assert problems == ["checkpoints: compose click-features runs with --checkpoint-interval None, the alert assumes 30s"]
+
+
+def test_dockerfile_copy_sources(tmp_path):
+    assert check_ops.check_dockerfile() == []
+    (tmp_path / "Dockerfile").write_text("FROM x AS a\nCOPY schemas ./schemas\nCOPY docs ./docs\nCOPY --from=a /out /x\n")
+    (tmp_path / ".dockerignore").write_text("# comment\ndocs/\n")
+    (tmp_path / "docs").mkdir()
+    assert check_ops.check_dockerfile(tmp_path) == [
+        "dockerfile: COPY schemas: not in the repository",
+        "dockerfile: COPY docs: left out of the build context by .dockerignore"]
