@@ -33,6 +33,17 @@ public struct SessionRow: Sendable, Codable, Equatable {
     public var dwellSeconds: Double
     public var dwellPerPageSeconds: Double
     public var distinctItems: Int64
+
+    public init(userId: String, eventTime: Int64, sessionStart: Int64, pages: Int64, dwellSeconds: Double,
+                dwellPerPageSeconds: Double, distinctItems: Int64) {
+        self.userId = userId
+        self.eventTime = eventTime
+        self.sessionStart = sessionStart
+        self.pages = pages
+        self.dwellSeconds = dwellSeconds
+        self.dwellPerPageSeconds = dwellPerPageSeconds
+        self.distinctItems = distinctItems
+    }
 }
 
 /// The item a page shows, if it is an item page (`/item/<id>`).

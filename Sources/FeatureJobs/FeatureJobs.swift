@@ -10,11 +10,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// The design's topics.
+/// Topic naming.
 public enum Topics {
-    public static let transactions = "txn.events"
-    public static let clicks = "click.events"
-    public static let devices = "device.enrich"
     public static func dlq(_ topic: String) -> String { topic + ".dlq" }
 }
 
@@ -178,9 +175,9 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
     let s = ctx.settings
     let stats = ctx.stats
     // Read as transactions.v1 (id 1): v2 data resolves to it (merchant_id is not a feature yet).
-    let sourced = env.fromSource(ctx.source(topic: Topics.transactions, schemaId: 1) { try Transaction(avro: $0) },
+    let sourced = env.fromSource(ctx.source(topic: s.txnTopic, schemaId: 1) { try Transaction(avro: $0) },
                                  watermarkStrategy: ctx.watermarks { $0.value.timestamp }, name: "transactions")
-    ctx.deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: Topics.transactions, name: "transactions DLQ")
+    ctx.deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: s.txnTopic, name: "transactions DLQ")
     let txns = sourced.filter { t in
         stats.recordsIn.add(1, ordering: .relaxed)
         return ctx.inRange(t.value.timestamp)
@@ -208,14 +205,14 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
     let job = s.job
     ctx.deadLetters(sliding.getSideOutput(tooLate).map {
         $0.rejected(reason: "TOO_LATE", error: "event time \($0.value.timestamp) is behind the watermark by more than every window of \(job) (30 min)")
-    }, topic: Topics.transactions, name: "too-late DLQ")
+    }, topic: s.txnTopic, name: "too-late DLQ")
     if s.writeOffline { offline.append(tumbling.union(sliding).map { $0.offlineRow }) }
 
     // The device join: device records (deduplicated per device and hour) re-keyed with the
     // transactions by device_id, interval join, then the newest row per card.
-    let deviceSourced = env.fromSource(ctx.source(topic: Topics.devices, schemaId: 4) { try Device(avro: $0) },
+    let deviceSourced = env.fromSource(ctx.source(topic: s.deviceTopic, schemaId: 4) { try Device(avro: $0) },
                                        watermarkStrategy: ctx.watermarks { $0.value.timestamp }, name: "devices")
-    ctx.deadLetters(deviceSourced.getSideOutput(SourceOutputs.rejected), topic: Topics.devices, name: "devices DLQ")
+    ctx.deadLetters(deviceSourced.getSideOutput(SourceOutputs.rejected), topic: s.deviceTopic, name: "devices DLQ")
     let devices = deviceSourced.map { $0.value }
         .keyBy { $0.deviceId }
         .process(name: "device changes", DeviceChangesFunction())
@@ -239,9 +236,9 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
 public func buildClickFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJobContext) throws {
     let s = ctx.settings
     let stats = ctx.stats
-    let sourced = env.fromSource(ctx.source(topic: Topics.clicks, schemaId: 3) { try Click(avro: $0) },
+    let sourced = env.fromSource(ctx.source(topic: s.clickTopic, schemaId: 3) { try Click(avro: $0) },
                                  watermarkStrategy: ctx.watermarks { $0.value.timestamp }, name: "clicks")
-    ctx.deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: Topics.clicks, name: "clicks DLQ")
+    ctx.deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: s.clickTopic, name: "clicks DLQ")
     let clicks = sourced.filter { c in
         stats.recordsIn.add(1, ordering: .relaxed)
         return ctx.inRange(c.value.timestamp)
@@ -257,7 +254,7 @@ public func buildClickFeatures(_ env: StreamExecutionEnvironment, _ ctx: Feature
     let job = s.job
     ctx.deadLetters(sessions.getSideOutput(tooLate).map {
         $0.rejected(reason: "TOO_LATE", error: "event time \($0.value.timestamp) is behind the watermark of \(job): its session has closed")
-    }, topic: Topics.clicks, name: "too-late DLQ")
+    }, topic: s.clickTopic, name: "too-late DLQ")
     if s.writeOnline {
         live.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store (live)")
         sessions.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store (sessions)")

@@ -29,6 +29,10 @@ public struct JobSettings: Sendable, Equatable {
     /// The features topic (exactly-once); nil: not written.
     public var featuresTopic: String?
     public var lastN = 20
+    /// Input topics (their DLQs are `<topic>.dlq`).
+    public var txnTopic = "txn.events"
+    public var deviceTopic = "device.enrich"
+    public var clickTopic = "click.events"
     /// Retries (with backoff) while the broker or Redis cannot be reached at start.
     public var connectAttempts = 5
     public var writeOnline = true
@@ -66,6 +70,9 @@ public struct JobSettings: Sendable, Equatable {
         ("--idleness 30s", "a partition without records this long is left out of the watermark"),
         ("--key-ttl SECONDS", "Feast's key_ttl_seconds: EXPIRE on every written key"),
         ("--features-topic NAME|none", "the exactly-once features topic (default features.txn / features.click)"),
+        ("--txn-topic NAME", "transactions in (default txn.events; dead letters to NAME.dlq)"),
+        ("--device-topic NAME", "device records in (default device.enrich)"),
+        ("--click-topic NAME", "clicks in (default click.events)"),
         ("--last-n N", "transactions in the mismatch ratios (txn-features; default 20)"),
         ("--no-online / --no-offline", "do not write Redis / the offline log"),
         ("--connect-attempts N", "tries (with backoff) to reach the broker and Redis at start (default 5)"),
@@ -153,6 +160,9 @@ public struct JobSettings: Sendable, Equatable {
         case "--features-topic":
             let t = try v()
             featuresTopic = t == "none" ? nil : t
+        case "--txn-topic": txnTopic = try v()
+        case "--device-topic": deviceTopic = try v()
+        case "--click-topic": clickTopic = try v()
         case "--last-n": lastN = try Self.positive(try v(), flag)
         case "--connect-attempts": connectAttempts = try Self.positive(try v(), flag)
         case "--progress-seconds":

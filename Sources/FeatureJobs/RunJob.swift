@@ -9,12 +9,12 @@ import Glibc
 /// The whole life of a feature job process: settings, connections, the graph, restore, run until
 /// the input ends (`--bounded`) or SIGTERM/SIGINT (then a savepoint), the summary. Exit codes:
 /// 0 done, 2 bad settings or an unreachable dependency, 1 the job failed.
-public func runFeatureJob(_ job: String, topics: [String],
+public func runFeatureJob(_ job: String, topics: @escaping (JobSettings) -> [String],
                           build: (StreamExecutionEnvironment, FeatureJobContext) throws -> Void) -> Never {
     let arguments = Array(CommandLine.arguments.dropFirst())
     if arguments.contains("--help") || arguments.contains("-h") {
         print(JobSettings.usage(job))
-        fflush(stdout)
+        fflush(nil)
         exit(0)
     }
     let settings: JobSettings
@@ -22,7 +22,7 @@ public func runFeatureJob(_ job: String, topics: [String],
     do {
         settings = try JobSettings.parse(job: job, arguments: arguments, environment: ProcessInfo.processInfo.environment)
         ctx = try FeatureJobContext(settings: settings)
-        try ctx.checkConnections(topics: topics)
+        try ctx.checkConnections(topics: topics(settings))
     } catch {
         writeStderr("\(job): \(error)")
         exit(2)
@@ -50,7 +50,7 @@ public func runFeatureJob(_ job: String, topics: [String],
         stopProgress()
         let summary = ctx.summary(checkpoints: checkpoints + (restored.map { "; restored from \($0)" } ?? ""))
         print(summary)
-        fflush(stdout)
+        fflush(nil)
         exit(0)
     } catch let e as JobConfigurationError {
         writeStderr("\(job): \(e)")
