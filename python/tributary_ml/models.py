@@ -22,7 +22,9 @@ class OnnxModel:
         so.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.version = version
-        self.input = self.session.get_inputs()[0].name
+        inp = self.session.get_inputs()[0]
+        self.input = inp.name
+        self.dtype = np.float64 if inp.type == "tensor(double)" else np.float32
         outs = [o.name for o in self.session.get_outputs()]
         self.output = "probabilities" if "probabilities" in outs else outs[-1]
         meta = Path(path).with_suffix(".json")
@@ -31,8 +33,8 @@ class OnnxModel:
             raise ValueError(f"model {version}: inputs {self.meta['inputs']} differ from this code's {FRAUD_INPUT_NAMES}")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """P(fraud) for rows of float32 inputs."""
-        out = self.session.run([self.output], {self.input: np.asarray(x, dtype=np.float32).reshape(-1, len(FRAUD_INPUT_NAMES))})[0]
+        """P(fraud) for rows of inputs (fed as the model's input type)."""
+        out = self.session.run([self.output], {self.input: np.asarray(x, dtype=self.dtype).reshape(-1, len(FRAUD_INPUT_NAMES))})[0]
         return out[:, 1] if out.ndim == 2 else out
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import feast_repo, offline
+from . import contract, feast_repo, offline
 from .contract import env, resolve
 from .features import FRAUD_INPUT_NAMES, FRAUD_SOURCE_FEATURES, fraud_matrix
 from .models import REGISTERED_MODEL, alias_for, model_path
@@ -48,12 +48,12 @@ def training_set(store, offline_dir: str | Path, labels: pd.DataFrame) -> pd.Dat
     ent = offline.read_view(offline_dir, "txn_profile")[["card_id", "event_timestamp"]]
     ent = ent.drop_duplicates(["card_id", "event_timestamp"])
     ent["event_timestamp"] = ent["event_timestamp"].astype("datetime64[ms, UTC]")
-    hist = store.get_historical_features(entity_df=ent, features=FRAUD_SOURCE_FEATURES,
-                                         full_feature_names=True).to_df()
-    hist = hist.rename(columns={c: c.replace("__", ":", 1) for c in hist.columns if "__" in c})
-    hist["event_timestamp"] = pd.to_datetime(hist["event_timestamp"], utc=True).astype("datetime64[ms, UTC]")
-    # Feast 0.67 drops entity rows with no source row inside the ttl: left-join back onto the entity rows
-    df = ent.merge(hist, on=["card_id", "event_timestamp"], how="left")
+    # one query per view, left-joined back: Feast 0.67 drops an entity row (all views) when any view has
+    # no source row inside its ttl
+    from .parity import historical
+    views = sorted({contract.VIEWS[f.split(":")[0]] for f in FRAUD_SOURCE_FEATURES}, key=lambda v: v.name)
+    df = historical(store, "card_id", views, ent)
+    df = df[["card_id", "event_timestamp", *FRAUD_SOURCE_FEATURES]]
     lab = labels[["card_id", "event_timestamp"]].assign(label=1)
     lab["event_timestamp"] = lab["event_timestamp"].astype("datetime64[ms, UTC]")
     df = df.merge(lab.drop_duplicates(), on=["card_id", "event_timestamp"], how="left")
@@ -85,13 +85,42 @@ class PlattCalibrated:
         self.a, self.b = 1.0, 0.0
 
     def margin(self, x):
+        # inputs are float32 values (features.fraud_vector), computed on in double (as the ONNX graph does)
+        x = np.asarray(x, dtype=np.float32).astype(np.float64)
         if hasattr(self.base, "decision_function"):
             return np.asarray(self.base.decision_function(x), dtype=np.float64)
-        return np.asarray(self.base.predict(x, output_margin=True), dtype=np.float64)
+        return self._xgb_margin64(x)
+
+    def _xgb_margin64(self, x):
+        """XGBoost's margin with the trees' leaf values summed in float64 (XGBoost sums in float32: its own
+        predict differs from the exact sum by up to ~1e-5; the ONNX graph sums in double, see to_onnx)."""
+        import json
+        import xgboost as xgb
+        b = self.base.get_booster()
+        if getattr(self, "_tables", None) is None:
+            tables = []
+            for t in b.get_dump(dump_format="json"):
+                leaves: dict[int, float] = {}
+                stack = [json.loads(t)]
+                while stack:
+                    n = stack.pop()
+                    if "leaf" in n:
+                        leaves[n["nodeid"]] = n["leaf"]
+                    else:
+                        stack.extend(n["children"])
+                tab = np.zeros(max(leaves) + 1)
+                tab[list(leaves)] = list(leaves.values())
+                tables.append(tab)
+            bs = float(str(json.loads(b.save_config())["learner"]["learner_model_param"]["base_score"]).strip("[]"))
+            self._tables, self._base_margin = tables, float(np.log(bs / (1 - bs)))
+        leaf = b.predict(xgb.DMatrix(np.asarray(x, dtype=np.float32)), pred_leaf=True).astype(np.int64)
+        leaf = leaf.reshape(len(x), -1)
+        return self._base_margin + sum(tab[leaf[:, k]] for k, tab in enumerate(self._tables))
 
     def fit(self, x, y):
         from sklearn.linear_model import LogisticRegression
         cut = int(len(x) * (1 - self.cal_share))
+        x = np.asarray(x, dtype=np.float32).astype(np.float64)
         self.base.fit(x[:cut], y[:cut])
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(self.margin(x[cut:]).reshape(-1, 1), y[cut:])
         self.a, self.b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
@@ -121,41 +150,70 @@ def _xgb(seed: int):
     return PlattCalibrated(base), params
 
 
-def to_onnx(model: PlattCalibrated) -> bytes:
-    """The base model by skl2onnx/onnxmltools, then the Platt step appended as ONNX nodes."""
-    import onnx
-    from onnx import TensorProto, helper
-    from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
-    from skl2onnx import convert_sklearn, update_registered_converter
-    from skl2onnx.common.data_types import FloatTensorType
-    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
-    from xgboost import XGBClassifier
-    update_registered_converter(XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes,
-                                convert_xgboost, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
-    base = model.base
-    onx = convert_sklearn(base, initial_types=[("features", FloatTensorType([None, len(FRAUD_INPUT_NAMES)]))],
-                          options={id(base): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
-    g = onx.graph
-    for n in g.node:  # the base classifier's raw margin instead of its probabilities
-        n.output[:] = ["base_scores" if o == "probabilities" else o for o in n.output]
-        if n.op_type in ("LinearClassifier", "TreeEnsembleClassifier"):
-            for at in n.attribute:
-                if at.name == "post_transform":
-                    at.s = b"NONE"
+def _platt_nodes(helper, TensorProto, model, margin_in: str) -> list:
     c = lambda name, v: helper.make_node("Constant", [], [name], value=helper.make_tensor(  # noqa: E731
-        name + "_t", TensorProto.FLOAT, [], [v]))
-    g.node.extend([
+        name + "_t", TensorProto.DOUBLE, [], [v]))
+    return [
         c("one_i", 1.0), c("pa", model.a), c("pb", model.b),
-        helper.make_node("Constant", [], ["idx1"], value=helper.make_tensor("idx1_t", TensorProto.INT64, [1], [1])),
-        helper.make_node("Gather", ["base_scores", "idx1"], ["margin"], axis=1),
+        helper.make_node("Cast", [margin_in], ["margin"], to=TensorProto.DOUBLE),
         helper.make_node("Mul", ["margin", "pa"], ["za"]),
         helper.make_node("Add", ["za", "pb"], ["z"]),
         helper.make_node("Sigmoid", ["z"], ["q"]),
         helper.make_node("Sub", ["one_i", "q"], ["q0"]),
         helper.make_node("Concat", ["q0", "q"], ["probabilities"], axis=1),
-    ])
-    out = [o for o in g.output if o.name == "probabilities"][0]
-    out.name = "probabilities"
+    ]
+
+
+def to_onnx(model: PlattCalibrated) -> bytes:
+    """ONNX graph in double precision: input `features` [N, F] double, output `probabilities` [N, 2] double.
+
+    LR (StandardScaler + LogisticRegression): written directly as Sub/Div/MatMul/Add (skl2onnx's float
+    LinearClassifier is ~5e-7 off). XGBoost: onnxmltools' TreeEnsembleClassifier with double input (ONNX
+    Runtime then accumulates in double; with float input it sums in float, ~1e-5 off), its margin exposed
+    (post_transform NONE). Then the Platt step."""
+    import onnx
+    from onnx import TensorProto, helper
+    from xgboost import XGBClassifier
+    nf = len(FRAUD_INPUT_NAMES)
+    base = model.base
+    if isinstance(base, XGBClassifier):
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+        from skl2onnx import convert_sklearn, update_registered_converter
+        from skl2onnx.common.data_types import DoubleTensorType
+        from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+        update_registered_converter(XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes,
+                                    convert_xgboost, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+        onx = convert_sklearn(base, initial_types=[("features", DoubleTensorType([None, nf]))],
+                              options={id(base): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+        g = onx.graph
+        trees = [n for n in g.node if n.op_type == "TreeEnsembleClassifier"]
+        if len(trees) != 1:
+            raise RuntimeError("unexpected ONNX graph for XGBoost: no single TreeEnsembleClassifier")
+        for n in g.node:
+            n.output[:] = ["base_scores" if o == "probabilities" else o for o in n.output]
+        for at in trees[0].attribute:
+            if at.name == "post_transform":
+                at.s = b"NONE"
+        g.node.extend([helper.make_node("Constant", [], ["idx1"], value=helper.make_tensor("idx1_t", TensorProto.INT64, [1], [1])),
+                       helper.make_node("Gather", ["base_scores", "idx1"], ["margin_raw"], axis=1)])
+        g.node.extend(_platt_nodes(helper, TensorProto, model, "margin_raw"))
+        out = [o for o in g.output if o.name == "probabilities"][0]
+        out.type.tensor_type.elem_type = TensorProto.DOUBLE
+    else:
+        scaler, lr = base.steps[0][1], base.steps[-1][1]
+        t = lambda name, arr: helper.make_tensor(name, TensorProto.DOUBLE, list(np.shape(arr)),  # noqa: E731
+                                                 np.asarray(arr, dtype=np.float64).ravel().tolist())
+        inits = [t("mean", scaler.mean_), t("scale", scaler.scale_), t("w", lr.coef_.reshape(nf, 1)),
+                 t("c", lr.intercept_.reshape(1))]
+        nodes = [helper.make_node("Sub", ["features", "mean"], ["centred"]),
+                 helper.make_node("Div", ["centred", "scale"], ["scaled"]),
+                 helper.make_node("MatMul", ["scaled", "w"], ["wx"]),
+                 helper.make_node("Add", ["wx", "c"], ["margin_raw"])]
+        nodes += _platt_nodes(helper, TensorProto, model, "margin_raw")
+        g = helper.make_graph(nodes, "tributary_fraud_lr",
+                              [helper.make_tensor_value_info("features", TensorProto.DOUBLE, [None, nf])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.DOUBLE, [None, 2])], inits)
+        onx = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="tributary_ml")
     onnx.checker.check_model(onx)
     return onx.SerializeToString()
 
@@ -163,7 +221,9 @@ def to_onnx(model: PlattCalibrated) -> bytes:
 def onnx_scores(onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    return sess.run(["probabilities"], {"features": x.astype(np.float32)})[0][:, 1]
+    inp = sess.get_inputs()[0]
+    dt = np.float64 if inp.type == "tensor(double)" else np.float32
+    return sess.run(["probabilities"], {inp.name: np.asarray(x, dtype=dt)})[0][:, 1]
 
 
 def fit_one(version: str, kind: str, xtr, ytr, xte, yte, seed: int) -> Trained:
