@@ -18,11 +18,14 @@ import asyncio
 import logging
 import os
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import mmh3
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -156,24 +159,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                  for vs in (fraud_views, perso_views)}
 
     state: dict[str, Any] = {}
-    app = FastAPI(title="Tributary scoring", version="0.1.0")
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        await startup()
+        try:
+            yield
+        finally:
+            await shutdown()
+
+    app = FastAPI(title="Tributary scoring", version="0.1.0", lifespan=lifespan)
     app.state.settings = s
     app.state.breaker = CircuitBreaker(s.breaker_failures, s.breaker_reset_s)
     app.state.bucket = TokenBucket(s.max_qps)
 
-    @app.on_event("startup")
     async def startup() -> None:
         loaded = {s.model_version: models.load(s.model_version, s.model_dir, s.tracking_uri)}
         if s.candidate_version and s.candidate_version != s.model_version:
             loaded[s.candidate_version] = models.load(s.candidate_version, s.model_dir, s.tracking_uri)
         state["models"] = loaded
         t = s.redis_timeout_ms / 1000
+        # no retries: redis-py ≥ 6 retries timeouts with backoff by default, which would blow the budget;
+        # the breaker and the fallback handle a failed read instead
         state["redis"] = aioredis.Redis(host=s.redis_host, port=s.redis_port, socket_timeout=t,
-                                        socket_connect_timeout=t, retry_on_timeout=False,
-                                        max_connections=64, single_connection_client=False)
+                                        socket_connect_timeout=t, retry=Retry(NoBackoff(), 0),
+                                        max_connections=64)
         log.info("scoring: models %s, control %s, candidate %s", list(loaded), s.model_version, s.candidate_version or "-")
 
-    @app.on_event("shutdown")
     async def shutdown() -> None:
         if "redis" in state:
             await state["redis"].aclose()
