@@ -85,3 +85,42 @@ status:
 # Every schema version BACKWARD compatible with the previous one (Avro's own rules); make test runs it.
 schema-gate: setup
 	.venv-kafka/bin/python scripts/schema_gate.py
+
+# ---- The Python learning loop (python/, venv .venv-py by python/setup.sh; docs/python.md) ----------------
+#   make train          Avro offline log → Parquet, Feast point-in-time training set, LR v1 / XGBoost v2 → MLflow + ONNX
+#   make serve          the scoring service (FastAPI) on 127.0.0.1:8000 (SCORING_PORT), Redis from REDIS_HOST/REDIS_PORT
+#   make test-latency   own Redis + service on loopback, 500 requests/s for 20 s: p50/p95/p99 and errors
+#   make drift-check    PSI / Jensen–Shannon per key feature, reference vs recent window (exit 1 on an alert)
+#   make test-python    the Python test suite (pytest; redis-server on free loopback ports)
+#   make parity         Feast point-in-time values vs the online values served at the same time
+#   make synthetic      a synthetic offline log, labels and Redis rows in the jobs' layout (until the jobs run)
+PY := .venv-py/bin/python
+TRAIN_ARGS ?=
+LATENCY_ARGS ?= --rate 500 --duration 20
+DRIFT_ARGS ?=
+.PHONY: setup-python train serve test-latency drift-check test-python parity synthetic
+
+setup-python: ## create/refresh .venv-py (pinned versions)
+	@bash python/setup.sh
+
+synthetic: setup-python ## synthetic offline log (data/offline), labels (data/labels.csv) and Redis rows
+	$(PY) -m tributary_ml.synthetic --labels data/labels.csv --redis
+
+train: setup-python ## train v1 (LR) and v2 (XGBoost), register in MLflow, export ONNX to data/models
+	$(PY) -m tributary_ml.train $(TRAIN_ARGS)
+
+serve: setup-python ## run the scoring service (MODEL_VERSION, REDIS_HOST, REDIS_PORT, SCORING_PORT)
+	$(PY) -m tributary_ml.serve
+
+test-latency: setup-python ## drive the scoring service at 500 requests/s and report p50/p95/p99 and errors
+	@mkdir -p bench-results
+	$(PY) -m tributary_ml.latency $(LATENCY_ARGS) --json bench-results/scoring-latency.json
+
+drift-check: setup-python ## PSI/JS drift check on the offline log; chart data/drift.png, metrics data/drift.prom
+	$(PY) -m tributary_ml.drift --chart data/drift.png --metrics-file data/drift.prom $(DRIFT_ARGS)
+
+test-python: setup-python ## the Python test suite
+	$(PY) -m pytest python/tests -q -p no:cacheprovider
+
+parity: setup-python ## online/offline parity check (replay mode; --mode snapshot for the live store)
+	$(PY) -m tributary_ml.parity
