@@ -21,6 +21,28 @@ public struct CardFeatureRow: Sendable, Codable, Equatable {
     public var deviceMismatchRatioLastN: Double
     public var secondsSinceLastTxn: Double?
     public var amountMinor: Int64
+
+    public init(cardId: String, txnId: String, eventTime: Int64, ingestMillis: Int64, count5m: Int64, sum5m: Int64,
+                avg5m: Double, geoMismatchRatio5m: Double, count30m: Int64, count24h: Int64, sum24h: Int64,
+                avg24h: Double, geoMismatchRatioLastN: Double, deviceMismatchRatioLastN: Double,
+                secondsSinceLastTxn: Double?, amountMinor: Int64) {
+        self.cardId = cardId
+        self.txnId = txnId
+        self.eventTime = eventTime
+        self.ingestMillis = ingestMillis
+        self.count5m = count5m
+        self.sum5m = sum5m
+        self.avg5m = avg5m
+        self.geoMismatchRatio5m = geoMismatchRatio5m
+        self.count30m = count30m
+        self.count24h = count24h
+        self.sum24h = sum24h
+        self.avg24h = avg24h
+        self.geoMismatchRatioLastN = geoMismatchRatioLastN
+        self.deviceMismatchRatioLastN = deviceMismatchRatioLastN
+        self.secondsSinceLastTxn = secondsSinceLastTxn
+        self.amountMinor = amountMinor
+    }
 }
 
 /// A transaction as the job carries it: the decoded record and when it was produced.
@@ -133,12 +155,13 @@ public struct CardHistory: Codable, Sendable, Equatable {
     /// Moves the windows to end at `ts` (newer than `newest`).
     private mutating func advance(to ts: Int64) {
         newest = ts
-        while head < times.count, times[head] < ts &- Self.thirtyMinutes { head += 1 }
-        if p5 < head { p5 = head }
+        // The 5-minute window first: everything leaving it is subtracted (the 30-minute one starts
+        // at or before it).
         while p5 < times.count, times[p5] < ts &- Self.fiveMinutes {
             count5 -= 1; sum5 -= amounts[p5]; geo5 -= geo[p5] ? 1 : 0
             p5 += 1
         }
+        while head < p5, times[head] < ts &- Self.thirtyMinutes { head += 1 }
         if head > 64, head * 2 > times.count {
             times.removeFirst(head); amounts.removeFirst(head); geo.removeFirst(head)
             p5 -= head

@@ -26,20 +26,20 @@ public enum FeatureView: String, CaseIterable, Sendable, Codable {
     public var features: [(name: String, avro: String)] {
         switch self {
         case .txnStats5m:
-            [("count_5m", "long"), ("sum_5m", "long"), ("avg_5m", "double"), ("geo_mismatch_ratio_5m", "double")]
+            [("count_5m", #""long""#), ("sum_5m", #""long""#), ("avg_5m", #""double""#), ("geo_mismatch_ratio_5m", #""double""#)]
         case .txnProfile:
-            [("count_30m", "long"), ("count_24h", "long"), ("sum_24h", "long"), ("avg_24h", "double"),
-             ("geo_mismatch_ratio_last_n", "double"), ("device_mismatch_ratio_last_n", "double"),
-             ("seconds_since_last_txn", #"["null", "double"]"#), ("amount_minor", "long")]
+            [("count_30m", #""long""#), ("count_24h", #""long""#), ("sum_24h", #""long""#), ("avg_24h", #""double""#),
+             ("geo_mismatch_ratio_last_n", #""double""#), ("device_mismatch_ratio_last_n", #""double""#),
+             ("seconds_since_last_txn", #"["null", "double"]"#), ("amount_minor", #""long""#)]
         case .txnDevice:
-            [("device_os", "string"), ("device_age_days", "double"), ("device_country_mismatch", "long")]
+            [("device_os", #""string""#), ("device_age_days", #""double""#), ("device_country_mismatch", #""long""#)]
         case .txnWindow5m, .txnWindow30m:
-            [("window_start", #"{"type": "long", "logicalType": "timestamp-millis"}"#), ("count", "long"), ("sum", "long"), ("avg", "double")]
+            [("window_start", #"{"type": "long", "logicalType": "timestamp-millis"}"#), ("count", #""long""#), ("sum", #""long""#), ("avg", #""double""#)]
         case .userSessionLive:
-            [("session_clicks", "long"), ("session_dwell_seconds", "double"), ("session_distinct_items", "long"), ("clicks_1h", "long")]
+            [("session_clicks", #""long""#), ("session_dwell_seconds", #""double""#), ("session_distinct_items", #""long""#), ("clicks_1h", #""long""#)]
         case .userLastSession:
-            [("last_session_pages", "long"), ("last_session_dwell_seconds", "double"),
-             ("last_session_dwell_per_page_seconds", "double"), ("last_session_distinct_items", "long")]
+            [("last_session_pages", #""long""#), ("last_session_dwell_seconds", #""double""#),
+             ("last_session_dwell_per_page_seconds", #""double""#), ("last_session_distinct_items", #""long""#)]
         }
     }
 

@@ -151,16 +151,26 @@ public struct TransactionGenerator: Sendable {
         return (FraudPattern.allCases[d.int(1, FraudPattern.allCases.count)], config.cards + Int(b))
     }
 
+    /// The card of record `i` and the fraud pattern it is part of, if any.
+    func cardAndPattern(_ i: Int64, _ d: Draws) -> (Int, FraudPattern?) {
+        if i % Self.block < 8, let (pattern, fraudCard) = fraudBlock(i / Self.block) {
+            // Fraud cards are their own (numbers past `cards`), so patterns are not diluted.
+            return (fraudCard, pattern)
+        }
+        return (card(d.u(10)), nil)
+    }
+
+    /// The Kafka key of record `i` (its card), without making the record.
+    public func key(_ i: Int64) -> String {
+        "card-\(cardAndPattern(i, Draws(seed: config.seed, stream: Self.stream, index: i)).0)"
+    }
+
     public func record(_ i: Int64) -> GeneratedRecord {
         let d = Draws(seed: config.seed, stream: Self.stream, index: i)
         var (event, arrival, lateness) = timeline.times(d, index: i)
-        var cardNo = card(d.u(10))
-        var fraud: FraudPattern?
+        let (cardNo, fraud) = cardAndPattern(i, d)
         let inBlock = i % Self.block
-        if inBlock < 8, let (pattern, fraudCard) = fraudBlock(i / Self.block) {
-            fraud = pattern
-            // Fraud cards are their own (numbers past `cards`), so patterns are not diluted.
-            cardNo = fraudCard
+        if let pattern = fraud {
             if pattern == .burst || pattern == .geoHopping {
                 // On time and close together: a burst within a minute, hops minutes apart.
                 lateness = .onTime
@@ -212,11 +222,18 @@ public struct ClickGenerator: Sendable {
         timeline = Timeline(config: config)
     }
 
+    func user(_ d: Draws) -> Int {
+        let u = d.u(10)
+        return min(config.users - 1, Int(Double(config.users) * u * u))
+    }
+
+    /// The Kafka key of record `i` (its user), without making the record.
+    public func key(_ i: Int64) -> String { "user-\(user(Draws(seed: config.seed, stream: 2, index: i)))" }
+
     public func record(_ i: Int64) -> GeneratedRecord {
         let d = Draws(seed: config.seed, stream: 2, index: i)
         let (event, arrival, lateness) = timeline.times(d, index: i)
-        let u = d.u(10)
-        let user = min(config.users - 1, Int(Double(config.users) * u * u))
+        let user = user(d)
         let fields: [AvroValue.Field] = [
             .init("event_id", .string("c\(config.seed)-\(i)")),
             .init("user_id", .string("user-\(user)")),
@@ -242,12 +259,19 @@ public struct DeviceGenerator: Sendable {
         timeline = Timeline(config: config)
     }
 
+    func device(_ d: Draws) -> (card: Int, device: String) {
+        let u = d.u(10)
+        let cardNo = min(config.cards - 1, Int(Double(config.cards) * u * u * u))
+        return (cardNo, "dev-\(cardNo)-\(d.int(11, 2))")
+    }
+
+    /// The Kafka key of record `i` (its device), without making the record.
+    public func key(_ i: Int64) -> String { device(Draws(seed: config.seed, stream: 3, index: i)).device }
+
     public func record(_ i: Int64) -> GeneratedRecord {
         let d = Draws(seed: config.seed, stream: 3, index: i)
         let (event, arrival, lateness) = timeline.times(d, index: i)
-        let u = d.u(10)
-        let cardNo = min(config.cards - 1, Int(Double(config.cards) * u * u * u))
-        let device = "dev-\(cardNo)-\(d.int(11, 2))"
+        let (cardNo, device) = device(d)
         let country = countries[Int(mix(UInt64(cardNo)) % 8)]
         let fields: [AvroValue.Field] = [
             .init("device_id", .string(device)),
@@ -276,4 +300,38 @@ extension GeneratedRecord {
         }
         return good
     }
+}
+
+/// Kafka's default partitioner for keyed records (the Java client's and Kafka Streams'):
+/// murmur2 of the key bytes, made positive, modulo the partition count.
+public func kafkaPartition(_ key: [UInt8], partitions: Int) -> Int32 {
+    precondition(partitions > 0)
+    return Int32(Int(UInt32(bitPattern: kafkaMurmur2(key)) & 0x7fff_ffff) % partitions)
+}
+
+/// Kafka's `Utils.murmur2` (seed 0x9747b28c), as a signed 32-bit value like Java's.
+public func kafkaMurmur2(_ key: [UInt8]) -> Int32 {
+    let m: UInt32 = 0x5bd1_e995
+    let r: UInt32 = 24
+    var h: UInt32 = 0x9747_b28c ^ UInt32(truncatingIfNeeded: key.count)
+    let blocks = key.count / 4
+    for b in 0..<blocks {
+        var k = UInt32(key[4 * b]) | UInt32(key[4 * b + 1]) << 8 | UInt32(key[4 * b + 2]) << 16 | UInt32(key[4 * b + 3]) << 24
+        k = k &* m
+        k ^= k >> r
+        k = k &* m
+        h = h &* m
+        h ^= k
+    }
+    let tail = blocks * 4
+    switch key.count & 3 {
+    case 3: h ^= UInt32(key[tail + 2]) << 16; fallthrough
+    case 2: h ^= UInt32(key[tail + 1]) << 8; fallthrough
+    case 1: h ^= UInt32(key[tail]); h = h &* m
+    default: break
+    }
+    h ^= h >> 13
+    h = h &* m
+    h ^= h >> 15
+    return Int32(bitPattern: h)
 }

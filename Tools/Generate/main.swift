@@ -106,8 +106,10 @@ final class RecordWriter: KafkaRecordSerializer {
     let tally: Tally
     let labels: LabelLog?
     let make: (Int64) -> GeneratedRecord
+    let partitions: Int
 
-    init(registry: ContractRegistry, config: GeneratorConfig, stream: String, tally: Tally, labels: LabelLog?) throws {
+    init(registry: ContractRegistry, config: GeneratorConfig, stream: String, partitions: Int, tally: Tally, labels: LabelLog?) throws {
+        self.partitions = partitions
         codec = try ConfluentAvroCodec(registry: registry, reader: registry.byId[1]!)
         self.config = config
         self.stream = stream
@@ -135,7 +137,9 @@ final class RecordWriter: KafkaRecordSerializer {
             tally.fraud.add(1, ordering: .relaxed)
             labels?.lines.withLock { $0.append("\(r.id),\(r.key),\(r.eventTime),\(f.rawValue)") }
         }
-        return KafkaProducerRecord(key: Array(r.key.utf8), value: bytes, timestamp: r.arrivalTime)
+        // The partition Kafka's default partitioner picks (murmur2), set here so the lanes agree on it.
+        let key = Array(r.key.utf8)
+        return KafkaProducerRecord(partition: kafkaPartition(key, partitions: partitions), key: key, value: bytes, timestamp: r.arrivalTime)
     }
 }
 
@@ -143,7 +147,11 @@ func run() throws {
     let options = try Options(Array(CommandLine.arguments.dropFirst()))
     let registry = try ContractRegistry(file: options.registry)
     let config = KafkaConfig(bootstrapServers: options.bootstrap)
-    let env = StreamExecutionEnvironment(parallelism: options.rate > 0 ? 1 : 2)
+    // Unthrottled, two lanes generate in parallel; each sends the records of its own partitions, so
+    // every partition receives its records in index (= arrival) order, as the timeline says.
+    let lanes = options.rate > 0 ? 1 : 2
+    let env = StreamExecutionEnvironment(parallelism: lanes)
+    let partitionCounts = try KafkaAdmin.partitionCounts(config, options.streams.map { options.topics[$0]! }, timeoutMillis: 10_000)
     let labels = options.labels.map { _ in LabelLog() }
     var tallies: [(String, Tally)] = []
     let started = ContinuousClock.now
@@ -152,7 +160,17 @@ func run() throws {
         let tally = Tally()
         tallies.append((stream, tally))
         let g = options.config
-        let source = DataGeneratorSource(count: options.count, splits: rate > 0 ? 1 : 2) { i -> Int64 in
+        let partitions = partitionCounts[options.topics[stream]!]!
+        let keyOf: @Sendable (Int64) -> String
+        switch stream {
+        case "txn": let gen = TransactionGenerator(g); keyOf = gen.key
+        case "clicks": let gen = ClickGenerator(g); keyOf = gen.key
+        default: let gen = DeviceGenerator(g); keyOf = gen.key
+        }
+        let count = options.count
+        let source = DataGeneratorSource(count: count * Int64(lanes), splits: lanes) { j -> Int64 in
+            let i = j % count
+            if lanes > 1, Int(kafkaPartition(Array(keyOf(i).utf8), partitions: partitions)) % lanes != Int(j / count) { return -1 }
             if rate > 0 {
                 // Record i is due i / rate seconds after the start.
                 let due = started + .nanoseconds(Int64(Double(i) * 1e9 / rate))
@@ -162,8 +180,9 @@ func run() throws {
             return i
         }
         env.fromSource(source, watermarkStrategy: .noWatermarks(), name: "generate \(stream)")
+            .filter { $0 >= 0 }
             .sinkTo(KafkaSink(config: config, topic: options.topics[stream]!, guarantee: .atLeastOnce) {
-                try RecordWriter(registry: registry, config: g, stream: stream, tally: tally, labels: stream == "txn" ? labels : nil)
+                try RecordWriter(registry: registry, config: g, stream: stream, partitions: partitions, tally: tally, labels: stream == "txn" ? labels : nil)
             }, name: "to \(options.topics[stream]!)")
     }
     let all = tallies, count = options.count
