@@ -36,6 +36,8 @@ let package = Package(
         .executable(name: "crash-test-job", targets: ["CrashTestJob"]),
         .executable(name: "txn-features", targets: ["TxnFeatures"]),
         .executable(name: "click-features", targets: ["ClickFeatures"]),
+        .executable(name: "backfill", targets: ["Backfill"]),
+        .executable(name: "drill", targets: ["Drill"]),
     ],
     targets: cTargets + [
         // StreamCore compresses checkpoint snapshots with zstd (Checkpoint/Zstd.swift).
@@ -87,7 +89,9 @@ let package = Package(
                           linkerSettings: librdkafkaFromLocalLib),
         .executableTarget(name: "ClickFeatures", dependencies: ["FeatureJobs", "StreamCore", "Kafka"], path: "Sources/Jobs/ClickFeatures",
                           linkerSettings: librdkafkaFromLocalLib),
-        .testTarget(name: "FeatureJobsTests", dependencies: ["FeatureJobs", "StreamTesting", "StreamCore", "Operators", "Connectors", "Contracts", "Kafka", "Generators", "TxnFeatures", "Generate"],
+        .executableTarget(name: "Backfill", dependencies: ["FeatureJobs", "Kafka"], path: "Tools/Backfill", linkerSettings: librdkafkaFromLocalLib),
+        .executableTarget(name: "Drill", dependencies: ["FeatureJobs", "Kafka", "Connectors"], path: "Tools/Drill", linkerSettings: librdkafkaFromLocalLib),
+        .testTarget(name: "FeatureJobsTests", dependencies: ["FeatureJobs", "StreamTesting", "StreamCore", "Operators", "Connectors", "Contracts", "Kafka", "Generators", "TxnFeatures", "ClickFeatures", "Generate", "Backfill", "Drill"],
                     linkerSettings: librdkafkaFromLocalLib),
         .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Operators", "StreamTesting", "Replay", "Generate"],
                     linkerSettings: librdkafkaFromLocalLib),

@@ -116,14 +116,7 @@ public enum OfflineLog {
     /// Every committed row of `view` under `directory` (hidden, uncommitted files skipped), as
     /// Avro values, in file-name order.
     public static func read(_ view: FeatureView, directory: String) throws -> [AvroValue] {
-        let root = directory + "/" + view.rawValue
-        guard let walker = FileManager.default.enumerator(atPath: root) else { return [] }
-        var files: [String] = []
-        while let p = walker.nextObject() as? String {
-            if p.split(separator: "/").contains(where: { $0.hasPrefix(".") }) { continue }
-            if p.hasSuffix(".avro") { files.append(p) }
-        }
-        return try files.sorted().flatMap { try AvroContainer.read(path: root + "/" + $0).rows }
+        try files(view, directory: directory).flatMap { try AvroContainer.read(path: $0).rows }
     }
 }
 

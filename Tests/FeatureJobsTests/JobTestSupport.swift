@@ -6,6 +6,7 @@ import Generators
 import Kafka
 import StreamCore
 import StreamTesting
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -21,28 +22,33 @@ enum JobTestStack {
     static let redisDir = root + "/.build/feature-jobs-redis"
     static let binaries = root + "/.build/debug"
 
-    static let bootstrap: String? = {
-        if let external = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP"], !external.isEmpty { return external }
-        let r = TestProcesses.run(["/bin/bash", root + "/scripts/local-broker.sh", "start"], env: ["KAFKA_LOCAL_DIR": brokerDir])
-        guard r.status == 0 else { return nil }
-        return r.stdout.split(separator: "\n").last.map(String.init)
-    }()
+    /// Started on first use, stopped by each test class's tearDown (and started again by the next).
+    static let running = Mutex<(bootstrap: String, redisPort: Int)?>(nil)
 
-    static let redisPort: Int? = {
+    static func start() -> (bootstrap: String, redisPort: Int)? {
+        var bootstrap = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP"].flatMap { $0.isEmpty ? nil : $0 }
+        if bootstrap == nil {
+            let r = TestProcesses.run(["/bin/bash", root + "/scripts/local-broker.sh", "start"], env: ["KAFKA_LOCAL_DIR": brokerDir])
+            guard r.status == 0 else { return nil }
+            bootstrap = r.stdout.split(separator: "\n").last.map(String.init)
+        }
         let r = TestProcesses.run(["/bin/bash", root + "/scripts/redis-test-server.sh", "start"], env: ["REDIS_TEST_DIR": redisDir])
-        guard r.status == 0 else { return nil }
-        return Int(r.stdout.split(separator: "\n").last.map(String.init) ?? "")
-    }()
+        guard r.status == 0, let b = bootstrap, let port = Int(r.stdout.split(separator: "\n").last.map(String.init) ?? "") else { return nil }
+        return (b, port)
+    }
 
     static func stop() {
+        running.withLock { $0 = nil }
         _ = TestProcesses.run(["/bin/bash", root + "/scripts/local-broker.sh", "stop"], env: ["KAFKA_LOCAL_DIR": brokerDir])
         _ = TestProcesses.run(["/bin/bash", root + "/scripts/redis-test-server.sh", "stop"], env: ["REDIS_TEST_DIR": redisDir])
     }
 
     static func ready() throws -> (bootstrap: String, redisPort: Int) {
-        let b = try XCTUnwrap(bootstrap, "scripts/local-broker.sh start failed")
-        let r = try XCTUnwrap(redisPort, "scripts/redis-test-server.sh start failed")
-        return (b, r)
+        let stack = running.withLock { current -> (bootstrap: String, redisPort: Int)? in
+            if current == nil { current = start() }
+            return current
+        }
+        return try XCTUnwrap(stack, "scripts/local-broker.sh or scripts/redis-test-server.sh failed to start")
     }
 
     /// Fresh topics for one test (and their DLQs): role → name.
