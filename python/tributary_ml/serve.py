@@ -15,6 +15,7 @@ otherwise a sticky split by entity hash sends SCORING_CANDIDATE_SHARE of entitie
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -184,6 +185,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state["redis"] = aioredis.Redis(host=s.redis_host, port=s.redis_port, socket_timeout=t,
                                         socket_connect_timeout=t, retry=Retry(NoBackoff(), 0),
                                         max_connections=64)
+        gc.collect()
+        gc.freeze()  # the start-up heap is never collected again: shorter GC pauses on the request path
         log.info("scoring: models %s, control %s, candidate %s", list(loaded), s.model_version, s.candidate_version or "-")
 
     async def shutdown() -> None:
@@ -290,8 +293,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             work = score_perso(req)
         try:
-            body = await asyncio.wait_for(work, timeout=s.timeout_ms / 1000)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(s.timeout_ms / 1000):  # no extra task per request (unlike wait_for)
+                body = await work
+        except TimeoutError:
             m_duration.observe(time.perf_counter() - t0)
             return err(504, f"scoring took longer than the {s.timeout_ms:g} ms budget")
         dt = time.perf_counter() - t0
