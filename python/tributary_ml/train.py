@@ -274,10 +274,10 @@ def model_card(results: list[Trained], data: dict, path: Path) -> None:
              "- Point-in-time features via Feast `get_historical_features` (rows Feast drops re-joined as missing).",
              f"- Inputs ({len(FRAUD_INPUT_NAMES)}): " + ", ".join(f"`{n}`" for n in FRAUD_INPUT_NAMES) + ".",
              "- Missing values: documented imputation in `tributary_ml/features.py` (same code trains and serves).", "",
-             "## Models", "", "| alias | model | ROC-AUC | PR-AUC | Brier | ONNX max abs diff |", "|---|---|---|---|---|---|"]
+             "## Models", "", "| version (MLflow alias) | model | ROC-AUC | PR-AUC | Brier | ONNX max abs diff |", "|---|---|---|---|---|---|"]
     for r in results:
         m = r.metrics
-        lines.append(f"| `{r.version}` | {r.kind} + Platt calibration (held-out later 20% of train) | {m['roc_auc']:.4f} | {m['pr_auc']:.4f} | "
+        lines.append(f"| `{r.version}` (`{alias_for(r.version)}`) | {r.kind} + Platt calibration (held-out later 20% of train) | {m['roc_auc']:.4f} | {m['pr_auc']:.4f} | "
                      f"{m['brier']:.5f} | {m['onnx_max_abs_diff']:.2e} |")
     lines += ["", "## Caveats",
               "- Labels are injected patterns (burst, geo hopping, new device, unusual amount): real fraud differs.",
