@@ -3,7 +3,7 @@
     python scripts/create_topics.py HOST:PORT
 
 txn.events (12 partitions, key card_id), click.events (12, user_id), device.enrich (6, device_id),
-a DLQ per stream, and the features topic.
+a DLQ per stream, and the features topics (features.txn, features.click).
 """
 import sys
 
@@ -16,7 +16,8 @@ TOPICS = {
     "txn.events.dlq": 3,
     "click.events.dlq": 3,
     "device.enrich.dlq": 3,
-    "features": 12,
+    "features.txn": 12,
+    "features.click": 12,
 }
 
 

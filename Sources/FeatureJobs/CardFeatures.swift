@@ -61,7 +61,7 @@ public struct IngestedTransaction: Sendable, Codable {
 ///   (exact; sorted by time), with running aggregates over the last 5 minutes from index `p5`.
 /// - minute tiles (count, sum) for the last 1 440 minutes, running totals from `tileHead`.
 /// - the last N transactions in arrival order (for the mismatch ratios), none older than 24 h.
-public struct CardHistory: Codable, Sendable, Equatable {
+public struct CardHistory: Sendable, Equatable {
     var newest = Int64.min
     var times: [Int64] = []
     var amounts: [Int64] = []
@@ -232,5 +232,68 @@ public final class CardFeaturesFunction: KeyedProcessFunction {
 
     public func onTimer(_ timestamp: Int64, _ ctx: KeyedProcessContext<String>, _ out: Collector<CardFeatureRow>) throws {
         if let h = history.value(), h.isExpired(at: timestamp) { history.clear() }
+    }
+}
+
+/// Checkpoints encode the history as a few byte blobs (the checkpoint codec copies `[UInt8]` in
+/// one piece), only the live part of each list.
+extension CardHistory: Codable {
+    enum CodingKeys: String, CodingKey { case newest, recent, times, amounts, geo, tiles, counts, sums, strings, flags }
+
+    static func pack(_ v: ArraySlice<Int64>) -> [UInt8] { v.withUnsafeBytes { Array($0) } }
+    static func unpack(_ b: [UInt8]) -> [Int64] {
+        let n = b.count / 8
+        var out = [Int64](repeating: 0, count: n)
+        out.withUnsafeMutableBytes { dst in b.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[..<(n * 8)])) } }
+        return out
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(newest, forKey: .newest)
+        try c.encode(Self.pack(times[head...]), forKey: .times)
+        try c.encode(Self.pack(amounts[head...]), forKey: .amounts)
+        try c.encode(geo[head...].map { $0 ? UInt8(1) : 0 }, forKey: .geo)
+        try c.encode(Self.pack(tileMinute[tileHead...]), forKey: .tiles)
+        try c.encode(Self.pack(tileCount[tileHead...]), forKey: .counts)
+        try c.encode(Self.pack(tileSum[tileHead...]), forKey: .sums)
+        try c.encode(Self.pack(recentTime[...]), forKey: .recent)
+        try c.encode((recentCountry + recentDevice).joined(separator: "\u{1F}"), forKey: .strings)
+        try c.encode(zip(recentGeo, recentDevMismatch).map { UInt8($0 ? 1 : 0) | UInt8($1 ? 2 : 0) }, forKey: .flags)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        newest = try c.decode(Int64.self, forKey: .newest)
+        times = Self.unpack(try c.decode([UInt8].self, forKey: .times))
+        amounts = Self.unpack(try c.decode([UInt8].self, forKey: .amounts))
+        geo = try c.decode([UInt8].self, forKey: .geo).map { $0 != 0 }
+        tileMinute = Self.unpack(try c.decode([UInt8].self, forKey: .tiles))
+        tileCount = Self.unpack(try c.decode([UInt8].self, forKey: .counts))
+        tileSum = Self.unpack(try c.decode([UInt8].self, forKey: .sums))
+        recentTime = Self.unpack(try c.decode([UInt8].self, forKey: .recent))
+        let strings = try c.decode(String.self, forKey: .strings)
+        let parts = strings.isEmpty ? [] : strings.split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init)
+        let n = recentTime.count
+        guard parts.count == 2 * n, times.count == amounts.count, times.count == geo.count,
+              tileMinute.count == tileCount.count, tileMinute.count == tileSum.count else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "inconsistent card history"))
+        }
+        recentCountry = Array(parts[..<n])
+        recentDevice = Array(parts[n...])
+        let flags = try c.decode([UInt8].self, forKey: .flags)
+        recentGeo = flags.map { $0 & 1 != 0 }
+        recentDevMismatch = flags.map { $0 & 2 != 0 }
+        // Running aggregates are derived: the 5-minute window and the day's tiles from the newest.
+        head = 0
+        tileHead = 0
+        p5 = 0
+        count5 = 0; sum5 = 0; geo5 = 0
+        if newest != Int64.min {
+            while p5 < times.count, times[p5] < newest &- Self.fiveMinutes { p5 += 1 }
+            for i in p5..<times.count { count5 += 1; sum5 += amounts[i]; geo5 += geo[i] ? 1 : 0 }
+        }
+        count24 = tileCount.reduce(0, +)
+        sum24 = tileSum.reduce(0, +)
     }
 }

@@ -136,6 +136,12 @@ public struct FeatureJobContext: Sendable {
         guard every > 0 else { return {} }
         let stop = Atomic<Bool>(false)
         let thread = Thread {
+            // SIGTERM/SIGINT belong to the job's signal thread (stop with a savepoint), not this one.
+            var signals = sigset_t()
+            sigemptyset(&signals)
+            sigaddset(&signals, SIGTERM)
+            sigaddset(&signals, SIGINT)
+            pthread_sigmask(SIG_BLOCK, &signals, nil)
             var last: Int64 = 0
             var ticks = 0
             while !stop.load(ordering: .acquiring) {
@@ -153,13 +159,14 @@ public struct FeatureJobContext: Sendable {
     }
 
     /// The end-of-run summary.
-    public func summary(checkpoints: String) -> String {
+    public func summary(checkpoints: String, seconds: Double) -> String {
         let s = stats
+        let n = s.recordsIn.load(ordering: .relaxed)
         let reasons = s.deadLetterReasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         let q = { (p: Double) in s.latencyQuantile(p).map { "\($0) ms" } ?? "-" }
         return """
         \(settings.job) summary:
-          events in            \(s.recordsIn.load(ordering: .relaxed))\(s.outOfRange.load(ordering: .relaxed) > 0 ? " (\(s.outOfRange.load(ordering: .relaxed)) outside --from/--to skipped)" : "")
+          events in            \(n) in \(String(format: "%.1f", seconds)) s (\(Int(Double(n) / max(seconds, 0.001)))/s)\(s.outOfRange.load(ordering: .relaxed) > 0 ? " (\(s.outOfRange.load(ordering: .relaxed)) outside --from/--to skipped)" : "")
           online updates       \(s.onlineRows.load(ordering: .relaxed)) (Redis, newest event time wins)
           offline rows         \(s.offlineRows.load(ordering: .relaxed)) (\(settings.offlineDir))
           dead letters         \(s.deadLetters.load(ordering: .relaxed))\(reasons.isEmpty ? "" : " (\(reasons))")

@@ -35,6 +35,7 @@ public func runFeatureJob(_ job: String, topics: @escaping (JobSettings) -> [Str
         try build(env, ctx)
         writeStderr("\(job): \(restored.map { "restored checkpoint \($0)" } ?? "starting fresh") — broker \(settings.bootstrap), Redis \(settings.writeOnline ? "\(settings.redisHost):\(settings.redisPort)" : "off"), offline log \(settings.writeOffline ? settings.offlineDir : "off"), parallelism \(settings.parallelism)\(settings.bounded ? ", bounded" : "")")
         let stopProgress = ctx.startProgress()
+        let started = Date()
         let checkpoints: String
         if settings.checkpointing.checkpointDirectory != nil {
             switch try env.executeStoppingOnSignal(job) {
@@ -48,7 +49,8 @@ public func runFeatureJob(_ job: String, topics: @escaping (JobSettings) -> [Str
             checkpoints = "none (no --checkpoint-dir)"
         }
         stopProgress()
-        let summary = ctx.summary(checkpoints: checkpoints + (restored.map { "; restored from \($0)" } ?? ""))
+        let summary = ctx.summary(checkpoints: checkpoints + (restored.map { "; restored from \($0)" } ?? ""),
+                                  seconds: Date().timeIntervalSince(started))
         print(summary)
         fflush(nil)
         exit(0)

@@ -28,6 +28,8 @@ struct Options {
     var registry = "schemas/registry.json"
     var topics = ["txn": "txn.events", "clicks": "click.events", "devices": "device.enrich"]
     var config = GeneratorConfig()
+    /// `--start now`: the records' Kafka timestamps are when they are sent (for latency), not the timeline's arrival.
+    var wallClockTimestamps = false
 
     init(_ args: [String]) throws {
         var i = 0
@@ -55,6 +57,7 @@ struct Options {
                 config.seed = s
             case "--start":
                 if v == "now" {
+                    wallClockTimestamps = true
                     // Arrival times (the records' Kafka timestamps) then follow the wall clock when throttled.
                     var ts = timespec()
                     clock_gettime(CLOCK_REALTIME, &ts)
@@ -107,9 +110,11 @@ final class RecordWriter: KafkaRecordSerializer {
     let labels: LabelLog?
     let make: (Int64) -> GeneratedRecord
     let partitions: Int
+    let wallClock: Bool
 
-    init(registry: ContractRegistry, config: GeneratorConfig, stream: String, partitions: Int, tally: Tally, labels: LabelLog?) throws {
+    init(registry: ContractRegistry, config: GeneratorConfig, stream: String, partitions: Int, wallClock: Bool, tally: Tally, labels: LabelLog?) throws {
         self.partitions = partitions
+        self.wallClock = wallClock
         codec = try ConfluentAvroCodec(registry: registry, reader: registry.byId[1]!)
         self.config = config
         self.stream = stream
@@ -139,7 +144,8 @@ final class RecordWriter: KafkaRecordSerializer {
         }
         // The partition Kafka's default partitioner picks (murmur2), set here so the lanes agree on it.
         let key = Array(r.key.utf8)
-        return KafkaProducerRecord(partition: kafkaPartition(key, partitions: partitions), key: key, value: bytes, timestamp: r.arrivalTime)
+        return KafkaProducerRecord(partition: kafkaPartition(key, partitions: partitions), key: key, value: bytes,
+                                   timestamp: wallClock ? nil : r.arrivalTime)
     }
 }
 
@@ -161,6 +167,7 @@ func run() throws {
         tallies.append((stream, tally))
         let g = options.config
         let partitions = partitionCounts[options.topics[stream]!]!
+        let wallClock = options.wallClockTimestamps
         let keyOf: @Sendable (Int64) -> String
         switch stream {
         case "txn": let gen = TransactionGenerator(g); keyOf = gen.key
@@ -182,7 +189,7 @@ func run() throws {
         env.fromSource(source, watermarkStrategy: .noWatermarks(), name: "generate \(stream)")
             .filter { $0 >= 0 }
             .sinkTo(KafkaSink(config: config, topic: options.topics[stream]!, guarantee: .atLeastOnce) {
-                try RecordWriter(registry: registry, config: g, stream: stream, partitions: partitions, tally: tally, labels: stream == "txn" ? labels : nil)
+                try RecordWriter(registry: registry, config: g, stream: stream, partitions: partitions, wallClock: wallClock, tally: tally, labels: stream == "txn" ? labels : nil)
             }, name: "to \(options.topics[stream]!)")
     }
     let all = tallies, count = options.count

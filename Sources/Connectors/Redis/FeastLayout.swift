@@ -118,6 +118,12 @@ public enum FeastValue: Sendable, Equatable {
 
     public func serialized() -> [UInt8] {
         var out: [UInt8] = []
+        serialize(into: &out)
+        return out
+    }
+
+    /// Appends the protobuf bytes to `out`.
+    public func serialize(into out: inout [UInt8]) {
         switch self {
         case .bytes(let b):
             out.append(0x0a); Protobuf.appendVarint(UInt64(b.count), to: &out); out += b
@@ -138,7 +144,6 @@ public enum FeastValue: Sendable, Equatable {
         case .null:
             break
         }
-        return out
     }
 }
 

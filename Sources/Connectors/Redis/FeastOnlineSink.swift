@@ -111,27 +111,37 @@ local written = 0
 for k = 1, #KEYS do
   local key = KEYS[k]
   local views = tonumber(ARGV[a]); a = a + 1
-  local touched = false
+  local tsFields = {}
+  local starts = {}
   for v = 1, views do
-    local field, ts, s, n, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-    local first = a + 5
-    a = first + 2 * count
+    tsFields[v] = ARGV[a]
+    starts[v] = a
+    a = a + 5 + 2 * tonumber(ARGV[a + 4])
+  end
+  local stored = redis.call('HMGET', key, unpack(tsFields))
+  local out = {}
+  for v = 1, views do
+    local b = starts[v]
     local newer = true
-    local stored = redis.call('HGET', key, field)
-    if stored then
-      local seconds, nanos = timestamp(stored)
+    if stored[v] then
+      local seconds, nanos = timestamp(stored[v])
       if seconds == nil then
-        return redis.error_reply('ERR Tributary upsert: field ' .. field .. ' does not hold a protobuf Timestamp')
+        return redis.error_reply('ERR Tributary upsert: field ' .. tsFields[v] .. ' does not hold a protobuf Timestamp')
       end
+      local s, n = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
       if s < seconds or (s == seconds and n <= nanos) then newer = false end
     end
     if newer then
-      redis.call('HSET', key, field, ts, unpack(ARGV, first, a - 1))
+      out[#out + 1] = ARGV[b]
+      out[#out + 1] = ARGV[b + 1]
+      for i = b + 5, b + 4 + 2 * tonumber(ARGV[b + 4]) do out[#out + 1] = ARGV[i] end
       written = written + 1
-      touched = true
     end
   end
-  if touched and ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  if #out > 0 then
+    redis.call('HSET', key, unpack(out))
+    if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  end
 end
 return written
 """#)
@@ -141,7 +151,8 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     public typealias Input = T
 
     struct Batch {
-        var command: [[UInt8]]
+        /// The EVALSHA command in RESP.
+        var command: [UInt8]
         var rows: Int
         var ingest: [Int64]
     }
@@ -153,9 +164,12 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     private var timestampFields: [String: [UInt8]] = [:]
     private var fields: [String: [String: [UInt8]]] = [:]
     private var projectBytes: [UInt8]
-    /// The batch being filled.
+    /// The batch being filled: per entity key (in first-seen order) the newest row of each view;
+    /// an older row of a view already in the batch is dropped here (Redis would not apply it, or
+    /// would overwrite it a moment later).
     private var keys: [[UInt8]] = []
-    private var arguments: [[UInt8]] = []
+    private var slots: [[UInt8]: Int] = [:]
+    private var pending: [[FeastViewRow]] = []
     private var ingest: [Int64] = []
     private var rows = 0
     /// Batches sent whose replies are unread, oldest first.
@@ -176,10 +190,9 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     }
 
     private func startBatch() {
-        keys = []
-        keys.reserveCapacity(sink.options.maxBatch)
-        arguments = [ttlArgument]
-        arguments.reserveCapacity(1 + sink.options.maxBatch * 24)
+        keys.removeAll(keepingCapacity: true)
+        slots.removeAll(keepingCapacity: true)
+        pending.removeAll(keepingCapacity: true)
         ingest = []
         rows = 0
     }
@@ -188,22 +201,22 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
 
     public func write(_ value: T, context: SinkWriterContext) throws {
         guard let update = try sink.toUpdate(value), !update.rows.isEmpty else { return }
-        keys.append(update.entity.serialized() + projectBytes)
-        arguments.append(Array(String(update.rows.count).utf8))
+        let key = update.entity.serialized() + projectBytes
         rows += update.rows.count
-        for row in update.rows {
-            let ts = row.eventTime
-            arguments.append(timestampField(row.view))
-            arguments.append(ts.serialized())
-            arguments.append(Array(String(ts.seconds).utf8))
-            arguments.append(Array(String(ts.nanos).utf8))
-            arguments.append(Array(String(row.features.count).utf8))
-            for (name, v) in row.features {
-                arguments.append(field(row.view, name))
-                arguments.append(v.serialized())
+        if let t = update.ingestMillis { ingest.append(t) }
+        if let slot = slots[key] {
+            for row in update.rows {
+                if let i = pending[slot].firstIndex(where: { $0.view == row.view }) {
+                    if pending[slot][i].eventTime < row.eventTime { pending[slot][i] = row }
+                } else {
+                    pending[slot].append(row)
+                }
             }
-            if let t = update.ingestMillis { ingest.append(t) }
+            return
         }
+        slots[key] = keys.count
+        keys.append(key)
+        pending.append(update.rows)
         if keys.count >= sink.options.maxBatch { try send() }
     }
 
@@ -248,15 +261,40 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     private func send() throws {
         guard !keys.isEmpty else { return }
         let script = FeastOnlineSink<T>.script
-        var command: [[UInt8]] = [Array("EVALSHA".utf8), Array(script.sha1.utf8), Array(String(keys.count).utf8)]
-        command.reserveCapacity(3 + keys.count + arguments.count)
-        command += keys
-        command += arguments
-        let batch = Batch(command: command, rows: rows, ingest: ingest)
+        var argc = 3 + keys.count + 1
+        for views in pending {
+            argc += 1
+            for row in views { argc += 5 + 2 * row.features.count }
+        }
+        var c = RESPCommand(arguments: argc, capacity: 64 * argc)
+        c.argument("EVALSHA")
+        c.argument(script.sha1)
+        c.argument(Int64(keys.count))
+        for k in keys { c.argument(k) }
+        c.argument(ttlArgument)
+        var value: [UInt8] = []
+        for views in pending {
+            c.argument(Int64(views.count))
+            for row in views {
+                let ts = row.eventTime
+                c.argument(timestampField(row.view))
+                c.argument(ts.serialized())
+                c.argument(ts.seconds)
+                c.argument(Int64(ts.nanos))
+                c.argument(Int64(row.features.count))
+                for (name, v) in row.features {
+                    c.argument(field(row.view, name))
+                    value.removeAll(keepingCapacity: true)
+                    v.serialize(into: &value)
+                    c.argument(value)
+                }
+            }
+        }
+        let batch = Batch(command: c.bytes, rows: rows, ingest: ingest)
         startBatch()
         inFlight.append(batch)
         do {
-            try connection.append(batch.command)
+            try connection.appendFormatted(batch.command)
             try connection.flushOutput()
         } catch let error as RedisError where error.isConnectionError {
             try recover(from: error)
@@ -320,7 +358,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     }
 
     private func resendInFlight() throws {
-        for b in inFlight { try connection.append(b.command) }
+        for b in inFlight { try connection.appendFormatted(b.command) }
         try connection.flushOutput()
     }
 }

@@ -137,6 +137,16 @@ public final class RedisConnection {
         awaitingReplies += 1
     }
 
+    /// Queues a command already in RESP (`RESPCommand`), as is.
+    public func appendFormatted(_ resp: [UInt8]) throws {
+        try checkUsable()
+        let rc = resp.withUnsafeBufferPointer { b in
+            redisAppendFormattedCommand(context, UnsafeRawPointer(b.baseAddress!).assumingMemoryBound(to: CChar.self), b.count)
+        }
+        if rc != 0 { throw RedisError.io(host, port, Self.errorText(context)) }
+        awaitingReplies += 1
+    }
+
     /// Sends everything in the output buffer.
     public func flushOutput() throws {
         var done: Int32 = 0
@@ -285,4 +295,37 @@ enum SHA1 {
     }
 
     private static func rotl(_ x: UInt32, _ n: UInt32) -> UInt32 { (x << n) | (x >> (32 - n)) }
+}
+
+/// A command written straight into Redis's wire format (RESP: `*argc`, then `$len` + bytes per
+/// argument), for large pipelined commands without intermediate copies.
+public struct RESPCommand {
+    public private(set) var bytes: [UInt8] = []
+
+    public init(arguments count: Int, capacity: Int = 256) {
+        bytes.reserveCapacity(capacity)
+        bytes.append(UInt8(ascii: "*"))
+        decimal(count)
+    }
+
+    private mutating func decimal(_ n: Int) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var v = n, i = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat { d[i] = UInt8(ascii: "0") + UInt8(v % 10); v /= 10; i += 1 } while v > 0
+            while i > 0 { i -= 1; bytes.append(d[i]) }
+        }
+        bytes.append(13); bytes.append(10)
+    }
+
+    public mutating func argument<C: Collection>(_ b: C) where C.Element == UInt8 {
+        bytes.append(UInt8(ascii: "$"))
+        decimal(b.count)
+        bytes.append(contentsOf: b)
+        bytes.append(13); bytes.append(10)
+    }
+
+    public mutating func argument(_ s: String) { argument(Array(s.utf8)) }
+    public mutating func argument(_ n: Int64) { argument(Array(String(n).utf8)) }
 }
