@@ -40,3 +40,10 @@ def test_e2e_probe_simulated(served, redis_server):
     res = e2e.run(e2e.SimulatedProducer(r, "tributary", delay_ms=2), r, served, probes=20, rate=100, project="tributary")
     assert res["lost"] == 0
     assert 2 <= res["visible_p50_ms"] <= res["e2e_p50_ms"] < 1000
+
+
+@pytest.mark.skipif(os.environ.get("TRIBUTARY_E2E") != "1" or not os.path.exists(e2e.REPO_ROOT / ".build/release/txn-features"),
+                    reason="TRIBUTARY_E2E=1 and a release build of txn-features needed")
+def test_e2e_through_the_real_job():
+    """Broker, txn-features, Redis and the service on loopback; 30 events through Kafka and the job to a score."""
+    assert e2e.main(["--mode", "kafka", "--local", "--probes", "30", "--rate", "20"]) == 0

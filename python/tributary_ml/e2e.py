@@ -12,6 +12,9 @@ produce → visible (feature freshness) and produce → score returned (end to e
 Modes: `kafka` needs the broker (KAFKA_BOOTSTRAP), the txn-features job consuming txn.events and writing
 Redis, and the scoring service (`make serve`); `simulated` stands in for the job: it writes the probe's
 rows itself after the produce (no Kafka) — a check of this script, not a measure of the system.
+`--local` (with kafka) starts everything itself on loopback and stops it (by PID) at the end: a broker of its
+own (scripts/local-broker.sh with a temporary KAFKA_LOCAL_DIR, the design's topics), a redis-server, the
+txn-features job (--job-bin, default .build/release/txn-features: build it first) and the service.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,7 +44,8 @@ class KafkaProducer:
         self.schema_id = entry["id"]
         self.schema = fastavro.parse_schema(json.loads((REPO_ROOT / "schemas" / entry["schema"]).read_text()))
         self.topic = topic
-        self.p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
+        self.p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all",
+                           "log.connection.close": False})
 
     def produce(self, card: str, event_ms: int) -> None:
         import fastavro
@@ -106,6 +112,60 @@ def run(producer, redis_client, url: str, probes: int, rate: float, project: str
             "e2e_p50_ms": pct(e2e, 50), "e2e_p95_ms": pct(e2e, 95), "e2e_p99_ms": pct(e2e, 99)}
 
 
+class LocalStack:
+    """Broker + topics, redis-server, txn-features and the scoring service on loopback, all stopped by PID."""
+
+    def __init__(self, job_bin: str):
+        import shutil
+        import tempfile
+        self.dir = Path(tempfile.mkdtemp(prefix="tributary-e2e-"))
+        self.job_bin = job_bin
+        self.procs: list = []
+        self.broker_env = {**os.environ, "KAFKA_LOCAL_DIR": str(self.dir / "broker")}
+        self.redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+    def start(self) -> tuple[str, int, str]:
+        from .latency import free_port, wait_http
+        script = str(REPO_ROOT / "scripts" / "local-broker.sh")
+        out = subprocess.run(["bash", script, "start"], env=self.broker_env, check=True, capture_output=True, text=True)
+        bootstrap = out.stdout.strip().splitlines()[-1]
+        subprocess.run(["bash", script, "topics"], env=self.broker_env, check=True, capture_output=True)
+        rport, sport = free_port(), free_port()
+        self.procs.append(subprocess.Popen([self.redis_server, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                                            "--appendonly", "no", "--dir", str(self.dir)], stdout=subprocess.DEVNULL))
+        time.sleep(0.3)
+        job_env = {**os.environ, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(rport)}
+        self.procs.append(subprocess.Popen(
+            [self.job_bin, "--bootstrap", bootstrap, "--redis", f"127.0.0.1:{rport}", "--offline-dir",
+             str(self.dir / "offline"), "--features-topic", "none", "--progress-seconds", "0",
+             "--registry", str(REPO_ROOT / "schemas" / "registry.json")],
+            env=job_env, cwd=str(REPO_ROOT), stdout=subprocess.DEVNULL, stderr=open(self.dir / "job.log", "w")))
+        svc_env = {**os.environ, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(rport), "SCORING_PORT": str(sport),
+                   "SCORING_HOST": "127.0.0.1"}
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "tributary_ml.serve"], env=svc_env))
+        url = f"http://127.0.0.1:{sport}"
+        wait_http(url)
+        time.sleep(3)  # the job joins its consumer group and gets its partitions
+        return bootstrap, rport, url
+
+    def stop(self) -> None:
+        import shutil
+        import signal
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.kill(p.pid, signal.SIGKILL)
+        subprocess.run(["bash", str(REPO_ROOT / "scripts" / "local-broker.sh"), "stop"], env=self.broker_env,
+                       capture_output=True)
+        log = self.dir / "job.log"
+        if log.exists() and log.stat().st_size:
+            print("e2e: the job's log (last lines):\n" + "\n".join(log.read_text().splitlines()[-5:]), file=sys.stderr)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     import redis
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,12 +174,30 @@ def main(argv=None) -> int:
     ap.add_argument("--probes", type=int, default=200)
     ap.add_argument("--rate", type=float, default=20, help="probes per second (at most)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--local", action="store_true", help="start broker, Redis, txn-features and the service itself")
+    ap.add_argument("--job-bin", default=str(REPO_ROOT / ".build" / "release" / "txn-features"))
     a = ap.parse_args(argv)
-    r = redis.Redis(host=env("REDIS_HOST"), port=int(env("REDIS_PORT")))
     project = env("FEAST_PROJECT")
-    prod = (KafkaProducer(env("KAFKA_BOOTSTRAP") or "127.0.0.1:9092") if a.mode == "kafka"
-            else SimulatedProducer(r, project))
-    res = run(prod, r, a.url.rstrip("/"), a.probes, a.rate, project)
+    stack = None
+    try:
+        if a.local:
+            if a.mode != "kafka":
+                ap.error("--local goes with --mode kafka")
+            if not Path(a.job_bin).exists():
+                print(f"e2e: no {a.job_bin}: build the jobs first (swift build -c release)", file=sys.stderr)
+                return 2
+            stack = LocalStack(a.job_bin)
+            bootstrap, rport, url = stack.start()
+            r = redis.Redis(host="127.0.0.1", port=rport)
+        else:
+            bootstrap, url = env("KAFKA_BOOTSTRAP") or "127.0.0.1:9092", a.url
+            r = redis.Redis(host=env("REDIS_HOST"), port=int(env("REDIS_PORT")))
+        prod = KafkaProducer(bootstrap) if a.mode == "kafka" else SimulatedProducer(r, project)
+        res = run(prod, r, url.rstrip("/"), a.probes, a.rate, project)
+        prod = None  # the producer goes before the broker does
+    finally:
+        if stack:
+            stack.stop()
     print(f"e2e ({a.mode}): {res['probes']} probes, {res['lost']} lost; produce→visible p50 {res['visible_p50_ms']:.1f} "
           f"p95 {res['visible_p95_ms']:.1f} p99 {res['visible_p99_ms']:.1f} ms; produce→score p50 {res['e2e_p50_ms']:.1f} "
           f"p95 {res['e2e_p95_ms']:.1f} p99 {res['e2e_p99_ms']:.1f} ms")
