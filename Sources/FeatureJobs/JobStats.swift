@@ -12,6 +12,8 @@ public final class JobStats: Sendable {
     let reasons = Mutex<[String: Int64]>([:])
     /// Latency histogram: bucket i holds latencies in [i, i+1) ms below 1 000 ms, then 10 ms buckets to 60 s.
     let latency = Mutex<[Int64]>(Array(repeating: 0, count: 1_000 + 5_900 + 1))
+    /// The same for event → read by the job's source (the broker's part of the latency).
+    let sourceLatency = Mutex<[Int64]>(Array(repeating: 0, count: 1_000 + 5_900 + 1))
 
     public init() {}
 
@@ -24,7 +26,14 @@ public final class JobStats: Sendable {
 
     public func observeLatency(_ millis: [Int64]) {
         onlineRows.add(Int64(millis.count), ordering: .relaxed)
-        latency.withLock { h in
+        Self.record(millis, into: latency)
+    }
+
+    /// Event → source read, sampled by the caller.
+    public func observeSourceLatency(_ millis: Int64) { Self.record([millis], into: sourceLatency) }
+
+    static func record(_ millis: [Int64], into histogram: borrowing Mutex<[Int64]>) {
+        histogram.withLock { h in
             for m in millis {
                 let v = max(0, m)
                 let i = v < 1_000 ? Int(v) : min(h.count - 1, 1_000 + Int((v - 1_000) / 10))
@@ -34,18 +43,17 @@ public final class JobStats: Sendable {
     }
 
     /// The latency at quantile `q` (0...1) in ms, or nil without observations.
-    public func latencyQuantile(_ q: Double) -> Int64? {
-        latency.withLock { h in
-            let total = h.reduce(0, +)
-            guard total > 0 else { return nil }
-            let rank = Int64((Double(total) * q).rounded(.up))
-            var seen: Int64 = 0
-            for (i, c) in h.enumerated() {
-                seen += c
-                if seen >= max(1, rank) { return i < 1_000 ? Int64(i) : 1_000 + Int64(i - 1_000) * 10 }
-            }
-            return nil
+    public func latencyQuantile(_ q: Double, source: Bool = false) -> Int64? {
+        let h = source ? sourceLatency.withLock { $0 } : latency.withLock { $0 }
+        let total = h.reduce(0, +)
+        guard total > 0 else { return nil }
+        let rank = Int64((Double(total) * q).rounded(.up))
+        var seen: Int64 = 0
+        for (i, c) in h.enumerated() {
+            seen += c
+            if seen >= max(1, rank) { return i < 1_000 ? Int64(i) : 1_000 + Int64(i - 1_000) * 10 }
         }
+        return nil
     }
 
     public var latencyCount: Int64 { latency.withLock { $0.reduce(0, +) } }
