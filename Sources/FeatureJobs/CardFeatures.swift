@@ -9,6 +9,8 @@ public struct CardFeatureRow: Sendable, Codable, Equatable {
     public var eventTime: Int64
     /// When the event was produced (the Kafka record's timestamp), for latency; 0 when unknown.
     public var ingestMillis: Int64
+    /// When the job read the transaction (wall clock), for the job's own latency; 0 when unknown.
+    public var readMillis: Int64 = 0
     public var count5m: Int64
     public var sum5m: Int64
     public var avg5m: Double
@@ -49,9 +51,11 @@ public struct CardFeatureRow: Sendable, Codable, Equatable {
 public struct IngestedTransaction: Sendable, Codable {
     public var txn: Transaction
     public var ingestMillis: Int64
-    public init(_ txn: Transaction, ingestMillis: Int64) {
+    public var readMillis: Int64
+    public init(_ txn: Transaction, ingestMillis: Int64, readMillis: Int64 = 0) {
         self.txn = txn
         self.ingestMillis = ingestMillis
+        self.readMillis = readMillis
     }
 }
 
@@ -222,9 +226,10 @@ public final class CardFeaturesFunction: KeyedProcessFunction {
 
     public func processElement(_ value: IngestedTransaction, _ ctx: KeyedProcessContext<String>, _ out: Collector<CardFeatureRow>) throws {
         let lastN = self.lastN
-        let (row, newest) = history.modify(initial: CardHistory()) { h in
+        var (row, newest) = history.modify(initial: CardHistory()) { h in
             (h.add(value.txn, ingestMillis: value.ingestMillis, lastN: lastN), h.newest)
         }
+        row?.readMillis = value.readMillis
         // One timer per card and minute: the first instant after which the history is useless.
         ctx.timerService.registerEventTimeTimer((CardHistory.floorMinute(newest) + 1) * CardHistory.minute + CardHistory.day)
         if let row { try out.collect(row) }

@@ -103,7 +103,7 @@ public struct FeatureJobContext: Sendable {
         let stats = self.stats
         return FeastOnlineSink<T>(project: settings.project,
                                   options: .init(host: settings.redisHost, port: settings.redisPort, keyTTLSeconds: settings.keyTTLSeconds),
-                                  latency: { stats.observeLatency($0) }, toUpdate: toUpdate)
+                                  latency: { stats.observeLatency($0, fromRead: $1) }, toUpdate: toUpdate)
     }
 
     /// The offline feature log.
@@ -164,14 +164,17 @@ public struct FeatureJobContext: Sendable {
         let n = s.recordsIn.load(ordering: .relaxed)
         let reasons = s.deadLetterReasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         let q = { (p: Double) in s.latencyQuantile(p).map { "\($0) ms" } ?? "-" }
-        let qs = { (p: Double) in s.latencyQuantile(p, source: true).map { "\($0) ms" } ?? "-" }
+        let qs = { (p: Double) in s.latencyQuantile(p, .eventToRead).map { "\($0) ms" } ?? "-" }
+        let qj = { (p: Double) in s.latencyQuantile(p, .readToRedis).map { "\($0) ms" } ?? "-" }
         return """
         \(settings.job) summary:
           events in            \(n) in \(String(format: "%.1f", seconds)) s (\(Int(Double(n) / max(seconds, 0.001)))/s)\(s.outOfRange.load(ordering: .relaxed) > 0 ? " (\(s.outOfRange.load(ordering: .relaxed)) outside --from/--to skipped)" : "")
           online updates       \(s.onlineRows.load(ordering: .relaxed)) (Redis, newest event time wins)
           offline rows         \(s.offlineRows.load(ordering: .relaxed)) (\(settings.offlineDir))
           dead letters         \(s.deadLetters.load(ordering: .relaxed))\(reasons.isEmpty ? "" : " (\(reasons))")
-          event→Redis latency  p50 \(q(0.5)), p95 \(q(0.95)), p99 \(q(0.99)) over \(s.latencyCount) rows (event → read from Kafka: p50 \(qs(0.5)), p95 \(qs(0.95)))
+          event→Redis latency  p50 \(q(0.5)), p95 \(q(0.95)), p99 \(q(0.99)) over \(s.latencyCount) rows
+            of which broker      event → read from Kafka: p50 \(qs(0.5)), p95 \(qs(0.95)), p99 \(qs(0.99)) (1 in 64 sampled)
+            of which this job    read → in Redis: p50 \(qj(0.5)), p95 \(qj(0.95)), p99 \(qj(0.99))
           checkpoints          \(checkpoints)
         """
     }
@@ -194,9 +197,10 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
     // On-arrival card features → Redis, offline log, features topic.
     let lastN = s.lastN
     let features = txns.map { t -> IngestedTransaction in
+        let now = wallClockMillis()
         // One in 64 records: how long the broker took to hand it to the job.
-        if t.origin.offset & 63 == 0 { stats.observeSourceLatency(wallClockMillis() - t.timestamp) }
-        return IngestedTransaction(t.value, ingestMillis: t.timestamp)
+        if t.origin.offset & 63 == 0 { stats.observeSourceLatency(now - t.timestamp) }
+        return IngestedTransaction(t.value, ingestMillis: t.timestamp, readMillis: now)
     }
         .keyBy { $0.txn.cardId }
         .process(name: "card features", CardFeaturesFunction(lastN: lastN))

@@ -146,7 +146,7 @@ extension CardFeatureRow {
                 ("seconds_since_last_txn", secondsSinceLastTxn.map { .double($0) } ?? .null),
                 ("amount_minor", .int64(amountMinor)),
             ]),
-        ], ingestMillis: ingestMillis > 0 ? ingestMillis : nil)
+        ], ingestMillis: ingestMillis > 0 ? ingestMillis : nil, readMillis: readMillis > 0 ? readMillis : nil)
     }
 }
 

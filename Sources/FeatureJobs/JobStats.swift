@@ -24,9 +24,13 @@ public final class JobStats: Sendable {
 
     public var deadLetterReasons: [String: Int64] { reasons.withLock { $0 } }
 
-    public func observeLatency(_ millis: [Int64]) {
+    /// The job's own part: read from the source → in Redis.
+    let jobLatency = Mutex<[Int64]>(Array(repeating: 0, count: 1_000 + 5_900 + 1))
+
+    public func observeLatency(_ millis: [Int64], fromRead: [Int64] = []) {
         onlineRows.add(Int64(millis.count), ordering: .relaxed)
         Self.record(millis, into: latency)
+        if !fromRead.isEmpty { Self.record(fromRead, into: jobLatency) }
     }
 
     /// Event → source read, sampled by the caller.
@@ -43,8 +47,15 @@ public final class JobStats: Sendable {
     }
 
     /// The latency at quantile `q` (0...1) in ms, or nil without observations.
-    public func latencyQuantile(_ q: Double, source: Bool = false) -> Int64? {
-        let h = source ? sourceLatency.withLock { $0 } : latency.withLock { $0 }
+    public enum LatencyKind { case eventToRedis, eventToRead, readToRedis }
+
+    public func latencyQuantile(_ q: Double, _ kind: LatencyKind = .eventToRedis) -> Int64? {
+        let h: [Int64]
+        switch kind {
+        case .eventToRedis: h = latency.withLock { $0 }
+        case .eventToRead: h = sourceLatency.withLock { $0 }
+        case .readToRedis: h = jobLatency.withLock { $0 }
+        }
         let total = h.reduce(0, +)
         guard total > 0 else { return nil }
         let rank = Int64((Double(total) * q).rounded(.up))

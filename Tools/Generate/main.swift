@@ -188,10 +188,7 @@ func run() throws {
         }
         env.fromSource(source, watermarkStrategy: .noWatermarks(), name: "generate \(stream)")
             .filter { $0 >= 0 }
-            .sinkTo(KafkaSink(config: config, topic: options.topics[stream]!, guarantee: .atLeastOnce,
-                             // The local broker answers idempotent producers slowly (p95 ~0.4 s
-                             // against ~13 ms, docs/kafka.md): latency runs do without.
-                             producerProperties: wallClock ? ["enable.idempotence": "false"] : [:]) {
+            .sinkTo(KafkaSink(config: config, topic: options.topics[stream]!, guarantee: .atLeastOnce) {
                 try RecordWriter(registry: registry, config: g, stream: stream, partitions: partitions, wallClock: wallClock, tally: tally, labels: stream == "txn" ? labels : nil)
             }, name: "to \(options.topics[stream]!)")
     }

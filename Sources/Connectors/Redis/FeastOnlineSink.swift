@@ -24,16 +24,20 @@ public struct FeastEntityUpdate: Sendable {
     public var rows: [FeastViewRow]
     /// Epoch milliseconds the event was produced (the Kafka record's timestamp), if known.
     public var ingestMillis: Int64?
+    /// When the job read the event from its source, if known (the job's own share of the latency).
+    public var readMillis: Int64?
 
-    public init(entity: FeastEntityKey, rows: [FeastViewRow], ingestMillis: Int64? = nil) {
+    public init(entity: FeastEntityKey, rows: [FeastViewRow], ingestMillis: Int64? = nil, readMillis: Int64? = nil) {
         self.entity = entity
         self.rows = rows
         self.ingestMillis = ingestMillis
+        self.readMillis = readMillis
     }
 }
 
-/// Called with (now − ingest time) in milliseconds for every row Redis acknowledged.
-public typealias OnlineLatencyObserver = @Sendable (_ millis: [Int64]) -> Void
+/// Called for every batch Redis acknowledged with (now − ingest time) and (now − read time) in
+/// milliseconds of its records that carry them.
+public typealias OnlineLatencyObserver = @Sendable (_ fromIngest: [Int64], _ fromRead: [Int64]) -> Void
 
 /// Writes feature rows to Redis in Feast's layout, newest event time wins per view — the
 /// batched form of `RedisUpsertSink` for jobs that write several views per record at high rates.
@@ -155,6 +159,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
         var command: [UInt8]
         var rows: Int
         var ingest: [Int64]
+        var read: [Int64]
     }
 
     let sink: FeastOnlineSink<T>
@@ -171,6 +176,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     private var slots: [[UInt8]: Int] = [:]
     private var pending: [[FeastViewRow]] = []
     private var ingest: [Int64] = []
+    private var read: [Int64] = []
     private var rows = 0
     /// Batches sent whose replies are unread, oldest first.
     private var inFlight: [Batch] = []
@@ -194,6 +200,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
         slots.removeAll(keepingCapacity: true)
         pending.removeAll(keepingCapacity: true)
         ingest = []
+        read = []
         rows = 0
     }
 
@@ -204,6 +211,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
         let key = update.entity.serialized() + projectBytes
         rows += update.rows.count
         if let t = update.ingestMillis { ingest.append(t) }
+        if let t = update.readMillis { read.append(t) }
         if let slot = slots[key] {
             for row in update.rows {
                 if let i = pending[slot].firstIndex(where: { $0.view == row.view }) {
@@ -290,7 +298,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
                 }
             }
         }
-        let batch = Batch(command: c.bytes, rows: rows, ingest: ingest)
+        let batch = Batch(command: c.bytes, rows: rows, ingest: ingest, read: read)
         startBatch()
         inFlight.append(batch)
         do {
@@ -321,9 +329,9 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
                         rowsWritten += n
                         rowsNotNewer += Int64(batch.rows) - n
                         inFlight.removeFirst()
-                        if let observe = sink.latency, !batch.ingest.isEmpty {
+                        if let observe = sink.latency, !batch.ingest.isEmpty || !batch.read.isEmpty {
                             let now = Int64(wallClockMillis())
-                            observe(batch.ingest.map { now - $0 })
+                            observe(batch.ingest.map { now - $0 }, batch.read.map { now - $0 })
                         }
                     case .error(let message) where RedisConnection.isNoScript(message):
                         // Everything after it was answered NOSCRIPT too: load and resend them all.
