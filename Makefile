@@ -82,6 +82,39 @@ down:
 status:
 	@bash scripts/stack.sh status
 
+# The feature jobs (docs/features.md).
+#   make demo            the README's main command: stack, both jobs, generators at 5k/s for a minute, a summary
+#   make run-features    txn-features and click-features against the running local stack (Ctrl-C: savepoint)
+#   make seed            the generators at 5k events/s per stream into the local stack (SEED_ARGS)
+#   make drill           wipe Redis, rebuild it from the offline log, verify, time to recovery
+#   make backfill        the offline log ($$TRIBUTARY_OFFLINE_DIR) into Redis, newest event time wins
+#   make bench-features  throughput, replay, drill and latency figures of the jobs (docs/benchmarks.md)
+SEED_ARGS ?= --rate 5000 --count 300000 --start now
+.PHONY: demo run-features seed drill backfill bench-features
+
+demo: setup
+	@bash scripts/demo.sh
+
+run-features: setup
+	$(SWIFT) build -c release --product txn-features
+	$(SWIFT) build -c release --product click-features
+	@bin=$$($(SWIFT) build -c release --show-bin-path); \
+	    $$bin/click-features --checkpoint-dir data/checkpoints/click-features & cpid=$$!; \
+	    trap 'kill -TERM $$cpid' INT TERM; \
+	    $$bin/txn-features --checkpoint-dir data/checkpoints/txn-features; kill -TERM $$cpid 2>/dev/null; wait $$cpid
+
+seed: setup
+	$(SWIFT) run -c release generate $(SEED_ARGS)
+
+drill: setup
+	@bash scripts/drill.sh
+
+backfill: setup
+	$(SWIFT) run -c release backfill
+
+bench-features: setup
+	@bash scripts/bench_features.sh
+
 # Every schema version BACKWARD compatible with the previous one (Avro's own rules); make test runs it.
 schema-gate: setup
 	.venv-kafka/bin/python scripts/schema_gate.py
