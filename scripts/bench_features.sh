@@ -45,7 +45,7 @@ for f in a.create_topics([NewTopic(t, n, 1) for t, n in topics.items()]).values(
 PY
 job() {  # job NAME TXN DEV extra...
     local name=$1 txn=$2 dev=$3; shift 3
-    "$BIN/txn-features" --bootstrap "$BOOT" --redis "127.0.0.1:$RPORT" --txn-topic "$txn" --device-topic "$dev" \
+    exec "$BIN/txn-features" --bootstrap "$BOOT" --redis "127.0.0.1:$RPORT" --txn-topic "$txn" --device-topic "$dev" \
         --checkpoint-dir "$WORK/$name/checkpoints" --offline-dir "$WORK/$name/offline" --group-id "bench-$name" \
         --features-topic none --progress-seconds 0 "$@"
 }
