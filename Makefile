@@ -28,10 +28,13 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing; status=$$?; \
 	    bash scripts/redis-test-server.sh stop; bash scripts/local-broker.sh stop; \
+	    KAFKA_LOCAL_DIR=.build/feature-jobs-broker bash scripts/local-broker.sh stop; \
+	    REDIS_TEST_DIR=.build/feature-jobs-redis bash scripts/redis-test-server.sh stop; \
 	    SCHEMA_REGISTRY_DIR=.build/schema-registry-tests bash scripts/schema-registry.sh stop >/dev/null 2>&1; exit $$status
 	.venv-kafka/bin/python scripts/test_schema_gate.py
 	.venv-kafka/bin/python scripts/schema_gate.py
 	python3 scripts/flink_diff.py
+	$(MAKE) --no-print-directory -f ops/Makefile.fragment ops-check
 
 # The same jobs on Apache Flink 2.3 and on Tributary, outputs diffed (CI runs the small data set).
 flink-diff: setup

@@ -41,8 +41,12 @@ prometheus_up() {
     command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || apt_install prometheus
     if prom_pid >/dev/null; then return 0; fi
     mkdir -p "$DIR/prometheus/data"
-    # Scrapes the jobs' metrics endpoints once they have them (issue 8); itself for now.
-    cat >"$DIR/prometheus/prometheus.yml" <<YML
+    # ops/prometheus: the jobs, the scoring service, itself, and the alert rules (ops/README.md).
+    # On another port than 9090, a config scraping itself only.
+    local config="$ROOT/ops/prometheus/prometheus.yml"
+    if [ "$PROM_PORT" != 9090 ]; then
+        config="$DIR/prometheus/prometheus.yml"
+        cat >"$config" <<YML
 global:
   scrape_interval: 5s
 scrape_configs:
@@ -50,7 +54,8 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:$PROM_PORT"]
 YML
-    nohup /usr/bin/prometheus --config.file="$DIR/prometheus/prometheus.yml" \
+    fi
+    nohup /usr/bin/prometheus --config.file="$config" \
         --storage.tsdb.path="$DIR/prometheus/data" --web.listen-address="127.0.0.1:$PROM_PORT" >"$PROM_LOG" 2>&1 &
     echo $! >"$PROM_PID"
     for _ in $(seq 100); do prom_ready && return 0; sleep 0.1; done
