@@ -58,7 +58,7 @@ public struct JobSettings: Sendable, Equatable {
         ("--group-id ID", "the consumer group offsets are committed to (default: the job's name)"),
         ("--parallelism N", "subtasks per operator (threads; default 2)"),
         ("--checkpoint-dir DIR", "completed checkpoints (env TRIBUTARY_CHECKPOINT_DIR; none: no checkpoints)"),
-        ("--checkpoint-interval 10s", "time between checkpoints (default 10s)"),
+        ("--checkpoint-interval 30s", "time between checkpoints (default 30s, the brief's)"),
         ("--retained-checkpoints N", "checkpoints kept (default 3)"),
         ("--from-checkpoint chk-N|N|DIR", "restore this checkpoint (default: the newest intact one in --checkpoint-dir)"),
         ("--state-backend heap|rocksdb", "where keyed state lives (default heap)"),
@@ -86,7 +86,6 @@ public struct JobSettings: Sendable, Equatable {
     /// Settings from `arguments` (without the program name) and `environment`.
     public static func parse(job: String, arguments: [String], environment: [String: String]) throws -> JobSettings {
         var s = JobSettings(job: job)
-        s.checkpointing.interval = .seconds(10)
         // 1. the config file, 2. the environment, 3. flags: later ones win.
         var flags: [(String, String?)] = []
         var i = 0
