@@ -103,7 +103,10 @@ public struct FeatureJobContext: Sendable {
         let stats = self.stats
         return FeastOnlineSink<T>(project: settings.project,
                                   options: .init(host: settings.redisHost, port: settings.redisPort, keyTTLSeconds: settings.keyTTLSeconds),
-                                  latency: { stats.observeLatency($0, fromRead: $1) }, toUpdate: toUpdate)
+                                  latency: { stats.observeLatency($0, fromRead: $1) }) { value in
+            stats.onlineRows.add(1, ordering: .relaxed)
+            return toUpdate(value)
+        }
     }
 
     /// The offline feature log.
@@ -169,7 +172,7 @@ public struct FeatureJobContext: Sendable {
         return """
         \(settings.job) summary:
           events in            \(n) in \(String(format: "%.1f", seconds)) s (\(Int(Double(n) / max(seconds, 0.001)))/s)\(s.outOfRange.load(ordering: .relaxed) > 0 ? " (\(s.outOfRange.load(ordering: .relaxed)) outside --from/--to skipped)" : "")
-          online updates       \(s.onlineRows.load(ordering: .relaxed)) (Redis, newest event time wins)
+          online updates       \(s.onlineRows.load(ordering: .relaxed)) entity updates to Redis (newest event time wins per view)
           offline rows         \(s.offlineRows.load(ordering: .relaxed)) (\(settings.offlineDir))
           dead letters         \(s.deadLetters.load(ordering: .relaxed))\(reasons.isEmpty ? "" : " (\(reasons))")
           event→Redis latency  p50 \(q(0.5)), p95 \(q(0.95)), p99 \(q(0.99)) over \(s.latencyCount) rows

@@ -25,6 +25,8 @@ public struct JobSettings: Sendable, Equatable {
     public var outOfOrderness: Duration = .seconds(5)
     public var idleness: Duration = .seconds(30)
     public var autoWatermarkInterval: Duration = .milliseconds(200)
+    /// How long a partly filled batch may wait before it is sent downstream (Flink's execution.buffer-timeout).
+    public var bufferTimeout: Duration = .milliseconds(10)
     public var keyTTLSeconds: Int?
     /// The features topic (exactly-once); nil: not written.
     public var featuresTopic: String?
@@ -68,6 +70,7 @@ public struct JobSettings: Sendable, Equatable {
         ("--from TIME --to TIME", "only events with event time in [from, to) (epoch ms or ISO 8601 UTC)"),
         ("--out-of-orderness 5s", "the watermark's bound"),
         ("--idleness 30s", "a partition without records this long is left out of the watermark"),
+        ("--buffer-timeout 10ms", "longest wait of a partly filled batch between operators (Flink's execution.buffer-timeout)"),
         ("--key-ttl SECONDS", "Feast's key_ttl_seconds: EXPIRE on every written key"),
         ("--features-topic NAME|none", "the exactly-once features topic (default features.txn / features.click)"),
         ("--txn-topic NAME", "transactions in (default txn.events; dead letters to NAME.dlq)"),
@@ -155,6 +158,7 @@ public struct JobSettings: Sendable, Equatable {
         case "--out-of-orderness": outOfOrderness = try Self.duration(try v(), flag, allowZero: true)
         case "--idleness": idleness = try Self.duration(try v(), flag, allowZero: false)
         case "--auto-watermark-interval": autoWatermarkInterval = try Self.duration(try v(), flag, allowZero: true)
+        case "--buffer-timeout": bufferTimeout = try Self.duration(try v(), flag, allowZero: true)
         case "--key-ttl": keyTTLSeconds = try Self.positive(try v(), flag)
         case "--features-topic":
             let t = try v()
@@ -187,6 +191,7 @@ public struct JobSettings: Sendable, Equatable {
         "state.backend": "--state-backend",
         "parallelism.default": "--parallelism",
         "pipeline.auto-watermark-interval": "--auto-watermark-interval",
+        "execution.buffer-timeout": "--buffer-timeout",
         "metrics.reporter.prom.port": "--metrics-port",
     ]
 
@@ -196,7 +201,7 @@ public struct JobSettings: Sendable, Equatable {
             // Flink's spellings: hashmap is the heap backend; file:// URIs; durations like "10 s" or "1 min".
             if flag == "--state-backend", value == "hashmap" { value = "heap" }
             if flag == "--checkpoint-dir" || flag == "--from-checkpoint", value.hasPrefix("file://") { value = String(value.dropFirst(7)) }
-            if flag == "--checkpoint-interval" || flag == "--auto-watermark-interval" { value = Self.flinkDuration(value) }
+            if ["--checkpoint-interval", "--auto-watermark-interval", "--buffer-timeout"].contains(flag) { value = Self.flinkDuration(value) }
             do { try apply(flag: flag, value: value) } catch let e as JobConfigurationError {
                 throw JobConfigurationError("\(file): \(key): \(e.description)")
             }

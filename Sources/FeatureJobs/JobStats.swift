@@ -28,7 +28,6 @@ public final class JobStats: Sendable {
     let jobLatency = Mutex<[Int64]>(Array(repeating: 0, count: 1_000 + 5_900 + 1))
 
     public func observeLatency(_ millis: [Int64], fromRead: [Int64] = []) {
-        onlineRows.add(Int64(millis.count), ordering: .relaxed)
         Self.record(millis, into: latency)
         if !fromRead.isEmpty { Self.record(fromRead, into: jobLatency) }
     }

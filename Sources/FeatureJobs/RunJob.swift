@@ -30,6 +30,7 @@ public func runFeatureJob(_ job: String, topics: @escaping (JobSettings) -> [Str
     do {
         let env = StreamExecutionEnvironment(parallelism: settings.parallelism)
         env.autoWatermarkInterval = settings.autoWatermarkInterval
+        env.bufferTimeout = settings.bufferTimeout
         let (restored, warnings) = try settings.checkpointing.apply(to: env)
         for w in warnings { writeStderr("\(job): \(w)") }
         try build(env, ctx)
