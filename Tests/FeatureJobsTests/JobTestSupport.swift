@@ -140,6 +140,19 @@ enum JobTestStack {
         return ctx
     }
 
+    /// Every record of `topic` (read_uncommitted: the local broker's last stable offset can lag), decoded.
+    static func readTopic(_ topic: String) throws -> [AvroValue] {
+        let registry = try ContractRegistry(file: root + "/schemas/registry.json")
+        var config = KafkaConfig(bootstrapServers: try ready().bootstrap)
+        config.properties["isolation.level"] = "read_uncommitted"
+        let env = StreamExecutionEnvironment(parallelism: 1)
+        let source = KafkaSource<AvroValue>(config: config, topics: [topic], groupId: "reader-\(UUID().uuidString.prefix(8))", bounded: true) {
+            let codec = try ConfluentAvroCodec(registry: registry, reader: registry.byId[5]!)
+            return AvroValueReader(codec: codec)
+        }
+        return try env.fromSource(source, watermarkStrategy: .noWatermarks(), name: "read \(topic)").executeAndCollect()
+    }
+
     static func tempDir(_ name: String) -> String {
         let d = NSTemporaryDirectory() + "feature-jobs-\(name)-\(UUID().uuidString.prefix(8))"
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
@@ -210,5 +223,14 @@ func assertSameRows(_ actual: [String], _ expected: [String], _ what: String, fi
     let extra = counts.filter { $0.value > 0 }.keys.sorted(), missing = counts.filter { $0.value < 0 }.keys.sorted()
     if !extra.isEmpty || !missing.isEmpty {
         XCTFail("\(what): \(actual.count) rows, \(expected.count) expected; \(extra.count) unexpected (e.g. \(extra.prefix(3))), \(missing.count) missing (e.g. \(missing.prefix(3)))", file: file, line: line)
+    }
+}
+
+final class AvroValueReader: KafkaRecordDeserializer {
+    let codec: ConfluentAvroCodec
+    init(codec: ConfluentAvroCodec) { self.codec = codec }
+    func deserialize(_ m: KafkaMessage) throws(DeserializationError) -> AvroValue {
+        guard let v = m.value else { throw DeserializationError(reason: "UNDECODABLE", message: "no value") }
+        do { return try codec.decode(v) } catch { throw DeserializationError(reason: error.reason, message: error.description) }
     }
 }

@@ -56,7 +56,7 @@ final class TxnFeaturesJobTests: XCTestCase {
     func testGoldenRunMatchesTheFeatureDefinitions() throws {
         _ = try JobTestStack.ready()
         let count = 4_000
-        let t = try JobTestStack.topics(["txn": 4, "devices": 2])
+        let t = try JobTestStack.topics(["txn": 4, "devices": 2, "features": 4])
         let (config, flags) = Self.generatorConfig(seed: 11, count: count)
         try JobTestStack.generate("txn,devices", count: count, seed: 11, topics: t, extra: flags)
         let generated = try generatedTransactions(config, count: count)
@@ -66,7 +66,7 @@ final class TxnFeaturesJobTests: XCTestCase {
         try JobTestStack.flushRedis()
         let offlineDir = JobTestStack.tempDir("golden-offline")
         let settings = try JobTestStack.settings("txn-features", topics: t, checkpointDir: JobTestStack.tempDir("golden-chk"),
-                                                 offlineDir: offlineDir)
+                                                 offlineDir: offlineDir, extra: ["--features-topic", t["features"]!])
         let ctx = try JobTestStack.runInProcess(settings, build: buildTxnFeatures)
 
         // Records in = processed + DLQ (malformed transactions; device records have their own DLQ).
@@ -97,6 +97,12 @@ final class TxnFeaturesJobTests: XCTestCase {
                 }
             }
         }
+
+        // The features topic (exactly once, one transaction per checkpoint): the same rows.
+        let topicRows = try JobTestStack.readTopic(t["features"]!).map { v -> String in
+            "\(v["card_id"]!.stringValue!)|\(v["event_timestamp"]!.longValue!)|\(v["count_5m"]!.longValue!)|\(v["sum_5m"]!.longValue!)"
+        }
+        assertSameRows(topicRows, expected.map { "\($0.cardId)|\($0.eventTime)|\($0.count5m)|\($0.sum5m)" }, "features topic")
 
         // Windows: every valid transaction is counted once in the tumbling windows.
         let tumbling = try OfflineLog.read(.txnWindow5m, directory: offlineDir)
