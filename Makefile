@@ -130,12 +130,14 @@ schema-gate: setup
 #   make test-python    the Python test suite (pytest; redis-server on free loopback ports)
 #   make parity         Feast point-in-time values vs the online values served at the same time
 #   make synthetic      a synthetic offline log, labels and Redis rows in the jobs' layout (until the jobs run)
+#   make e2e            event → score through its own broker, txn-features (release build), Redis and the service
 PY := .venv-py/bin/python
 TRAIN_ARGS ?=
 LATENCY_ARGS ?= --rate 500 --duration 20
 DRIFT_ARGS ?=
 SYNTHETIC_ARGS ?=
-.PHONY: setup-python train serve test-latency drift-check test-python parity synthetic
+E2E_ARGS ?= --probes 200 --rate 20
+.PHONY: setup-python train serve test-latency drift-check test-python parity synthetic e2e
 
 setup-python: ## create/refresh .venv-py (pinned versions)
 	@bash python/setup.sh
@@ -161,3 +163,7 @@ test-python: setup-python ## the Python test suite
 
 parity: setup-python ## online/offline parity check (replay mode; --mode snapshot for the live store)
 	$(PY) -m tributary_ml.parity
+
+e2e: setup-python ## end-to-end event → score latency on loopback (needs .build/release/txn-features)
+	@mkdir -p bench-results
+	$(PY) -m tributary_ml.e2e --mode kafka --local $(E2E_ARGS) --json bench-results/scoring-e2e.json

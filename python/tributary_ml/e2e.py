@@ -148,7 +148,7 @@ class LocalStack:
         time.sleep(3)  # the job joins its consumer group and gets its partitions
         return bootstrap, rport, url
 
-    def stop(self) -> None:
+    def stop(self, show_log: bool = False) -> None:
         import shutil
         import signal
         for p in reversed(self.procs):
@@ -161,7 +161,7 @@ class LocalStack:
         subprocess.run(["bash", str(REPO_ROOT / "scripts" / "local-broker.sh"), "stop"], env=self.broker_env,
                        capture_output=True)
         log = self.dir / "job.log"
-        if log.exists() and log.stat().st_size:
+        if show_log and log.exists() and log.stat().st_size:
             print("e2e: the job's log (last lines):\n" + "\n".join(log.read_text().splitlines()[-5:]), file=sys.stderr)
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -179,6 +179,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     project = env("FEAST_PROJECT")
     stack = None
+    res = None
     try:
         if a.local:
             if a.mode != "kafka":
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
         prod = None  # the producer goes before the broker does
     finally:
         if stack:
-            stack.stop()
+            stack.stop(show_log=res is None or bool(res["lost"]))
     print(f"e2e ({a.mode}): {res['probes']} probes, {res['lost']} lost; produce→visible p50 {res['visible_p50_ms']:.1f} "
           f"p95 {res['visible_p95_ms']:.1f} p99 {res['visible_p99_ms']:.1f} ms; produce→score p50 {res['e2e_p50_ms']:.1f} "
           f"p95 {res['e2e_p95_ms']:.1f} p99 {res['e2e_p99_ms']:.1f} ms")
