@@ -214,8 +214,10 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
 
     // Window aggregates per card (offline): tumbling 5 min, sliding 30 min every 5 min. Records too
     // late for all sliding windows (and so for the tumbling one) go to the DLQ as TOO_LATE.
-    let tooLate = OutputTag<Sourced<Transaction>>("too-late")
-    let byCard = txns.keyBy { $0.value.cardId }
+    // Only what the windows need travels to them (card, amount) — and, for the DLQ, the original
+    // key, bytes and position of each record.
+    let tooLate = OutputTag<WindowedTransaction>("too-late")
+    let byCard = txns.map { WindowedTransaction($0) }.keyBy { $0.cardId }
     let tumbling = byCard.window(TumblingEventTimeWindows.of(.minutes(5)))
         .aggregate(CountSum(), WindowRowFunction(view: .txnWindow5m), name: "window 5m")
     let sliding = byCard.window(SlidingEventTimeWindows.of(.minutes(30), .minutes(5)))
@@ -223,7 +225,8 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
         .aggregate(CountSum(), WindowRowFunction(view: .txnWindow30m), name: "window 30m/5m")
     let job = s.job
     ctx.deadLetters(sliding.getSideOutput(tooLate).map {
-        $0.rejected(reason: "TOO_LATE", error: "event time \($0.value.timestamp) is behind the watermark by more than every window of \(job) (30 min)")
+        RejectedRecord(reason: "TOO_LATE", error: "event time \($0.eventTime) is behind the watermark by more than every window of \(job) (30 min)",
+                       key: $0.key, value: $0.bytes, origin: $0.origin, timestamp: $0.ingestMillis)
     }, topic: s.txnTopic, name: "too-late DLQ")
     if s.writeOffline { offline.append(tumbling.union(sliding).map { $0.offlineRow }) }
 
@@ -235,8 +238,9 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
     let devices = deviceSourced.map { $0.value }
         .keyBy { $0.deviceId }
         .process(name: "device changes", DeviceChangesFunction())
-    let joined = txns.map { IngestedTransaction($0.value, ingestMillis: $0.timestamp) }
-        .keyBy { $0.txn.deviceId }
+    let joined = txns.map { DeviceProbe(cardId: $0.value.cardId, deviceId: $0.value.deviceId, country: $0.value.country,
+                                        timestamp: $0.value.timestamp) }
+        .keyBy { $0.deviceId }
         .intervalJoin(devices.keyBy { $0.deviceId })
         .between(.hours(-2), .zero)
         .process(name: "device join", DeviceJoinFunction())
@@ -282,11 +286,40 @@ public func buildClickFeatures(_ env: StreamExecutionEnvironment, _ ctx: Feature
     try ctx.featuresTopic(live, subject: "features.click-value") { r in (r.userId, r.avro) }
 }
 
+/// A transaction on its way to the windows: its card, time and amount, and what a dead letter needs.
+public struct WindowedTransaction: Sendable {
+    public var cardId: String
+    public var eventTime: Int64
+    public var amountMinor: Int64
+    public var origin: RecordOrigin
+    public var key: [UInt8]?
+    public var bytes: [UInt8]?
+    public var ingestMillis: Int64
+
+    public init(_ s: Sourced<Transaction>) {
+        cardId = s.value.cardId
+        eventTime = s.value.timestamp
+        amountMinor = s.value.amountMinor
+        origin = s.origin
+        key = s.key
+        bytes = s.bytes
+        ingestMillis = s.timestamp
+    }
+}
+
+/// A transaction on its way to the device join.
+public struct DeviceProbe: Sendable, Codable {
+    public var cardId: String
+    public var deviceId: String
+    public var country: String
+    public var timestamp: Int64
+}
+
 /// Count and sum of amounts.
 public struct CountSum: AggregateFunction {
     public init() {}
     public func createAccumulator() -> [Int64] { [0, 0] }
-    public func add(_ value: Sourced<Transaction>, to a: inout [Int64]) { a[0] += 1; a[1] += value.value.amountMinor }
+    public func add(_ value: WindowedTransaction, to a: inout [Int64]) { a[0] += 1; a[1] += value.amountMinor }
     public func getResult(_ a: [Int64]) -> [Int64] { a }
     public func merge(_ a: [Int64], _ b: [Int64]) -> [Int64] { [a[0] + b[0], a[1] + b[1]] }
 }
@@ -323,13 +356,13 @@ public final class DeviceChangesFunction: KeyedProcessFunction {
 
 public final class DeviceJoinFunction: ProcessJoinFunction {
     public init() {}
-    public func processElement(_ t: IngestedTransaction, _ d: Device, _ ctx: JoinContext, _ out: Collector<DeviceFeatureRow>) throws {
+    public func processElement(_ t: DeviceProbe, _ d: Device, _ ctx: JoinContext, _ out: Collector<DeviceFeatureRow>) throws {
         try out.collect(DeviceFeatureRow(
             // No ingest time: a pair is complete when its later side arrives, so the latency
             // histogram (event → Redis) covers the on-arrival rows only.
-            cardId: t.txn.cardId, eventTime: t.txn.timestamp, ingestMillis: 0, deviceOS: d.os,
-            deviceAgeDays: Double(t.txn.timestamp - d.firstSeen) / 86_400_000,
-            deviceCountryMismatch: d.country.map { $0 != t.txn.country ? 1 : 0 } ?? 0))
+            cardId: t.cardId, eventTime: t.timestamp, ingestMillis: 0, deviceOS: d.os,
+            deviceAgeDays: Double(t.timestamp - d.firstSeen) / 86_400_000,
+            deviceCountryMismatch: d.country.map { $0 != t.country ? 1 : 0 } ?? 0))
     }
 }
 
