@@ -56,6 +56,28 @@ final class RecoveryTests: XCTestCase {
         XCTAssertEqual(fenced.rowsFenced, fenced.rowsRead)
     }
 
+    /// Replay of a time range: the same job over the retained topics with `--from`/`--to` processes
+    /// only those event times (the rest is skipped and counted), through the same code path.
+    func testReplayOfATimeRange() throws {
+        _ = try JobTestStack.ready()
+        let t = try JobTestStack.topics(["txn": 4, "devices": 2])
+        let (config, flags) = TxnFeaturesJobTests.generatorConfig(seed: 31, count: 4_000)
+        try JobTestStack.generate("txn,devices", count: 4_000, seed: 31, topics: t, extra: flags)
+        let valid = try generatedTransactions(config, count: 4_000).compactMap { $0 }
+        let from = config.startMillis + 200, to = config.startMillis + 500
+        try JobTestStack.flushRedis()
+        let offline = JobTestStack.tempDir("range-offline")
+        let ctx = try JobTestStack.runInProcess(try JobTestStack.settings(
+            "txn-features", topics: t, checkpointDir: JobTestStack.tempDir("range-chk"), offlineDir: offline,
+            extra: ["--from", "\(from)", "--to", "\(to)", "--no-online"]), build: buildTxnFeatures)
+        let inRange = valid.filter { $0.timestamp >= from && $0.timestamp < to }
+        XCTAssertGreaterThan(inRange.count, 100)
+        XCTAssertEqual(ctx.stats.outOfRange.load(ordering: .relaxed), Int64(valid.count - inRange.count))
+        let expected = expectedCardRows(inRange)
+        assertSameRows(try TxnFeaturesJobTests.offline(.txnStats5m, offline), expected.map { TxnFeaturesJobTests.describe($0)[0] }, "txn_stats_5m in range")
+        XCTAssertTrue(try JobTestStack.redisSnapshot().isEmpty, "--no-online leaves Redis alone")
+    }
+
     /// click-features: every click in a session row or the DLQ, the newest session-so-far row of
     /// each user in Redis.
     func testClickFeaturesEndToEnd() throws {
