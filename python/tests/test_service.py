@@ -144,8 +144,7 @@ def test_breaker_falls_back_to_rules_with_redis_stopped(trained, own_redis):
         metrics = c.get("/metrics").text
         assert 'scoring_fallback_total{reason="redis_error"} 3.0' in metrics
         assert 'scoring_fallback_total{reason="circuit_open"} 1.0' in metrics
-        errors = float(re.search(r"^scoring_redis_errors_total (\S+)$", metrics, re.M).group(1))
-        assert errors >= 3
+        assert re.search(r"^scoring_redis_errors_total 3.0$", metrics, re.M)  # this app's own count
         own_redis.start()  # same port; the data is gone (no persistence): the card is now unknown
         time.sleep(0.6)  # past the reset time: one trial closes the breaker
         back = c.post("/score", json={"card_id": "brk"}).json()

@@ -30,6 +30,7 @@ from redis.backoff import NoBackoff
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import values as prom_values
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
@@ -37,6 +38,12 @@ from . import contract, features, layout, models
 from .contract import env, resolve
 
 log = logging.getLogger("tributary.scoring")
+
+# Importing Feast (feast/metrics.py) sets PROMETHEUS_MULTIPROC_DIR for the whole process and its children,
+# which switches prometheus_client to multiprocess values: every registry's metric of the same name and
+# labels then shares one value per process. The service is one process with metrics of its own: plain values.
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+prom_values.ValueClass = prom_values.MutexValue
 
 
 def _f(name: str, default: float) -> float:
