@@ -66,8 +66,13 @@ public struct FeatureJobContext: Sendable {
     public func source<T>(topic: String, schemaId: Int32, _ map: @escaping @Sendable (AvroValue) throws -> T) -> KafkaSource<Sourced<T>> {
         let registry = self.registry
         let url = settings.schemaRegistryURL
+        let start: KafkaStartingOffsets = switch settings.startingOffsets {
+        case "earliest": .earliest
+        case "latest": .latest
+        default: .committed(fallback: .earliest)
+        }
         return KafkaSource<Sourced<T>>(config: kafka, topics: [topic], groupId: settings.groupId,
-                                       startingOffsets: .committed(fallback: .earliest), bounded: settings.bounded) {
+                                       startingOffsets: start, bounded: settings.bounded) {
             let remote = url.map { SchemaRegistryClient(baseURL: $0) }
             return KeepingOrigin(try ConfluentAvroDeserializer<T>(registry: registry, readerSchema: registry.byId[schemaId]!,
                                                                   remote: remote, map: map))

@@ -14,6 +14,9 @@ public struct JobSettings: Sendable, Equatable {
     public var registry = "schemas/registry.json"
     public var schemaRegistryURL: String?
     public var groupId: String
+    /// Where a fresh start (no checkpoint restored) begins reading: the group's committed offsets
+    /// (earliest where it has none), the beginning, or the end.
+    public var startingOffsets = "committed"
     public var parallelism = 2
     public var checkpointing = CheckpointingOptions()
     public var metricsPort: Int?
@@ -58,6 +61,7 @@ public struct JobSettings: Sendable, Equatable {
         ("--registry FILE", "the schema registry file (default schemas/registry.json)"),
         ("--schema-registry URL", "a Confluent Schema Registry for unknown writer ids (env SCHEMA_REGISTRY_URL)"),
         ("--group-id ID", "the consumer group offsets are committed to (default: the job's name)"),
+        ("--starting-offsets committed|earliest|latest", "where a start without a checkpoint reads from (default: the group's committed offsets, else the beginning)"),
         ("--parallelism N", "subtasks per operator (threads; default 2)"),
         ("--checkpoint-dir DIR", "completed checkpoints (env TRIBUTARY_CHECKPOINT_DIR; none: no checkpoints)"),
         ("--checkpoint-interval 30s", "time between checkpoints (default 30s, the brief's)"),
@@ -148,6 +152,12 @@ public struct JobSettings: Sendable, Equatable {
         case "--registry": registry = try v()
         case "--schema-registry": schemaRegistryURL = try v()
         case "--group-id": groupId = try v()
+        case "--starting-offsets":
+            let o = try v()
+            guard ["committed", "earliest", "latest"].contains(o) else {
+                throw JobConfigurationError("--starting-offsets takes committed, earliest or latest, not '\(o)'")
+            }
+            startingOffsets = o
         case "--parallelism": parallelism = try Self.positive(try v(), flag)
         case "--metrics-port": metricsPort = try Self.port(try v(), flag)
         case "--bounded": bounded = true
