@@ -140,7 +140,8 @@ def test_breaker_falls_back_to_rules_with_redis_stopped(trained, own_redis):
         assert errs[0]["score"] == 0.5 and errs[0]["model_version"] == "baseline-rules"  # rules: large amount
         opened = c.post("/score", json={"card_id": "brk"}).json()
         assert opened["fallback_reason"] == "circuit_open" and opened["score"] == 0.01
-        assert c.get("/healthz").json()["breaker"] == "open"
+        h = c.get("/healthz").json()
+        assert h["breaker"] == "open" and h["status"] == "degraded" and h["redis"] is False
         metrics = c.get("/metrics").text
         assert 'scoring_fallback_total{reason="redis_error"} 3.0' in metrics
         assert 'scoring_fallback_total{reason="circuit_open"} 1.0' in metrics
@@ -162,7 +163,7 @@ def test_metrics_and_health(client):
     assert 'scoring_requests_total{model_version="v1",status="200"}' in text
     assert 'status="422"' in text
     h = client.get("/healthz").json()
-    assert h["redis"] is True and h["models"] == ["v1", "v2"] and h["control"] == "v1"
+    assert h["redis"] is True and h["status"] == "ok" and h["models"] == ["v1", "v2"] and h["control"] == "v1"
 
 
 def test_startup_fails_without_the_model(trained, redis_server, tmp_path):

@@ -277,7 +277,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             vals, stale, found = await fetch("user_id", req.user_id, perso_views)
         except FeatureUnavailable as e:
             m_fallback.labels(e.reason).inc()
-            vals, stale, found = {}, [], False
             sc, missing = features.personalisation_score({}, req.context or {})
             return {"score": sc, "model_version": "baseline-rules", "fallback": True, "fallback_reason": e.reason,
                     "missing_features": missing, "stale_views": []}
@@ -314,13 +313,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz():
-        ok = True
         try:
-            await state["redis"].ping()
-            redis_ok = True
+            redis_ok = bool(await state["redis"].ping())
         except Exception:  # noqa: BLE001 - health reports, never raises
             redis_ok = False
-        return {"status": "ok" if ok else "degraded", "redis": redis_ok, "breaker": app.state.breaker.state,
+        degraded = not redis_ok or app.state.breaker.state != "closed"
+        return {"status": "degraded" if degraded else "ok", "redis": redis_ok, "breaker": app.state.breaker.state,
                 "models": sorted(state.get("models", {})), "control": s.model_version,
                 "candidate": s.candidate_version or None}
 
