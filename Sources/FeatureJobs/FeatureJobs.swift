@@ -120,7 +120,7 @@ public struct FeatureJobContext: Sendable {
         rows.map { r -> OfflineRow in
             stats.offlineRows.add(1, ordering: .relaxed)
             return r
-        }.sinkTo(OfflineLog.sink(directory: settings.offlineDir), name: name)
+        }.sinkTo(OfflineLog.sink(directory: settings.offlineDir, checkpointed: settings.checkpointing.checkpointDirectory != nil), name: name)
     }
 
     /// The features topic, exactly once (one transaction per checkpoint).

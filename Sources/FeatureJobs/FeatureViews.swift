@@ -101,7 +101,9 @@ public struct OfflineRow: Sendable {
 
 /// The offline feature log: Avro container files per view and hour, committed with checkpoints.
 public enum OfflineLog {
-    public static func sink(directory: String) -> FileSink<OfflineRow> {
+    /// Without checkpoints (`checkpointed: false`) files are committed when the input ends (Flink's
+    /// batch mode); with them, by the checkpoint that covers them.
+    public static func sink(directory: String, checkpointed: Bool = true) -> FileSink<OfflineRow> {
         let sync = AvroContainer.syncMarker(seed: "tributary-offline-log")
         let headers = Dictionary(uniqueKeysWithValues: FeatureView.allCases.map {
             ($0.rawValue, AvroContainer.header(schemaJSON: $0.schemaJSON, sync: sync))
@@ -110,7 +112,7 @@ public enum OfflineLog {
                                   blockPrefix: { AvroContainer.blockPrefix(records: $0, size: $1) }, blockSuffix: sync)
         return FileSink(directory: directory, prefix: "part", suffix: ".avro",
                         encoder: RowEncoder(framing: framing) { row, buffer in buffer += row.body },
-                        bucket: { $0.bucket })
+                        endOfInput: checkpointed ? .awaitFinalCheckpoint : .commitImmediately, bucket: { $0.bucket })
     }
 
     /// Every committed row of `view` under `directory` (hidden, uncommitted files skipped), as

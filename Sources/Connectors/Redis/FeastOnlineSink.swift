@@ -65,7 +65,7 @@ public struct FeastOnlineSink<T>: Sink {
         public var reconnectAttempts: Int
 
         public init(host: String = "127.0.0.1", port: Int = 6379, connectTimeout: Duration = .seconds(2),
-                    commandTimeout: Duration = .seconds(10), keyTTLSeconds: Int? = nil, maxBatch: Int = 256,
+                    commandTimeout: Duration = .seconds(10), keyTTLSeconds: Int? = nil, maxBatch: Int = 1024,
                     maxInFlightBatches: Int = 8, reconnectAttempts: Int = 5) {
             precondition(maxBatch >= 1 && maxInFlightBatches >= 1, "maxBatch and maxInFlightBatches must be at least 1")
             precondition(keyTTLSeconds.map { $0 > 0 } ?? true, "keyTTLSeconds must be positive")
