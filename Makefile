@@ -1,6 +1,7 @@
 # Tributary — the two commands of the README, and a few more.
 #   make run    runs the main job end to end (for now: the example job over generated data)
-#   make test   runs every test (debug build)
+#   make test   runs every test: the Swift suites (debug build), the schema gate, the Flink diff, the ops
+#               checks (promtool, compose schema) and the Python suite
 #   make bench  runs the runtime benchmark in release mode and writes bench-results/*.json
 #   make flink-diff / flink-diff-large   the differential test against Apache Flink (small / large data)
 #   make bench-flink   bench-windows and the same workloads on Apache Flink, side by side
@@ -35,6 +36,7 @@ test: setup
 	.venv-kafka/bin/python scripts/schema_gate.py
 	python3 scripts/flink_diff.py
 	$(MAKE) --no-print-directory -f ops/Makefile.fragment ops-check
+	$(MAKE) --no-print-directory test-python
 
 # The same jobs on Apache Flink 2.3 and on Tributary, outputs diffed (CI runs the small data set).
 flink-diff: setup
