@@ -1,5 +1,6 @@
 # Tributary — the two commands of the README, and a few more.
-#   make run    runs the main job end to end (for now: the example job over generated data)
+#   make demo   the main job end to end on the native local stack (both feature jobs, generators, a summary)
+#   make run    runs the small example job over generated data
 #   make test   runs every test: the Swift suites (debug build), the schema gate, the Flink diff, the ops
 #               checks (promtool, compose schema) and the Python suite
 #   make bench  runs the runtime benchmark in release mode and writes bench-results/*.json
