@@ -13,20 +13,23 @@
 #   make bench-kafka   Kafka sink and source → Avro decode throughput on the local broker (docs/kafka.md)
 
 SWIFT ?= swift
+
+help: ## this list
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1|\2/' | awk -F'|' '{ printf "  make %-18s %s\n", $$1, $$2 }'
 RUN_ARGS ?=
 
-.PHONY: setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint bench-kafka up down status schema-gate
+.PHONY: help setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint bench-kafka up down status schema-gate
 
-setup:
+setup: ## install what the build and tests need (apt packages, the local broker's wheels)
 	@bash scripts/setup.sh
 
-run: setup
+run: setup ## the small example job over generated data (RUN_ARGS)
 	$(SWIFT) run -c release example-job $(RUN_ARGS)
 
-build: setup
+build: setup ## debug build with tests
 	$(SWIFT) build --build-tests
 
-test: setup
+test: setup ## every test: Swift suites, schema gate, Flink diff, ops checks, Python suite
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing; status=$$?; \
 	    bash scripts/redis-test-server.sh stop; bash scripts/local-broker.sh stop; \
@@ -40,52 +43,52 @@ test: setup
 	$(MAKE) --no-print-directory test-python
 
 # The same jobs on Apache Flink 2.3 and on Tributary, outputs diffed (CI runs the small data set).
-flink-diff: setup
+flink-diff: setup ## the differential test against Apache Flink 2.3 (small data)
 	$(SWIFT) build --product flink-diff-tributary
 	python3 scripts/flink_diff.py
 
-flink-diff-large: setup
+flink-diff-large: setup ## the differential test against Apache Flink 2.3 (200 k events)
 	$(SWIFT) build -c release --product flink-diff-tributary
 	python3 scripts/flink_diff.py --events 200000 --keys 500 --tributary-bin .build/release/flink-diff-tributary
 
 # bench-windows and Flink on the same generated workloads, one run, side by side (BENCH_ARGS: e.g. --records 2000000).
 BENCH_ARGS ?=
-bench-flink: setup
+bench-flink: setup ## bench-windows and the same workloads on Flink, side by side
 	$(SWIFT) build -c release --product bench-windows
 	python3 scripts/bench_vs_flink.py $(BENCH_ARGS)
 
-bench: setup
+bench: setup ## the runtime benchmark (bench-windows), JSON in bench-results/
 	mkdir -p bench-results
 	$(SWIFT) run -c release bench-windows --json bench-results/bench-windows.json
 
-clean:
+clean: ## remove build output and benchmark results
 	rm -rf .build bench-results
 
 # The kill -9 crash test with 100 random kills (CRASH_SEED=… replays one run).
 CRASH_KILLS ?= 100
-crash-soak: setup
+crash-soak: setup ## the kill -9 crash test with CRASH_KILLS (100) kills
 	$(SWIFT) build --build-tests
 	CRASH_KILLS=$(CRASH_KILLS) $(SWIFT) test --skip-build --disable-swift-testing --filter CrashTests
 
-bench-checkpoint: setup
+bench-checkpoint: setup ## checkpoint duration, pause and restore with 1 M keys (heap, RocksDB)
 	$(SWIFT) run -c release bench-checkpoint --keys 1000000
 	$(SWIFT) run -c release bench-checkpoint --keys 1000000 --state-backend rocksdb
 
 # The Kafka connectors' throughput: a broker of its own on a free port, 1 M records (BENCH_ARGS: --records N --parallelism P).
-bench-kafka: setup
+bench-kafka: setup ## Kafka sink and source → Avro decode throughput on a broker of its own
 	$(SWIFT) build -c release --product bench-kafka
 	@bootstrap=$$(KAFKA_LOCAL_DIR=.build/bench-kafka-broker bash scripts/local-broker.sh start | tail -1); \
 	    .build/release/bench-kafka --bootstrap $$bootstrap $(BENCH_ARGS); status=$$?; \
 	    KAFKA_LOCAL_DIR=.build/bench-kafka-broker bash scripts/local-broker.sh stop; exit $$status
 
 # The native local stack (no Docker): broker :9092 with the topics, Redis :6379, Prometheus :9090.
-up: setup
+up: setup ## start the native local stack: broker with the topics, Redis, Prometheus
 	@bash scripts/stack.sh up
 
-down:
+down: ## stop the local stack
 	@bash scripts/stack.sh down
 
-status:
+status: ## what of the local stack runs where
 	@bash scripts/stack.sh status
 
 # The feature jobs (docs/features.md).
@@ -98,10 +101,10 @@ status:
 SEED_ARGS ?= --rate 5000 --count 300000 --start now
 .PHONY: demo run-features seed drill backfill bench-features
 
-demo: setup
+demo: setup ## the main job end to end: stack, both feature jobs, generators at 5k/s, a summary
 	@bash scripts/demo.sh
 
-run-features: setup
+run-features: setup ## txn-features and click-features against the running local stack
 	$(SWIFT) build -c release --product txn-features
 	$(SWIFT) build -c release --product click-features
 	@bin=$$($(SWIFT) build -c release --show-bin-path); \
@@ -109,20 +112,20 @@ run-features: setup
 	    trap 'kill -TERM $$cpid' INT TERM; \
 	    $$bin/txn-features --checkpoint-dir data/checkpoints/txn-features; kill -TERM $$cpid 2>/dev/null; wait $$cpid
 
-seed: setup
+seed: setup ## the generators into the local stack (SEED_ARGS)
 	$(SWIFT) run -c release generate $(SEED_ARGS)
 
-drill: setup
+drill: setup ## wipe Redis, rebuild it from the offline log, verify, time to recovery
 	@bash scripts/drill.sh
 
-backfill: setup
+backfill: setup ## the offline log into Redis, newest event time wins
 	$(SWIFT) run -c release backfill
 
-bench-features: setup
+bench-features: setup ## feature-job throughput, replay, drill and latency figures
 	@bash scripts/bench_features.sh
 
 # Every schema version BACKWARD compatible with the previous one (Avro's own rules); make test runs it.
-schema-gate: setup
+schema-gate: setup ## check every schema version against the previous one (BACKWARD)
 	.venv-kafka/bin/python scripts/schema_gate.py
 
 # ---- The Python learning loop (python/, venv .venv-py by python/setup.sh; docs/python.md) ----------------
