@@ -25,6 +25,10 @@ public struct GeneratorConfig: Sendable, Equatable {
     public var v2Share = 0.5
     /// Share of transactions that are part of an injected fraud pattern.
     public var fraudShare = 0.01
+    /// A distribution shift for drift checks: from record `shiftAfter` on, transaction amounts are
+    /// multiplied by `amountShift` (1: no shift).
+    public var amountShift = 1.0
+    public var shiftAfter: Int64 = 0
 
     public init() {}
 }
@@ -181,7 +185,7 @@ public struct TransactionGenerator: Sendable {
         var country = home
         var device = "dev-\(cardNo)-\(d.int(11, 2))"
         let usual = 500 + Int64(mix(UInt64(cardNo) ^ 3) % 20_000)
-        var amount = max(1, Int64(Double(usual) * (0.2 + 1.6 * d.u(12))))
+        var amount = max(1, Int64(Double(usual) * (0.2 + 1.6 * d.u(12)) * (i >= config.shiftAfter ? config.amountShift : 1)))
         switch fraud {
         case .geoHopping?: country = countries[(Int(inBlock) * 5 + Int(mix(UInt64(cardNo)) % 12)) % countries.count]
         case .newDevice?: device = "dev-new-\(config.seed)-\(i)"
@@ -215,12 +219,25 @@ public struct TransactionGenerator: Sendable {
 public struct ClickGenerator: Sendable {
     public let config: GeneratorConfig
     let timeline: Timeline
-    static let actions = ["VIEW", "VIEW", "VIEW", "CLICK", "CLICK", "ADD_TO_CART", "PURCHASE"]
 
     public init(_ config: GeneratorConfig) {
         self.config = config
         timeline = Timeline(config: config)
     }
+
+    /// Whether a user is a buyer: a fifth of users, more of them among the most active.
+    public func isBuyer(_ user: Int) -> Bool {
+        let rank = Double(user) / Double(max(1, config.users))
+        return Double(mix(UInt64(user) ^ 0xB0B) % 1_000) / 1_000 < 0.35 - 0.3 * rank
+    }
+
+    /// A buyer's click is a purchase with probability 0.12, anyone else's with 0.01; the rest are
+    /// views, clicks and add-to-carts (labels for a purchase-propensity model: `--click-labels`).
+    func action(user: Int, _ d: Draws) -> String {
+        if d.u(21) < (isBuyer(user) ? 0.12 : 0.01) { return "PURCHASE" }
+        return Self.browsing[d.int(12, Self.browsing.count)]
+    }
+    static let browsing = ["VIEW", "VIEW", "VIEW", "CLICK", "CLICK", "ADD_TO_CART"]
 
     func user(_ d: Draws) -> Int {
         let u = d.u(10)
@@ -239,7 +256,7 @@ public struct ClickGenerator: Sendable {
             .init("user_id", .string("user-\(user)")),
             .init("session_hint", .null),
             .init("page", .string("/item/\(d.int(11, 2_000))")),
-            .init("action", .enumSymbol(Self.actions[d.int(12, Self.actions.count)])),
+            .init("action", .enumSymbol(action(user: user, d))),
             .init("device_id", .string("dev-\(user)-\(d.int(13, 2))")),
             .init("timestamp", .long(event)),
         ]

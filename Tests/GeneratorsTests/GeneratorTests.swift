@@ -31,6 +31,31 @@ final class GeneratorTests: XCTestCase {
         }
     }
 
+    /// Purchases come mostly from buyers (a learnable signal); `amountShift` scales amounts from
+    /// `shiftAfter` on and changes nothing before.
+    func testPurchasePropensityAndAmountShift() {
+        var c = GeneratorConfig()
+        c.fraudShare = 0
+        let clicks = ClickGenerator(c)
+        var buyer = (n: 0, p: 0), other = (n: 0, p: 0)
+        for i in Int64(0)..<50_000 {
+            let r = clicks.record(i)
+            let user = Int(r.key.dropFirst(5))!
+            let purchase = r.value["action"] == .enumSymbol("PURCHASE")
+            if clicks.isBuyer(user) { buyer.n += 1; buyer.p += purchase ? 1 : 0 } else { other.n += 1; other.p += purchase ? 1 : 0 }
+        }
+        XCTAssertEqual(Double(buyer.p) / Double(buyer.n), 0.12, accuracy: 0.02)
+        XCTAssertEqual(Double(other.p) / Double(other.n), 0.01, accuracy: 0.005)
+        var shifted = c
+        shifted.amountShift = 3
+        shifted.shiftAfter = 1_000
+        let a = TransactionGenerator(c), b = TransactionGenerator(shifted)
+        for i in Int64(0)..<2_000 {
+            let x = a.record(i).value["amount_minor"]!.longValue!, y = b.record(i).value["amount_minor"]!.longValue!
+            if i < 1_000 { XCTAssertEqual(x, y) } else { XCTAssertEqual(Double(y), Double(x) * 3, accuracy: 3) }
+        }
+    }
+
     func testASeedNamesADataSet() {
         var config = GeneratorConfig()
         let a = TransactionGenerator(config), b = TransactionGenerator(config)

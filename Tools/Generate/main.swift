@@ -25,6 +25,7 @@ struct Options {
     var count: Int64 = 100_000
     var rate = 5_000.0
     var labels: String?
+    var clickLabels: String?
     var registry = "schemas/registry.json"
     var topics = ["txn": "txn.events", "clicks": "click.events", "devices": "device.enrich"]
     var config = GeneratorConfig()
@@ -75,6 +76,13 @@ struct Options {
                 guard let n = Int(v), n > 0 else { throw Usage(description: "\(flag) takes a positive number, not '\(v)'") }
                 if flag == "--cards" { config.cards = n } else { config.users = n }
             case "--labels": labels = v
+            case "--click-labels": clickLabels = v
+            case "--amount-shift":
+                guard let f = Double(v), f > 0 else { throw Usage(description: "--amount-shift takes a factor > 0, not '\(v)'") }
+                config.amountShift = f
+            case "--shift-after":
+                guard let n = Int64(v), n >= 0 else { throw Usage(description: "--shift-after takes a record index ≥ 0, not '\(v)'") }
+                config.shiftAfter = n
             case "--registry": registry = v
             case "--txn-topic": topics["txn"] = v
             case "--clicks-topic": topics["clicks"] = v
@@ -142,6 +150,9 @@ final class RecordWriter: KafkaRecordSerializer {
             tally.fraud.add(1, ordering: .relaxed)
             labels?.lines.withLock { $0.append("\(r.id),\(r.key),\(r.eventTime),\(f.rawValue)") }
         }
+        if stream == "clicks", let labels, r.malformed == nil, r.value["action"] == .enumSymbol("PURCHASE") {
+            labels.lines.withLock { $0.append("\(r.id),\(r.key),\(r.eventTime),PURCHASE") }
+        }
         // The partition Kafka's default partitioner picks (murmur2), set here so the lanes agree on it.
         let key = Array(r.key.utf8)
         return KafkaProducerRecord(partition: kafkaPartition(key, partitions: partitions), key: key, value: bytes,
@@ -159,6 +170,7 @@ func run() throws {
     let env = StreamExecutionEnvironment(parallelism: lanes)
     let partitionCounts = try KafkaAdmin.partitionCounts(config, options.streams.map { options.topics[$0]! }, timeoutMillis: 10_000)
     let labels = options.labels.map { _ in LabelLog() }
+    let clickLabels = options.clickLabels.map { _ in LabelLog() }
     var tallies: [(String, Tally)] = []
     let started = ContinuousClock.now
     let rate = options.rate
@@ -189,7 +201,7 @@ func run() throws {
         env.fromSource(source, watermarkStrategy: .noWatermarks(), name: "generate \(stream)")
             .filter { $0 >= 0 }
             .sinkTo(KafkaSink(config: config, topic: options.topics[stream]!, guarantee: .atLeastOnce) {
-                try RecordWriter(registry: registry, config: g, stream: stream, partitions: partitions, wallClock: wallClock, tally: tally, labels: stream == "txn" ? labels : nil)
+                try RecordWriter(registry: registry, config: g, stream: stream, partitions: partitions, wallClock: wallClock, tally: tally, labels: stream == "txn" ? labels : stream == "clicks" ? clickLabels : nil)
             }, name: "to \(options.topics[stream]!)")
     }
     let all = tallies, count = options.count
@@ -216,6 +228,10 @@ func run() throws {
         let text = "txn_id,card_id,event_time,pattern\n" + labels.lines.withLock { $0.sorted().joined(separator: "\n") } + "\n"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
     }
+    if let path = options.clickLabels, let clickLabels {
+        let text = "event_id,user_id,event_time,action\n" + clickLabels.lines.withLock { $0.sorted().joined(separator: "\n") } + "\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
     print("generate: done in \(elapsed.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1)))) — " + line())
     for (name, t) in tallies {
         let malformed = t.malformed.withLock { $0 }
@@ -224,6 +240,7 @@ func run() throws {
               + (name == "txn" ? ", v2 \(t.v2.load(ordering: .relaxed)), fraud \(t.fraud.load(ordering: .relaxed))" : ""))
     }
     if let path = options.labels { print("  fraud labels: \(path)") }
+    if let path = options.clickLabels { print("  purchase labels: \(path)") }
 }
 
 do {
