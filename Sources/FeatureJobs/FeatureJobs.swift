@@ -212,7 +212,6 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
     }
         .keyBy { $0.txn.cardId }
         .process(name: "card features", CardFeaturesFunction(lastN: lastN))
-    if s.writeOnline { features.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store") }
     var offline: [DataStream<OfflineRow>] = []
     if s.writeOffline { offline.append(features.flatMap { row, out in for r in row.offlineRows { try out.collect(r) } }) }
     try ctx.featuresTopic(features, subject: "features.txn-value") { r in (r.cardId, r.avro) }
@@ -251,7 +250,12 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
         .process(name: "device join", DeviceJoinFunction())
         .keyBy { $0.cardId }
         .process(name: "newest device row", NewestPerKey<DeviceFeatureRow>(eventTime: { $0.eventTime }))
-    if s.writeOnline { joined.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store (device)") }
+    // One online sink for the card's three views: both streams are keyed by card, so a card's rows
+    // meet in the same writer and batch, and go out as one entity update (one script step per key).
+    if s.writeOnline {
+        features.map { $0.onlineUpdate }.union(joined.map { $0.onlineUpdate })
+            .sinkTo(ctx.online { $0 }, name: "online store")
+    }
     if s.writeOffline { offline.append(joined.map { $0.offlineRow }) }
 
     if let first = offline.first {
@@ -284,8 +288,8 @@ public func buildClickFeatures(_ env: StreamExecutionEnvironment, _ ctx: Feature
         $0.rejected(reason: "TOO_LATE", error: "event time \($0.value.timestamp) is behind the watermark of \(job): its session has closed")
     }, topic: s.clickTopic, name: "too-late DLQ")
     if s.writeOnline {
-        live.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store (live)")
-        sessions.sinkTo(ctx.online { $0.onlineUpdate }, name: "online store (sessions)")
+        live.map { $0.onlineUpdate }.union(sessions.map { $0.onlineUpdate })
+            .sinkTo(ctx.online { $0 }, name: "online store")
     }
     if s.writeOffline { ctx.offline(live.map { $0.offlineRow }.union(sessions.map { $0.offlineRow })) }
     try ctx.featuresTopic(live, subject: "features.click-value") { r in (r.userId, r.avro) }
