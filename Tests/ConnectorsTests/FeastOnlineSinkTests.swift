@@ -1,0 +1,150 @@
+@testable import Connectors
+import Foundation
+import StreamCore
+import Synchronization
+import XCTest
+
+/// The batched multi-view Feast sink against a real redis-server (scripts/redis-test-server.sh).
+final class FeastOnlineSinkTests: XCTestCase {
+    nonisolated(unsafe) static var port: Int?
+    nonisolated(unsafe) static var unavailable: String?
+
+    override class func setUp() {
+        switch RedisTestServer.run("start") {
+        case .port(let p): port = p
+        case .notInstalled(let why): unavailable = why
+        case .failed(let why): unavailable = "FAILED: " + why
+        }
+    }
+
+    override class func tearDown() {
+        if port != nil { _ = RedisTestServer.run("stop") }
+    }
+
+    var port = 0
+    var admin: RedisConnection!
+    let ctx = SinkWriterContext(timestamp: nil, currentWatermark: .min)
+    let t0: Int64 = 1_795_564_800
+
+    override func setUpWithError() throws {
+        if let why = Self.unavailable {
+            if why.hasPrefix("FAILED: ") { XCTFail(why); throw XCTSkip(why) }
+            throw XCTSkip("redis-server is not installed: \(why)")
+        }
+        port = Self.port!
+        admin = try RedisConnection(port: port)
+        try admin.command("FLUSHALL")
+        try admin.command("SCRIPT", "FLUSH")
+    }
+
+    /// A card's update: `txn_stats_5m` at `stats` seconds and (optionally) `txn_device` at `device` seconds.
+    struct Update: Sendable {
+        var card: String
+        var stats: Int64?
+        var device: Int64?
+        var count: Int64 = 0
+        var os = "ios"
+        var ingest: Int64? = nil
+    }
+
+    func sink(ttl: Int? = nil, maxBatch: Int = 1024, latency: OnlineLatencyObserver? = nil) -> FeastOnlineSink<Update> {
+        FeastOnlineSink(project: "fraud", options: .init(port: port, keyTTLSeconds: ttl, maxBatch: maxBatch), latency: latency) { u in
+            var rows: [FeastViewRow] = []
+            if let s = u.stats {
+                rows.append(FeastViewRow(view: "txn_stats_5m", eventTime: FeastTimestamp(seconds: s),
+                                         features: [("count_5m", .int64(u.count)), ("sum_5m", .double(123.45))]))
+            }
+            if let d = u.device {
+                rows.append(FeastViewRow(view: "txn_device", eventTime: FeastTimestamp(seconds: d), features: [("device_os", .string(u.os))]))
+            }
+            return FeastEntityUpdate(entity: FeastEntityKey(["card_id": .string(u.card)]), rows: rows, ingestMillis: u.ingest)
+        }
+    }
+
+    func writer(_ s: FeastOnlineSink<Update>? = nil) throws -> FeastOnlineWriter<Update> {
+        let w = try (s ?? sink()).createWriter(SinkInitContext(subtaskIndex: 0, parallelism: 1))
+        try w.initializeState([])
+        return w
+    }
+
+    func key(_ card: String) -> [UInt8] { FeastLayout.hashKey(FeastEntityKey(["card_id": .string(card)]), project: "fraud") }
+    func field(_ view: String, _ feature: String) -> [UInt8] { FeastLayout.featureField(view: view, feature: feature) }
+    func hget(_ card: String, _ f: [UInt8]) throws -> [UInt8]? {
+        if case .string(let b) = try admin.command([Array("HGET".utf8), key(card), f]) { return b }
+        return nil
+    }
+
+    func testTestVectorsAndViewsAreIndependent() throws {
+        let w = try writer()
+        try w.write(Update(card: "c1", stats: t0, count: 7), context: ctx)
+        _ = try w.snapshotState(checkpointId: 1)
+        XCTAssertEqual(try hget("c1", [0x86, 0x2b, 0xab, 0x97]), [0x20, 0x07])
+        XCTAssertEqual(try hget("c1", [0xda, 0x98, 0x56, 0x76]), [0x29, 0xcd, 0xcc, 0xcc, 0xcc, 0xcc, 0xdc, 0x5e, 0x40])
+        XCTAssertEqual(try hget("c1", Array("_ts:txn_stats_5m".utf8)), [0x08, 0x80, 0xca, 0x98, 0xd8, 0x06])
+
+        // One update, two views: the stats row is older than what is stored, the device row is new.
+        try w.write(Update(card: "c1", stats: t0 - 1, device: t0 - 100, count: 8, os: "android"), context: ctx)
+        try w.flush(endOfInput: true)
+        XCTAssertEqual(try hget("c1", field("txn_stats_5m", "count_5m")), FeastValue.int64(7).serialized(), "older stats row ignored")
+        XCTAssertEqual(try hget("c1", field("txn_device", "device_os")), FeastValue.string("android").serialized())
+        XCTAssertEqual(w.rowsWritten, 2)
+        XCTAssertEqual(w.rowsNotNewer, 1)
+        XCTAssertEqual(try admin.command([Array("TTL".utf8), key("c1")]), .integer(-1))
+    }
+
+    /// In one batch the newest row of each view wins; replaying everything changes nothing.
+    func testCoalescingAndReplay() throws {
+        var updates: [Update] = []
+        for i in 0..<3_000 {
+            let device: Int64? = i % 3 == 0 ? t0 + Int64(i) : nil
+            updates.append(Update(card: "c\(i % 100)", stats: t0 + Int64(i % 700), device: device, count: Int64(i)))
+        }
+        let w = try writer(sink(maxBatch: 64))
+        for u in updates { try w.write(u, context: ctx) }
+        _ = try w.snapshotState(checkpointId: 1)
+        // The expected newest row per card and view, by event time (first wins on ties, as Redis keeps it).
+        var stats: [String: (Int64, Int64)] = [:], device: [String: Int64] = [:]
+        for u in updates {
+            if let s = u.stats, s > stats[u.card]?.0 ?? .min { stats[u.card] = (s, u.count) }
+            if let d = u.device, d > device[u.card] ?? .min { device[u.card] = d }
+        }
+        for (card, (ts, count)) in stats {
+            XCTAssertEqual(try hget(card, field("txn_stats_5m", "count_5m")), FeastValue.int64(count).serialized(), card)
+            XCTAssertEqual(try hget(card, Array("_ts:txn_stats_5m".utf8)), FeastTimestamp(seconds: ts).serialized())
+        }
+        for (card, ts) in device { XCTAssertEqual(try hget(card, Array("_ts:txn_device".utf8)), FeastTimestamp(seconds: ts).serialized()) }
+        let before = try admin.command("DBSIZE")
+        let replay = try writer()
+        for u in updates { try replay.write(u, context: ctx) }
+        try replay.flush(endOfInput: true)
+        XCTAssertEqual(replay.rowsWritten, 0, "a replay is a no-op")
+        XCTAssertEqual(try admin.command("DBSIZE"), before)
+    }
+
+    func testKeyTTLAndLatencyObserver() throws {
+        let seen = Mutex<[Int64]>([])
+        let w = try writer(sink(ttl: 300, latency: { fromIngest, _ in seen.withLock { $0 += fromIngest } }))
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for i in 0..<10 { try w.write(Update(card: "c\(i)", stats: t0, ingest: now - 5), context: ctx) }
+        try w.flushIdle()
+        guard case .integer(let ttl) = try admin.command([Array("TTL".utf8), key("c3")]) else { return XCTFail() }
+        XCTAssertTrue((290...300).contains(ttl), "\(ttl)")
+        let latencies = seen.withLock { $0 }
+        XCTAssertEqual(latencies.count, 10)
+        XCTAssertTrue(latencies.allSatisfy { $0 >= 5 && $0 < 10_000 }, "\(latencies)")
+    }
+
+    func testRecoversFromAFlushedScriptAndALostConnection() throws {
+        let w = try writer(sink(maxBatch: 8))
+        for i in 0..<40 { try w.write(Update(card: "a\(i)", stats: t0), context: ctx) }
+        _ = try w.snapshotState(checkpointId: 1)
+        try admin.command("SCRIPT", "FLUSH")
+        for i in 0..<40 { try w.write(Update(card: "b\(i)", stats: t0), context: ctx) }
+        _ = try w.snapshotState(checkpointId: 2)
+        try admin.command("CLIENT", "KILL", "TYPE", "normal")
+        for i in 0..<40 { try w.write(Update(card: "c\(i)", stats: t0), context: ctx) }
+        _ = try w.snapshotState(checkpointId: 3)
+        XCTAssertEqual(try admin.command("DBSIZE"), .integer(120))
+        XCTAssertEqual(w.rowsWritten, 120)
+    }
+}
