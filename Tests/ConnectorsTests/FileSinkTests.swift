@@ -97,6 +97,35 @@ final class FileSinkTests: XCTestCase {
         XCTAssertEqual(try committedRows().sorted(), Array(1...8))
     }
 
+    /// Buckets (Flink's BucketAssigner) with file framing: one file per bucket and transaction,
+    /// header once per file, a block per flush; restore commits the checkpoint's files in every
+    /// bucket and deletes the later hidden ones there.
+    func testBucketsAndFramingThroughCrashAndRestore() throws {
+        let framing = FileFraming(header: { bucket in Array("H[\(bucket)]\n".utf8) },
+                                  blockPrefix: { n, _ in Array("B\(n)\n".utf8) }, blockSuffix: Array("E\n".utf8))
+        let bucketed = FileSink<Int>(directory: dir, suffix: ".txt", encoder: RowEncoder(framing: framing) { v, b in b += Array("\(v)\n".utf8) },
+                                     bucket: { "b\($0 % 2)/x" })
+        var w: TwoPhaseCommitSinkWriter<FileTransactionLogic<Int>>? = try bucketed.createWriter(SinkInitContext(subtaskIndex: 0, parallelism: 1))
+        try w!.initializeState([])
+        try write(w!, 1...4)
+        let state = try w!.snapshotState(checkpointId: 1)   // completes, the notification is lost
+        try write(w!, 5...6)
+        w = nil                                              // crash
+        func files(_ b: String) throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir + "/" + b).sorted() }
+        XCTAssertEqual(try files("b0/x").count, 2, "a pending and an in-progress file")
+
+        let restored = try bucketed.createWriter(SinkInitContext(subtaskIndex: 0, parallelism: 1))
+        try restored.initializeState([state])
+        for b in ["b0/x", "b1/x"] {
+            let names = try files(b)
+            XCTAssertEqual(names.count, 1, "\(b): only the committed file is left: \(names)")
+            let text = try String(contentsOfFile: dir + "/" + b + "/" + names[0], encoding: .utf8)
+            XCTAssertEqual(text, b == "b0/x" ? "H[b0/x]\nB2\n2\n4\nE\n" : "H[b1/x]\nB2\n1\n3\nE\n")
+        }
+        XCTAssertThrowsError(try FileSink<Int>(directory: dir, bucket: { _ in "../escape" })
+            .createWriter(SinkInitContext(subtaskIndex: 0, parallelism: 1)).write(1, context: ctx))
+    }
+
     func testRecommitIsIdempotent() throws {
         let w = try writer()
         try w.initializeState([])
