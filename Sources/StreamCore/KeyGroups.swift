@@ -12,6 +12,15 @@ extension String: StreamKey {
     /// `java.lang.String.hashCode()`: `s[0]*31^(n-1) + … + s[n-1]` over UTF-16 code units.
     @inlinable
     public var stableHashCode: Int32 {
+        // ASCII (the usual key): UTF-16 code units are the UTF-8 bytes, read without decoding.
+        if let h = self.utf8.withContiguousStorageIfAvailable({ bytes -> Int32? in
+            var h: Int32 = 0
+            for b in bytes {
+                if b >= 0x80 { return nil }
+                h = h &* 31 &+ Int32(b)
+            }
+            return h
+        }), let h { return h }
         var h: Int32 = 0
         for unit in self.utf16 { h = h &* 31 &+ Int32(unit) }
         return h
