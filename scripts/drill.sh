@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make drill: the online store's disaster drill on the local stack. Fills Redis by running both
+# make drill: the online store's disaster drill on the local stack (it empties the stack's Redis
+# first). Fills Redis by running both
 # feature jobs (bounded) over what the topics hold (generating DRILL_EVENTS per stream first), then
 # `drill`: snapshot Redis, wipe it, rebuild it from the offline log, verify it equals the snapshot,
 # print the time to recovery. Starts (and then stops) the local stack if it is not up.
@@ -18,6 +19,8 @@ if ! bash scripts/stack.sh status >/dev/null 2>&1; then bash scripts/stack.sh up
 trap '[ "$started" = 1 ] && bash scripts/stack.sh down >&2 || true' EXIT
 rm -rf "$DIR"
 export TRIBUTARY_OFFLINE_DIR="$DIR/offline"
+# Redis then holds exactly what these runs serve (and log): the drill rebuilds it from their log.
+redis-cli -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}" FLUSHDB >/dev/null
 say "generating $EVENTS events per stream"
 "$BIN/generate" --count "$EVENTS" --rate 0 --seed "$(date +%s)" 2>/dev/null | head -1
 run=$(date +%s)
