@@ -3,7 +3,8 @@
 Writes, from one seed, exactly what the contract says the jobs write:
 - the offline log: `<offline-dir>/<view>/date=YYYY-MM-DD/hour=HH/<name>.avro` (Avro object container files),
 - the online rows: Redis hashes in Feast's layout (newest event time wins),
-- a labels CSV `txn_id,card_id,event_time,pattern` for the injected fraud.
+- a labels CSV `txn_id,card_id,event_time,pattern` for the injected fraud, and one of purchases
+  `event_id,user_id,event_time,action` (`--click-labels`) for the personalisation model.
 Features are computed "as of" each transaction (the transaction itself included). Nothing downstream
 knows this module: the jobs' real output replaces it with no code change.
 
@@ -38,6 +39,7 @@ LAST_N = 10
 class Dataset:
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     labels: list[tuple[str, str, int, str]] = field(default_factory=list)
+    click_labels: list[tuple[str, str, int, str]] = field(default_factory=list)  # purchases
     start_ms: int = 0
     end_ms: int = 0
 
@@ -172,13 +174,25 @@ def _windows(ds: Dataset, txns) -> None:
 
 
 def _clicks(ds: Dataset, rng, n_users: int, n_clicks: int, start_ms: int, span: int) -> None:
-    times = np.sort(rng.uniform(0, span, n_clicks).astype(np.int64)) + start_ms
-    users = rng.integers(0, n_users, n_clicks)
+    """Clicks in sessions, like the click generator's users: activity skewed (low user numbers browse
+    most), a session = a burst of clicks 10–90 s apart (12 on average for buyers, 6 for others); buyers (35 % of the most active users down to 5 % of
+    the least, a fifth overall) purchase 12 % of their clicks, everyone else 1 % (`ds.click_labels`)."""
+    act = (np.arange(1, n_users + 1) ** -0.3)
+    act /= act.sum()
+    rank = np.arange(n_users) / max(1, n_users)
+    buyer = rng.random(n_users) < 0.35 - 0.3 * rank
+    events: list[tuple[int, int]] = []
+    while len(events) < n_clicks:
+        u = int(rng.choice(n_users, p=act))
+        t = start_ms + int(rng.uniform(0, span))
+        for _ in range(int(rng.geometric(1 / (12 if buyer[u] else 6)))):  # buyers browse longer sessions
+            events.append((t, u))
+            t += int(rng.uniform(10_000, 90_000))
+    events = sorted(e for e in events[:n_clicks] if e[0] < start_ms + span)
     sess: dict[int, dict] = {}
     hour: dict[int, deque] = defaultdict(deque)
     last_t: dict[int, int] = {}
-    for t, u in zip(times, users):
-        t = int(t); u = int(u)
+    for k, (t, u) in enumerate(events):
         if u in last_t and t <= last_t[u]:
             t = last_t[u] + 1
         last_t[u] = t
@@ -187,7 +201,7 @@ def _clicks(ds: Dataset, rng, n_users: int, n_clicks: int, start_ms: int, span: 
         if s is not None and t - s["last"] > 1_800_000:  # 30 min inactivity closes a session
             dwell = (s["last"] - s["start"]) / 1000.0
             ds.rows["user_last_session"].append({
-                "user_id": uid, "event_timestamp": s["last"] + 1_800_000, "last_session_pages": s["clicks"],
+                "user_id": uid, "event_timestamp": s["last"] + 1_800_000 - 1, "last_session_pages": s["clicks"],
                 "last_session_dwell_seconds": dwell, "last_session_dwell_per_page_seconds": dwell / s["clicks"],
                 "last_session_distinct_items": len(s["items"])})
             s = None
@@ -201,6 +215,9 @@ def _clicks(ds: Dataset, rng, n_users: int, n_clicks: int, start_ms: int, span: 
             "user_id": uid, "event_timestamp": t, "session_clicks": s["clicks"],
             "session_dwell_seconds": (t - s["start"]) / 1000.0, "session_distinct_items": len(s["items"]),
             "clicks_1h": len(h)})
+        if rng.random() < (0.12 if buyer[u] else 0.01):
+            ds.click_labels.append((f"c-{k:07d}", uid, t, "PURCHASE"))
+    ds.rows["user_session_live"].sort(key=lambda r: (r["event_timestamp"], r["user_id"]))
     ds.rows["user_last_session"].sort(key=lambda r: (r["event_timestamp"], r["user_id"]))
 
 
@@ -249,24 +266,39 @@ def write_labels(ds: Dataset, path: str | os.PathLike) -> None:
         w.writerows(ds.labels)
 
 
+def write_click_labels(ds: Dataset, path: str | os.PathLike) -> None:
+    """CSV `event_id,user_id,event_time,action` of the purchases (generate --click-labels's format)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["event_id", "user_id", "event_time", "action"])
+        w.writerows(ds.click_labels)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--offline-dir", default=env("TRIBUTARY_OFFLINE_DIR"))
     ap.add_argument("--labels", default=None, help="labels CSV path")
+    ap.add_argument("--click-labels", default=None, help="purchase labels CSV path (personalisation)")
     ap.add_argument("--redis", action="store_true", help="also write the online rows to REDIS_HOST:REDIS_PORT")
     ap.add_argument("--txns", type=int, default=20000)
     ap.add_argument("--cards", type=int, default=400)
+    ap.add_argument("--users", type=int, default=200)
+    ap.add_argument("--clicks", type=int, default=8000)
     ap.add_argument("--hours", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--start-ms", type=int, default=1_767_225_600_000)
     ap.add_argument("--shift-after", type=float, default=None, help="simulate a distribution shift after this share of time")
     a = ap.parse_args(argv)
-    ds = generate(n_txn=a.txns, n_cards=a.cards, hours=a.hours, seed=a.seed, start_ms=a.start_ms, shift_after=a.shift_after)
+    ds = generate(n_txn=a.txns, n_cards=a.cards, n_users=a.users, n_clicks=a.clicks, hours=a.hours, seed=a.seed, start_ms=a.start_ms, shift_after=a.shift_after)
     files = write_offline(ds, resolve(a.offline_dir))
     print(f"synthetic: {sum(len(r) for r in ds.rows.values())} rows in {len(files)} files under {a.offline_dir}; "
           f"{len(ds.labels)} fraud labels")
     if a.labels:
         write_labels(ds, resolve(a.labels))
+    if a.click_labels:
+        write_click_labels(ds, resolve(a.click_labels))
+        print(f"synthetic: {len(ds.click_labels)} purchase labels in {a.click_labels}")
     if a.redis:
         import redis
         r = redis.Redis(host=env("REDIS_HOST"), port=int(env("REDIS_PORT")))
