@@ -72,13 +72,15 @@ def own_redis(tmp_path):
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory):
-    """6 000 transactions on 150 cards over 4 h, offline log + labels in the contract's layout."""
+    """6 000 transactions on 150 cards and 6 000 clicks of 300 users over 4 h, offline log + fraud and
+    purchase labels in the contract's layout."""
     root = tmp_path_factory.mktemp("data")
-    ds = synthetic.generate(n_txn=6000, n_cards=150, n_users=80, n_clicks=3000, hours=4, seed=11, fraud_share=0.02)
+    ds = synthetic.generate(n_txn=6000, n_cards=150, n_users=300, n_clicks=6000, hours=4, seed=11, fraud_share=0.02)
     synthetic.write_offline(ds, root / "offline")
     synthetic.write_labels(ds, root / "labels.csv")
+    synthetic.write_click_labels(ds, root / "click-labels.csv")
     return {"ds": ds, "root": root, "offline": root / "offline", "parquet": root / "parquet",
-            "labels": root / "labels.csv"}
+            "labels": root / "labels.csv", "click_labels": root / "click-labels.csv"}
 
 
 @pytest.fixture(scope="session")
@@ -88,4 +90,7 @@ def trained(dataset, redis_server, tmp_path_factory):
     uri = f"sqlite:///{out / 'mlruns.db'}"
     summary = train.run(dataset["labels"], dataset["offline"], dataset["parquet"], out, uri,
                         feast_dir=dataset["root"] / "feast-train", redis_port=redis_server.port)
-    return {"summary": summary, "dir": out, "uri": uri}
+    from tributary_ml import train_perso  # the personalisation models go to the same directory and registry
+    perso = train_perso.run(dataset["click_labels"], dataset["offline"], dataset["parquet"], out, uri,
+                            feast_dir=dataset["root"] / "feast-train", redis_port=redis_server.port)
+    return {"summary": summary, "perso": perso, "dir": out, "uri": uri}

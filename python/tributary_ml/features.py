@@ -91,12 +91,61 @@ def fraud_rules(amount_minor: int | None = None) -> float:
     return 0.5 if amount_minor >= 100_000 else (0.1 if amount_minor >= 30_000 else FRAUD_PRIOR)
 
 
-# --- personalisation: a rules model until click labels exist ---------------------------------------
-PERSONALISATION_SOURCE_FEATURES = [
-    "user_session_live:session_clicks", "user_session_live:session_dwell_seconds",
-    "user_session_live:session_distinct_items", "user_session_live:clicks_1h",
-    "user_last_session:last_session_pages", "user_last_session:last_session_dwell_per_page_seconds",
-]
+# --- personalisation: purchase propensity ---------------------------------------------------------
+# Inputs of the trained model (train_perso.py, served by serve.py). A user with no live session row inside
+# the view's 1 h ttl gets zeros and has_live_session 0; no closed session yet (or older than 7 d) →
+# has_last_session 0 and zeros. `context` is not an input: the click labels carry no placement to learn from.
+PERSO_INPUTS: tuple[tuple[str, str | None, float], ...] = (
+    ("session_clicks", "user_session_live:session_clicks", 0.0),
+    ("session_dwell_seconds", "user_session_live:session_dwell_seconds", 0.0),
+    ("session_distinct_items", "user_session_live:session_distinct_items", 0.0),
+    ("clicks_1h", "user_session_live:clicks_1h", 0.0),
+    ("last_session_pages", "user_last_session:last_session_pages", 0.0),
+    ("last_session_dwell_seconds", "user_last_session:last_session_dwell_seconds", 0.0),
+    ("last_session_dwell_per_page_seconds", "user_last_session:last_session_dwell_per_page_seconds", 0.0),
+    ("last_session_distinct_items", "user_last_session:last_session_distinct_items", 0.0),
+    ("has_live_session", None, 0.0),
+    ("has_last_session", None, 0.0),
+    ("log_clicks_1h", None, 0.0),
+    ("log_last_session_pages", None, 0.0),
+)
+PERSO_INPUT_NAMES = [n for n, _, _ in PERSO_INPUTS]
+PERSO_SOURCE_FEATURES = [s for _, s, _ in PERSO_INPUTS if s]
+
+
+def perso_vector(values: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """Input vector (float32) from {"view:feature": value}; and the names of source features missing."""
+    out = np.zeros(len(PERSO_INPUTS), dtype=np.float32)
+    missing: list[str] = []
+    got: dict[str, float] = {}
+    for i, (name, src, imp) in enumerate(PERSO_INPUTS):
+        if src is None:
+            continue
+        v = _num(values.get(src))
+        if v is None:
+            missing.append(src)
+            v = imp
+        got[name] = v
+        out[i] = v
+    idx = {n: i for i, n in enumerate(PERSO_INPUT_NAMES)}
+    out[idx["has_live_session"]] = 0.0 if _num(values.get("user_session_live:clicks_1h")) is None else 1.0
+    out[idx["has_last_session"]] = 0.0 if _num(values.get("user_last_session:last_session_pages")) is None else 1.0
+    out[idx["log_clicks_1h"]] = math.log1p(max(got["clicks_1h"], 0.0))
+    out[idx["log_last_session_pages"]] = math.log1p(max(got["last_session_pages"], 0.0))
+    return out, missing
+
+
+def perso_matrix(df) -> np.ndarray:
+    """Vectors for a DataFrame whose columns are "view:feature" refs (absent columns: missing)."""
+    cols = [df[src].to_numpy(dtype=object) if src in df else np.full(len(df), None, dtype=object)
+            for src in PERSO_SOURCE_FEATURES]
+    recs = [dict(zip(PERSO_SOURCE_FEATURES, row)) for row in zip(*cols)]
+    return np.stack([perso_vector(r)[0] for r in recs]) if recs else np.empty((0, len(PERSO_INPUTS)), np.float32)
+
+
+# The rules (`perso-rules-v0`): the circuit breaker's fallback (Redis failed: no features, so a constant
+# damped by the context), and what the service serves when no personalisation model is configured.
+PERSONALISATION_SOURCE_FEATURES = PERSO_SOURCE_FEATURES
 PERSONALISATION_VERSION = "perso-rules-v0"
 
 

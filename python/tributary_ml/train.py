@@ -141,12 +141,12 @@ def _lr(seed: int):
     return PlattCalibrated(base), params
 
 
-def _xgb(seed: int):
+def _xgb(seed: int, **over):
     from xgboost import XGBClassifier
-    params = {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.9,
-              "colsample_bytree": 0.9, "tree_method": "hist", "calibration": "platt", "cal_share": 0.2}
-    base = XGBClassifier(n_estimators=200, max_depth=4, learning_rate=0.1, subsample=0.9, colsample_bytree=0.9,
-                         tree_method="hist", n_jobs=2, random_state=seed, eval_metric="logloss")
+    kw = {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.9, "colsample_bytree": 0.9,
+          "tree_method": "hist", **over}
+    params = {**kw, "calibration": "platt", "cal_share": 0.2}
+    base = XGBClassifier(**kw, n_jobs=2, random_state=seed, eval_metric="logloss")
     return PlattCalibrated(base), params
 
 
@@ -174,8 +174,8 @@ def to_onnx(model: PlattCalibrated) -> bytes:
     import onnx
     from onnx import TensorProto, helper
     from xgboost import XGBClassifier
-    nf = len(FRAUD_INPUT_NAMES)
     base = model.base
+    nf = int(base.n_features_in_)
     if isinstance(base, XGBClassifier):
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
         from skl2onnx import convert_sklearn, update_registered_converter
@@ -226,9 +226,9 @@ def onnx_scores(onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
     return sess.run(["probabilities"], {inp.name: np.asarray(x, dtype=dt)})[0][:, 1]
 
 
-def fit_one(version: str, kind: str, xtr, ytr, xte, yte, seed: int) -> Trained:
+def fit_one(version: str, kind: str, xtr, ytr, xte, yte, seed: int, **xgb_params) -> Trained:
     from sklearn.metrics import average_precision_score, brier_score_loss, precision_recall_curve, roc_auc_score
-    model, params = (_lr if kind == "logistic_regression" else _xgb)(seed)
+    model, params = _lr(seed) if kind == "logistic_regression" else _xgb(seed, **xgb_params)
     t = time.time()
     model.fit(xtr, ytr)
     fit_s = time.time() - t
@@ -246,7 +246,8 @@ def fit_one(version: str, kind: str, xtr, ytr, xte, yte, seed: int) -> Trained:
     return Trained(version, kind, model, onx, metrics, params, (prec, rec))
 
 
-def pr_curve_png(results: list[Trained], path: Path, base_rate: float) -> None:
+def pr_curve_png(results: list[Trained], path: Path, base_rate: float,
+                 title: str = "Fraud models: precision / recall on the time-split test set") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -256,7 +257,7 @@ def pr_curve_png(results: list[Trained], path: Path, base_rate: float) -> None:
         ax.plot(rec, prec, label=f"{r.version} {r.kind} (PR-AUC {r.metrics['pr_auc']:.3f}, ROC-AUC {r.metrics['roc_auc']:.3f})")
     ax.axhline(base_rate, color="grey", ls="--", lw=0.8, label=f"base rate {base_rate:.3%}")
     ax.set_xlabel("recall"); ax.set_ylabel("precision"); ax.set_xlim(0, 1); ax.set_ylim(0, 1.02)
-    ax.set_title("Fraud models: precision / recall on the time-split test set")
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="lower left"); fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
 
