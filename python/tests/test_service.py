@@ -97,10 +97,30 @@ def test_personalisation(client, redis_server):
     v = contract.VIEWS["user_session_live"]
     layout.write_rows(r, "tributary", "user_id", v.name, v.features, [("u-live", NOW_MS(), {
         "session_clicks": 12, "session_dwell_seconds": 600.0, "session_distinct_items": 8, "clicks_1h": 30})])
-    hot = client.post("/score", json={"user_id": "u-live", "context": {"placement": "home"}}).json()
-    cold = client.post("/score", json={"user_id": "u-none", "context": {}}).json()
-    assert hot["use_case"] == "personalisation" and hot["score"] > cold["score"]
+    resp = client.post("/score", json={"user_id": "u-live", "context": {"placement": "home"}})
+    hot, cold = resp.json(), client.post("/score", json={"user_id": "u-none", "context": {}}).json()
+    # the trained purchase-propensity model (perso-v1, loaded at startup), not the rules
+    assert hot["use_case"] == "personalisation" and hot["model_version"] == "perso-v1" and not hot["fallback"]
+    assert resp.headers["X-Model-Version"] == "perso-v1" and 0 < hot["score"] < 1
+    assert hot["entity_found"] and not cold["entity_found"] and hot["score"] != cold["score"]
     assert "user_last_session:last_session_pages" in hot["missing_features"]
+    assert "user_session_live:clicks_1h" in cold["missing_features"]
+    from tributary_ml import features, models
+    x, _ = features.perso_vector({f"user_session_live:{k}": v for k, v in {
+        "session_clicks": 12, "session_dwell_seconds": 600.0, "session_distinct_items": 8, "clicks_1h": 30}.items()})
+    assert abs(hot["score"] - models.load("v1", client.app.state.settings.model_dir, use_case="perso").predict(x)[0]) < 1e-12
+    assert client.get("/healthz").json()["personalisation"] == "perso-v1"
+
+
+def test_personalisation_rules_only_when_configured(trained, redis_server, tmp_path):
+    with TestClient(create_app(settings(trained, redis_server.port, perso_version="rules"))) as c:
+        body = c.post("/score", json={"user_id": "u-x", "context": {}}).json()
+    assert body["model_version"] == "perso-rules-v0" and not body["fallback"]
+    app = create_app(settings(trained, redis_server.port, model_dir=str(trained["dir"]), perso_version="v9",
+                              perso_required=True))
+    with pytest.raises(FileNotFoundError):
+        with TestClient(app):
+            pass
 
 
 def test_budget_returns_429(trained, redis_server):

@@ -8,7 +8,8 @@ SCORING_CANDIDATE_SHARE (0.1), SCORING_MAX_QPS, SCORING_TIMEOUT_MS, SCORING_REDI
 SCORING_BREAKER_FAILURES, SCORING_BREAKER_RESET_S, SCORING_ENFORCE_TTL.
 
 Requests: {"card_id": "…"} (fraud; optional "amount_minor" used only by the fallback rules) or
-{"user_id": "…", "context": {…}} (personalisation). Response: {score, model_version, latency_ms, use_case,
+{"user_id": "…", "context": {…}} (personalisation: the `perso-<PERSO_MODEL_VERSION>` purchase-propensity
+model; the `perso-rules-v0` rules when Redis fails or no model is configured). Response: {score, model_version, latency_ms, use_case,
 fallback, fallback_reason, missing_features, stale_views}. A/B: header X-Model-Version picks a model;
 otherwise a sticky split by entity hash sends SCORING_CANDIDATE_SHARE of entities to the candidate.
 """
@@ -67,6 +68,10 @@ class Settings:
     breaker_failures: int = field(default_factory=lambda: int(_f("SCORING_BREAKER_FAILURES", 5)))
     breaker_reset_s: float = field(default_factory=lambda: _f("SCORING_BREAKER_RESET_S", 5))
     enforce_ttl: bool = field(default_factory=lambda: os.environ.get("SCORING_ENFORCE_TTL", "1") != "0")
+    # personalisation model (perso-<version>.onnx / alias perso-<version>); "rules": the rules only.
+    # Required when PERSO_MODEL_VERSION is set; unset, v1 is loaded when there and the rules serve otherwise.
+    perso_version: str = field(default_factory=lambda: os.environ.get("PERSO_MODEL_VERSION") or "v1")
+    perso_required: bool = field(default_factory=lambda: bool(os.environ.get("PERSO_MODEL_VERSION")))
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -186,6 +191,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if s.candidate_version and s.candidate_version != s.model_version:
             loaded[s.candidate_version] = models.load(s.candidate_version, s.model_dir, s.tracking_uri)
         state["models"] = loaded
+        state["perso"] = None
+        if s.perso_version != "rules":
+            try:
+                state["perso"] = models.load(s.perso_version, s.model_dir, s.tracking_uri, use_case="perso")
+            except FileNotFoundError:
+                if s.perso_required:
+                    raise
+                log.warning("scoring: no personalisation model %s: the %s rules serve user_id requests",
+                            models.alias_for(s.perso_version, "perso"), features.PERSONALISATION_VERSION)
         t = s.redis_timeout_ms / 1000
         # no retries: redis-py ≥ 6 retries timeouts with backoff by default, which would blow the budget;
         # the breaker and the fallback handle a failed read instead
@@ -280,8 +294,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sc, missing = features.personalisation_score({}, req.context or {})
             return {"score": sc, "model_version": "baseline-rules", "fallback": True, "fallback_reason": e.reason,
                     "missing_features": missing, "stale_views": []}
-        sc, missing = features.personalisation_score(vals, req.context or {})
-        return {"score": sc, "model_version": features.PERSONALISATION_VERSION, "fallback": False,
+        model = state["perso"]
+        if model is None:
+            sc, missing = features.personalisation_score(vals, req.context or {})
+            version = features.PERSONALISATION_VERSION
+        else:
+            x, missing = features.perso_vector(vals)
+            sc, version = float(model.predict(x)[0]), models.alias_for(model.version, "perso")
+        return {"score": sc, "model_version": version, "fallback": False,
                 "fallback_reason": None, "missing_features": missing, "stale_views": stale, "entity_found": found}
 
     @app.post("/score")
@@ -320,6 +340,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         degraded = not redis_ok or app.state.breaker.state != "closed"
         return {"status": "degraded" if degraded else "ok", "redis": redis_ok, "breaker": app.state.breaker.state,
                 "models": sorted(state.get("models", {})), "control": s.model_version,
+                "personalisation": (models.alias_for(state["perso"].version, "perso") if state.get("perso")
+                                    else features.PERSONALISATION_VERSION),
                 "candidate": s.candidate_version or None}
 
     @app.get("/metrics")
