@@ -139,11 +139,13 @@ schema-gate: setup ## check every schema version against the previous one (BACKW
 #   make e2e            event → score through its own broker, txn-features (release build), Redis and the service
 PY := .venv-py/bin/python
 TRAIN_ARGS ?=
+CLICK_LABELS ?= data/click-labels.csv
+TRAIN_PERSO_ARGS ?=
 LATENCY_ARGS ?= --rate 500 --duration 20
 DRIFT_ARGS ?=
 SYNTHETIC_ARGS ?=
 E2E_ARGS ?= --probes 200 --rate 20
-.PHONY: setup-python train serve test-latency drift-check test-python parity synthetic e2e
+.PHONY: setup-python train train-perso serve test-latency drift-check test-python parity synthetic e2e
 
 setup-python: ## create/refresh .venv-py (pinned versions)
 	@bash python/setup.sh
@@ -153,6 +155,9 @@ synthetic: setup-python ## synthetic offline log ($$TRIBUTARY_OFFLINE_DIR), labe
 
 train: setup-python ## train v1 (LR) and v2 (XGBoost), register in MLflow, export ONNX to data/models
 	$(PY) -m tributary_ml.train $(TRAIN_ARGS)
+
+train-perso: setup-python ## the purchase-propensity model (perso-v1/v2) from click-features' log and generate --click-labels (CLICK_LABELS)
+	$(PY) -m tributary_ml.train_perso --click-labels $(CLICK_LABELS) $(TRAIN_PERSO_ARGS)
 
 serve: setup-python ## run the scoring service (MODEL_VERSION, REDIS_HOST, REDIS_PORT, SCORING_PORT)
 	$(PY) -m tributary_ml.serve

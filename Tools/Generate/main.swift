@@ -26,6 +26,8 @@ struct Options {
     var rate = 5_000.0
     var labels: String?
     var clickLabels: String?
+    /// Event time per second of records (default: `--rate`, or 5 000 unthrottled).
+    var eventRate: Double?
     var registry = "schemas/registry.json"
     var topics = ["txn": "txn.events", "clicks": "click.events", "devices": "device.enrich"]
     var config = GeneratorConfig()
@@ -85,13 +87,16 @@ struct Options {
                 config.shiftAfter = n
             case "--registry": registry = v
             case "--txn-topic": topics["txn"] = v
+            case "--event-rate":
+                guard let r = Double(v), r > 0 else { throw Usage(description: "--event-rate takes events per second of event time > 0, not '\(v)'") }
+                eventRate = r
             case "--clicks-topic": topics["clicks"] = v
             case "--devices-topic": topics["devices"] = v
             default: throw Usage(description: "unknown flag \(flag)")
             }
             i += 2
         }
-        if rate > 0 { config.eventsPerSecond = rate }
+        if let eventRate { config.eventsPerSecond = eventRate } else if rate > 0 { config.eventsPerSecond = rate }
     }
 }
 
