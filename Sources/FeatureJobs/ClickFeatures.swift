@@ -6,9 +6,11 @@ import StreamCore
 public struct IngestedClick: Sendable, Codable {
     public var click: Click
     public var ingestMillis: Int64
-    public init(_ click: Click, ingestMillis: Int64) {
+    public var readMillis: Int64
+    public init(_ click: Click, ingestMillis: Int64, readMillis: Int64 = 0) {
         self.click = click
         self.ingestMillis = ingestMillis
+        self.readMillis = readMillis
     }
 }
 
@@ -17,6 +19,8 @@ public struct SessionLiveRow: Sendable, Codable, Equatable {
     public var userId: String
     public var eventTime: Int64
     public var ingestMillis: Int64
+    /// When the job read the click (wall clock), for the job's own latency; 0 when unknown.
+    public var readMillis: Int64 = 0
     public var sessionClicks: Int64
     public var sessionDwellSeconds: Double
     public var sessionDistinctItems: Int64
@@ -118,7 +122,8 @@ public final class SessionLiveFunction: KeyedProcessFunction {
     }
 
     public func processElement(_ value: IngestedClick, _ ctx: KeyedProcessContext<String>, _ out: Collector<SessionLiveRow>) throws {
-        let (row, newest) = session.modify(initial: UserSession()) { s in (s.add(value.click, ingestMillis: value.ingestMillis), s.newest) }
+        var (row, newest) = session.modify(initial: UserSession()) { s in (s.add(value.click, ingestMillis: value.ingestMillis), s.newest) }
+        row?.readMillis = value.readMillis
         let m: Int64 = 60_000
         ctx.timerService.registerEventTimeTimer((newest / m + 1) * m + UserSession.gap + UserSession.hourMillis)
         if let row { try out.collect(row) }

@@ -275,7 +275,11 @@ public func buildClickFeatures(_ env: StreamExecutionEnvironment, _ ctx: Feature
         stats.recordsIn.add(1, ordering: .relaxed)
         return ctx.inRange(c.value.timestamp)
     }
-    let live = clicks.map { IngestedClick($0.value, ingestMillis: $0.timestamp) }
+    let live = clicks.map { c -> IngestedClick in
+        let now = wallClockMillis()
+        if c.origin.offset & 63 == 0 { stats.observeSourceLatency(now - c.timestamp) }
+        return IngestedClick(c.value, ingestMillis: c.timestamp, readMillis: now)
+    }
         .keyBy { $0.click.userId }
         .process(name: "session so far", SessionLiveFunction())
     let tooLate = OutputTag<Sourced<Click>>("too-late")

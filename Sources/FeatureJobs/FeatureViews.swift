@@ -206,7 +206,7 @@ extension SessionLiveRow {
                 ("session_clicks", .int64(sessionClicks)), ("session_dwell_seconds", .double(sessionDwellSeconds)),
                 ("session_distinct_items", .int64(sessionDistinctItems)), ("clicks_1h", .int64(clicks1h)),
             ]),
-        ], ingestMillis: ingestMillis > 0 ? ingestMillis : nil)
+        ], ingestMillis: ingestMillis > 0 ? ingestMillis : nil, readMillis: readMillis > 0 ? readMillis : nil)
     }
 }
 
