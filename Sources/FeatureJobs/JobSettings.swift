@@ -69,7 +69,7 @@ public struct JobSettings: Sendable, Equatable {
         ("--from-checkpoint chk-N|N|DIR", "restore this checkpoint (default: the newest intact one in --checkpoint-dir)"),
         ("--state-backend heap|rocksdb", "where keyed state lives (default heap)"),
         ("--state-dir DIR", "RocksDB's working files (default <checkpoint-dir>-local)"),
-        ("--metrics-port PORT", "serve Prometheus metrics on this port (env METRICS_PORT)"),
+        ("--metrics-port PORT", "the Prometheus metrics port (env METRICS_PORT) — not served yet: a warning says so"),
         ("--bounded", "stop at the end of what the topics hold (replay, backfill)"),
         ("--from TIME --to TIME", "only events with event time in [from, to) (epoch ms or ISO 8601 UTC)"),
         ("--out-of-orderness 5s", "the watermark's bound"),
