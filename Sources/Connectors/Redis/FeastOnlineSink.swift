@@ -39,8 +39,8 @@ public struct FeastEntityUpdate: Sendable {
 /// milliseconds of its records that carry them.
 public typealias OnlineLatencyObserver = @Sendable (_ fromIngest: [Int64], _ fromRead: [Int64]) -> Void
 
-/// Writes feature rows to Redis in Feast's layout, newest event time wins per view — the
-/// batched form of `RedisUpsertSink` for jobs that write several views per record at high rates.
+/// Writes feature rows to Redis in Feast's layout, newest event time wins per view: batched, with
+/// several views per entity (`RedisUpsertSink` is its one-view convenience).
 ///
 /// Records are grouped into batches (at most `maxBatch` entities) and each batch is applied by one
 /// call of an atomic server-side script (`FeastOnlineSink.script`) that writes each view's row only
@@ -105,6 +105,37 @@ public struct FeastOnlineSink<T>: Sink {
     /// Returns the number of view rows written (the others were not newer than what is stored).
     public static var script: RedisScript { batchScript }
 }
+
+/// Lua that reads a stored `google.protobuf.Timestamp` (`timestamp(bytes)` → seconds, nanos),
+/// exactly for |seconds| < 2^53, negative ones included; shared by the Feast upsert scripts.
+private let feastTimestampLua = #"""
+local function varint(s, i)
+  local lo, hi, mul, n = 0, 0, 1, 0
+  while true do
+    local b = string.byte(s, i)
+    if b == nil or n == 10 then return nil, i end
+    i = i + 1
+    if n < 5 then lo = lo + (b % 128) * mul else hi = hi + (b % 128) * mul end
+    n = n + 1
+    if n == 5 then mul = 1 else mul = mul * 128 end
+    if b < 128 then break end
+  end
+  -- bits 35..63 are in hi; bit 63 set means a negative int64
+  if hi >= 268435456 then hi = hi - 536870912 end
+  return lo + hi * 34359738368, i
+end
+local function timestamp(s)
+  local seconds, nanos, i = 0, 0, 1
+  while i <= #s do
+    local tag = string.byte(s, i)
+    local v
+    v, i = varint(s, i + 1)
+    if v == nil then return nil end
+    if tag == 8 then seconds = v elseif tag == 16 then nanos = v else return nil end
+  end
+  return seconds, nanos
+end
+"""#
 
 private let batchScript = RedisScript(
     "-- Tributary: Feast online-store batch upsert, newest event time wins per view (Feast's write rule).\n"
