@@ -79,6 +79,30 @@ public struct FeatureJobContext: Sendable {
         }
     }
 
+    /// `topic` as the job reads it: decoded (what cannot be goes to `<topic>.dlq`), with event-time
+    /// watermarks; `counted` inputs also count each record and keep only those inside `--from`/`--to`.
+    public func input<T>(_ env: StreamExecutionEnvironment, topic: String, schemaId: Int32, name: String, counted: Bool = true,
+                         eventTime: @escaping @Sendable (T) -> Int64,
+                         decode: @escaping @Sendable (AvroValue) throws -> T) -> DataStream<Sourced<T>> {
+        let sourced = env.fromSource(source(topic: topic, schemaId: schemaId, decode),
+                                     watermarkStrategy: watermarks { eventTime($0.value) }, name: name)
+        deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: topic, name: "\(name) DLQ")
+        guard counted else { return sourced }
+        let stats = self.stats
+        return sourced.filter { r in
+            stats.recordsIn.add(1, ordering: .relaxed)
+            return self.inRange(eventTime(r.value))
+        }
+    }
+
+    /// When the job read `record` (wall clock); one record in 64 also samples how long the broker
+    /// took to hand it over.
+    public func readTime<T>(_ record: Sourced<T>) -> Int64 {
+        let now = wallClockMillis()
+        if record.origin.offset & 63 == 0 { stats.observeSourceLatency(now - record.timestamp) }
+        return now
+    }
+
     /// Dead letters of `stream` go to `<topic>.dlq` (at least once: a replayed dead letter is the same envelope).
     public func deadLetters(_ rejected: DataStream<RejectedRecord>, topic: String, name: String) {
         let registry = self.registry, job = settings.job, stats = self.stats
@@ -192,24 +216,14 @@ public struct FeatureJobContext: Sendable {
 /// the offline log and on the features topic; window aggregates in the offline log; dead letters out.
 public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJobContext) throws {
     let s = ctx.settings
-    let stats = ctx.stats
     // Read as transactions.v1 (id 1): v2 data resolves to it (merchant_id is not a feature yet).
-    let sourced = env.fromSource(ctx.source(topic: s.txnTopic, schemaId: 1) { try Transaction(avro: $0) },
-                                 watermarkStrategy: ctx.watermarks { $0.value.timestamp }, name: "transactions")
-    ctx.deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: s.txnTopic, name: "transactions DLQ")
-    let txns = sourced.filter { t in
-        stats.recordsIn.add(1, ordering: .relaxed)
-        return ctx.inRange(t.value.timestamp)
+    let txns = ctx.input(env, topic: s.txnTopic, schemaId: 1, name: "transactions", eventTime: { $0.timestamp }) {
+        try Transaction(avro: $0)
     }
 
     // On-arrival card features → Redis, offline log, features topic.
     let lastN = s.lastN
-    let features = txns.map { t -> IngestedTransaction in
-        let now = wallClockMillis()
-        // One in 64 records: how long the broker took to hand it to the job.
-        if t.origin.offset & 63 == 0 { stats.observeSourceLatency(now - t.timestamp) }
-        return IngestedTransaction(t.value, ingestMillis: t.timestamp, readMillis: now)
-    }
+    let features = txns.map { IngestedTransaction($0.value, ingestMillis: $0.timestamp, readMillis: ctx.readTime($0)) }
         .keyBy { $0.txn.cardId }
         .process(name: "card features", CardFeaturesFunction(lastN: lastN))
     var offline: [DataStream<OfflineRow>] = []
@@ -236,10 +250,9 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
 
     // The device join: device records (deduplicated per device and hour) re-keyed with the
     // transactions by device_id, interval join, then the newest row per card.
-    let deviceSourced = env.fromSource(ctx.source(topic: s.deviceTopic, schemaId: 4) { try Device(avro: $0) },
-                                       watermarkStrategy: ctx.watermarks { $0.value.timestamp }, name: "devices")
-    ctx.deadLetters(deviceSourced.getSideOutput(SourceOutputs.rejected), topic: s.deviceTopic, name: "devices DLQ")
-    let devices = deviceSourced.map { $0.value }
+    let devices = ctx.input(env, topic: s.deviceTopic, schemaId: 4, name: "devices", counted: false, eventTime: { $0.timestamp }) {
+        try Device(avro: $0)
+    }.map { $0.value }
         .keyBy { $0.deviceId }
         .process(name: "device changes", DeviceChangesFunction())
     let joined = txns.map { DeviceProbe(cardId: $0.value.cardId, deviceId: $0.value.deviceId, country: $0.value.country,
@@ -267,19 +280,8 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
 /// the offline log; dead letters out.
 public func buildClickFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJobContext) throws {
     let s = ctx.settings
-    let stats = ctx.stats
-    let sourced = env.fromSource(ctx.source(topic: s.clickTopic, schemaId: 3) { try Click(avro: $0) },
-                                 watermarkStrategy: ctx.watermarks { $0.value.timestamp }, name: "clicks")
-    ctx.deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: s.clickTopic, name: "clicks DLQ")
-    let clicks = sourced.filter { c in
-        stats.recordsIn.add(1, ordering: .relaxed)
-        return ctx.inRange(c.value.timestamp)
-    }
-    let live = clicks.map { c -> IngestedClick in
-        let now = wallClockMillis()
-        if c.origin.offset & 63 == 0 { stats.observeSourceLatency(now - c.timestamp) }
-        return IngestedClick(c.value, ingestMillis: c.timestamp, readMillis: now)
-    }
+    let clicks = ctx.input(env, topic: s.clickTopic, schemaId: 3, name: "clicks", eventTime: { $0.timestamp }) { try Click(avro: $0) }
+    let live = clicks.map { IngestedClick($0.value, ingestMillis: $0.timestamp, readMillis: ctx.readTime($0)) }
         .keyBy { $0.click.userId }
         .process(name: "session so far", SessionLiveFunction())
     let tooLate = OutputTag<Sourced<Click>>("too-late")
@@ -422,11 +424,4 @@ extension SessionLiveRow {
             .init("session_distinct_items", .long(sessionDistinctItems)), .init("clicks_1h", .long(clicks1h)),
         ])
     }
-}
-
-/// Wall-clock epoch milliseconds (Kafka timestamps are wall clock).
-func wallClockMillis() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }

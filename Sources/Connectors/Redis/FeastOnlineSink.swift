@@ -404,7 +404,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
 
 /// Wall-clock epoch milliseconds (for latency against Kafka record timestamps, which are wall clock).
 @inline(__always)
-func wallClockMillis() -> Int64 {
+public func wallClockMillis() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
