@@ -19,6 +19,50 @@ public struct OfflineBackfill {
 
     public init(offlineDir: String) { self.offlineDir = offlineDir }
 
+    /// With the jobs' environment variables (TRIBUTARY_OFFLINE_DIR, REDIS_HOST, REDIS_PORT,
+    /// FEAST_PROJECT) and the local stack's defaults.
+    public init(environment env: [String: String]) throws {
+        let s = try JobSettings.parse(job: "backfill", arguments: [], environment: env)
+        self.init(offlineDir: s.offlineDir)
+        redisHost = s.redisHost
+        redisPort = s.redisPort
+        project = s.project
+    }
+
+    /// The flags of `backfill` (and `drill`), with the same spelling and checks as the jobs'.
+    public static let usage = "[--offline-dir DIR] [--redis HOST:PORT] [--project NAME] [--views v1,v2] [--from T] [--to T] [--key-ttl S]"
+
+    /// Takes `flag value` if it is one of `usage`; false otherwise; throws with what to fix.
+    public mutating func apply(flag: String, value: String) throws -> Bool {
+        var s = JobSettings(job: "backfill")
+        switch flag {
+        case "--offline-dir": offlineDir = value
+        case "--redis":
+            try s.apply(flag: flag, value: value)
+            redisHost = s.redisHost
+            redisPort = s.redisPort
+        case "--project": project = value
+        case "--views":
+            views = try value.split(separator: ",").map { name in
+                guard let view = FeatureView(rawValue: String(name)), view.isOnline else {
+                    throw JobConfigurationError("unknown online view '\(name)'; online views: \(FeatureView.allCases.filter(\.isOnline).map(\.rawValue).joined(separator: ", "))")
+                }
+                return view
+            }
+        case "--from":
+            try s.apply(flag: flag, value: value)
+            fromTime = s.fromTime
+        case "--to":
+            try s.apply(flag: flag, value: value)
+            toTime = s.toTime
+        case "--key-ttl":
+            try s.apply(flag: flag, value: value)
+            keyTTLSeconds = s.keyTTLSeconds
+        default: return false
+        }
+        return true
+    }
+
     public struct Result: Sendable {
         public var filesRead = 0
         public var rowsRead: Int64 = 0

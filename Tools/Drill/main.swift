@@ -3,7 +3,7 @@
 // from their latest checkpoints, bounded), checks the result equals the snapshot and prints the
 // time to recovery. Exit 0 when identical, 1 when not, 2 for bad flags or an unreachable Redis.
 //
-//   drill [--offline-dir DIR] [--redis HOST:PORT] [--project NAME] [--replay "COMMAND"]
+//   drill [--offline-dir DIR] [--redis HOST:PORT] [--project NAME] [--views …] [--from T] [--to T] [--replay "COMMAND"]
 import Connectors
 import FeatureJobs
 import Foundation
@@ -18,31 +18,25 @@ func fail(_ message: String) -> Never {
     exit(2)
 }
 
-let env = ProcessInfo.processInfo.environment
-var backfill = OfflineBackfill(offlineDir: env["TRIBUTARY_OFFLINE_DIR"] ?? "data/offline")
-backfill.redisHost = env["REDIS_HOST"] ?? backfill.redisHost
-backfill.redisPort = env["REDIS_PORT"].flatMap(Int.init) ?? backfill.redisPort
-backfill.project = env["FEAST_PROJECT"] ?? backfill.project
 var replay: String?
-var args = Array(CommandLine.arguments.dropFirst())
-while !args.isEmpty {
-    let flag = args.removeFirst()
-    if flag == "--help" || flag == "-h" {
-        print("usage: drill [--offline-dir DIR] [--redis HOST:PORT] [--project NAME] [--replay \"COMMAND\"]")
-        exit(0)
+var backfill: OfflineBackfill
+do {
+    backfill = try OfflineBackfill(environment: ProcessInfo.processInfo.environment)
+    var args = Array(CommandLine.arguments.dropFirst())
+    while !args.isEmpty {
+        let flag = args.removeFirst()
+        if flag == "--help" || flag == "-h" {
+            print("usage: drill \(OfflineBackfill.usage) [--replay \"COMMAND\"]")
+            exit(0)
+        }
+        guard !args.isEmpty else { fail("\(flag) needs a value") }
+        let v = args.removeFirst()
+        if flag == "--replay" { replay = v } else if try !backfill.apply(flag: flag, value: v) {
+            fail("unknown flag \(flag); drill --help lists the flags")
+        }
     }
-    guard !args.isEmpty else { fail("\(flag) needs a value") }
-    let v = args.removeFirst()
-    switch flag {
-    case "--offline-dir": backfill.offlineDir = v
-    case "--redis":
-        let parts = v.split(separator: ":")
-        guard parts.count == 2, let p = Int(parts[1]) else { fail("--redis takes HOST:PORT, not '\(v)'") }
-        backfill.redisHost = String(parts[0]); backfill.redisPort = p
-    case "--project": backfill.project = v
-    case "--replay": replay = v
-    default: fail("unknown flag \(flag); drill --help lists the flags")
-    }
+} catch {
+    fail("\(error)")
 }
 
 do {
