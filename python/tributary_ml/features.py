@@ -46,12 +46,13 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) or math.isinf(f) else f
 
 
-def fraud_vector(values: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
-    """Input vector (float32) from {"view:feature": value}; and the names of source features missing."""
-    out = np.empty(len(FRAUD_INPUTS), dtype=np.float32)
+def _source_inputs(inputs, values: Mapping[str, Any]):
+    """The inputs read straight from source features (missing ones imputed, and listed), as a float32
+    vector with the derived inputs still 0; the values by input name; the missing source features."""
+    out = np.zeros(len(inputs), dtype=np.float32)
     missing: list[str] = []
     got: dict[str, float] = {}
-    for i, (name, src, imp) in enumerate(FRAUD_INPUTS):
+    for i, (name, src, imp) in enumerate(inputs):
         if src is None:
             continue
         v = _num(values.get(src))
@@ -60,6 +61,12 @@ def fraud_vector(values: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
             v = imp
         got[name] = v
         out[i] = v
+    return out, got, missing
+
+
+def fraud_vector(values: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """Input vector (float32) from {"view:feature": value}; and the names of source features missing."""
+    out, got, missing = _source_inputs(FRAUD_INPUTS, values)
     idx = {n: i for i, n in enumerate(FRAUD_INPUT_NAMES)}
     prev = _num(values.get("txn_profile:seconds_since_last_txn"))
     out[idx["has_prev_txn"]] = 0.0 if prev is None else 1.0
@@ -115,18 +122,7 @@ PERSO_SOURCE_FEATURES = [s for _, s, _ in PERSO_INPUTS if s]
 
 def perso_vector(values: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
     """Input vector (float32) from {"view:feature": value}; and the names of source features missing."""
-    out = np.zeros(len(PERSO_INPUTS), dtype=np.float32)
-    missing: list[str] = []
-    got: dict[str, float] = {}
-    for i, (name, src, imp) in enumerate(PERSO_INPUTS):
-        if src is None:
-            continue
-        v = _num(values.get(src))
-        if v is None:
-            missing.append(src)
-            v = imp
-        got[name] = v
-        out[i] = v
+    out, got, missing = _source_inputs(PERSO_INPUTS, values)
     idx = {n: i for i, n in enumerate(PERSO_INPUT_NAMES)}
     out[idx["has_live_session"]] = 0.0 if _num(values.get("user_session_live:clicks_1h")) is None else 1.0
     out[idx["has_last_session"]] = 0.0 if _num(values.get("user_last_session:last_session_pages")) is None else 1.0
