@@ -5,37 +5,9 @@ import Synchronization
 import XCTest
 
 /// The batched multi-view Feast sink against a real redis-server (scripts/redis-test-server.sh).
-final class FeastOnlineSinkTests: XCTestCase {
-    nonisolated(unsafe) static var port: Int?
-    nonisolated(unsafe) static var unavailable: String?
-
-    override class func setUp() {
-        switch RedisTestServer.run("start") {
-        case .port(let p): port = p
-        case .notInstalled(let why): unavailable = why
-        case .failed(let why): unavailable = "FAILED: " + why
-        }
-    }
-
-    override class func tearDown() {
-        if port != nil { _ = RedisTestServer.run("stop") }
-    }
-
-    var port = 0
-    var admin: RedisConnection!
+final class FeastOnlineSinkTests: RedisServerTestCase {
     let ctx = SinkWriterContext(timestamp: nil, currentWatermark: .min)
     let t0: Int64 = 1_795_564_800
-
-    override func setUpWithError() throws {
-        if let why = Self.unavailable {
-            if why.hasPrefix("FAILED: ") { XCTFail(why); throw XCTSkip(why) }
-            throw XCTSkip("redis-server is not installed: \(why)")
-        }
-        port = Self.port!
-        admin = try RedisConnection(port: port)
-        try admin.command("FLUSHALL")
-        try admin.command("SCRIPT", "FLUSH")
-    }
 
     /// A card's update: `txn_stats_5m` at `stats` seconds and (optionally) `txn_device` at `device` seconds.
     struct Update: Sendable {

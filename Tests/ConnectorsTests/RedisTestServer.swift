@@ -1,3 +1,4 @@
+import Connectors
 import Foundation
 import XCTest
 
@@ -40,5 +41,41 @@ enum RedisTestServer {
         case 3: return .notInstalled(stderr)
         default: return .failed("scripts/redis-test-server.sh \(action) exited \(code): \(stderr)")
         }
+    }
+}
+
+/// Test classes that need Redis: a redis-server for the class's tests (started before them, stopped
+/// after); each test starts with an empty database and no scripts, `admin` connected to it.
+class RedisServerTestCase: XCTestCase {
+    nonisolated(unsafe) static var port: Int?
+    nonisolated(unsafe) static var unavailable: String?
+
+    override class func setUp() {
+        switch RedisTestServer.run("start") {
+        case .port(let p): port = p
+        case .notInstalled(let why):
+            unavailable = why
+            print("\(self) skipped: \(why)")
+        case .failed(let why): unavailable = "FAILED: " + why
+        }
+    }
+
+    override class func tearDown() {
+        if port != nil { _ = RedisTestServer.run("stop") }
+        port = nil
+    }
+
+    var port = 0
+    var admin: RedisConnection!
+
+    override func setUpWithError() throws {
+        if let why = Self.unavailable {
+            if why.hasPrefix("FAILED: ") { XCTFail(why); throw XCTSkip(why) }
+            throw XCTSkip("redis-server is not installed: \(why)")
+        }
+        port = Self.port!
+        admin = try RedisConnection(port: port)
+        try admin.command("FLUSHALL")
+        try admin.command("SCRIPT", "FLUSH")
     }
 }

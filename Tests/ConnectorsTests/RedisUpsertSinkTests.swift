@@ -5,40 +5,10 @@ import XCTest
 
 /// The hiredis wrapper and the upsert sink against a real redis-server, started once for the class
 /// by scripts/redis-test-server.sh and stopped at the end.
-final class RedisUpsertSinkTests: XCTestCase {
-    nonisolated(unsafe) static var port: Int?
-    nonisolated(unsafe) static var unavailable: String?
-
-    override class func setUp() {
-        switch RedisTestServer.run("start") {
-        case .port(let p): port = p
-        case .notInstalled(let why):
-            unavailable = why
-            print("RedisUpsertSinkTests skipped: \(why)")
-        case .failed(let why): unavailable = "FAILED: " + why
-        }
-    }
-
-    override class func tearDown() {
-        if port != nil { _ = RedisTestServer.run("stop") }
-    }
-
-    var port = 0
-    var admin: RedisConnection!
+final class RedisUpsertSinkTests: RedisServerTestCase {
     let ctx = SinkWriterContext(timestamp: nil, currentWatermark: .min)
     let view = "txn_stats_5m"
     let t0: Int64 = 1_795_564_800
-
-    override func setUpWithError() throws {
-        if let why = Self.unavailable {
-            if why.hasPrefix("FAILED: ") { XCTFail(why); throw XCTSkip(why) }
-            throw XCTSkip("redis-server is not installed: \(why)")
-        }
-        port = Self.port!
-        admin = try RedisConnection(port: port)
-        try admin.command("FLUSHALL")
-        try admin.command("SCRIPT", "FLUSH")
-    }
 
     struct Stat: Sendable {
         var card: String
