@@ -39,13 +39,24 @@ let package = Package(
         .executable(name: "backfill", targets: ["Backfill"]),
         .executable(name: "drill", targets: ["Drill"]),
     ],
+    // Metrics go through swift-metrics (the API every library emits to) to a Prometheus registry that
+    // a process serves on /metrics (Telemetry, `--metrics-port`); without a bootstrap they cost nothing.
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    ],
     targets: cTargets + [
         // StreamCore compresses checkpoint snapshots with zstd (Checkpoint/Zstd.swift).
-        .target(name: "StreamCore", dependencies: ["CZstd", "CRocksDB"]),
+        .target(name: "StreamCore", dependencies: ["CZstd", "CRocksDB", .product(name: "CoreMetrics", package: "swift-metrics")]),
+        // The Prometheus side: swift-metrics bootstrapped to a Prometheus registry, the runtime's
+        // per-operator figures reported into it, and the HTTP endpoint that serves /metrics.
+        .target(name: "Telemetry", dependencies: ["StreamCore", .product(name: "CoreMetrics", package: "swift-metrics"),
+                                                  .product(name: "Prometheus", package: "swift-prometheus")]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "StreamCore", "StreamTesting"]),
         .target(name: "Operators", dependencies: ["StreamCore"]),
         .target(name: "StreamTesting", dependencies: ["StreamCore"]),
         // Sinks and sources at the edge: files, Redis (Feast's online-store layout).
-        .target(name: "Connectors", dependencies: ["StreamCore", "CHiredis"]),
+        .target(name: "Connectors", dependencies: ["StreamCore", "CHiredis", .product(name: "CoreMetrics", package: "swift-metrics")]),
         // A job written against the public library alone, as a user outside this repo would.
         .executableTarget(name: "ExampleJob", dependencies: ["StreamCore"], path: "Examples/ExampleJob"),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
@@ -72,7 +83,7 @@ let package = Package(
         .testTarget(name: "ContractsTests", dependencies: ["Contracts", "StreamTesting"]),
         // Against the local broker (scripts/local-broker.sh): librdkafka 2.16 from .local/lib first.
         // Kafka source and sink (librdkafka), DLQ envelopes, Avro (de)serializers.
-        .target(name: "Kafka", dependencies: ["StreamCore", "CRdKafka", "Contracts"]),
+        .target(name: "Kafka", dependencies: ["StreamCore", "CRdKafka", "Contracts", .product(name: "CoreMetrics", package: "swift-metrics")]),
         // Re-publishes DLQ records (or a file of fixed ones) to their source topic.
         .executableTarget(name: "Replay", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Tools/Replay",
                           linkerSettings: librdkafkaFromLocalLib),
@@ -84,7 +95,8 @@ let package = Package(
         .executableTarget(name: "BenchKafka", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Benchmarks/BenchKafka",
                           linkerSettings: librdkafkaFromLocalLib),
         // The feature jobs (issue 6): features, views, the offline log, settings, the job graphs.
-        .target(name: "FeatureJobs", dependencies: ["StreamCore", "Operators", "Connectors", "Contracts", "Kafka"]),
+        .target(name: "FeatureJobs", dependencies: ["StreamCore", "Operators", "Connectors", "Contracts", "Kafka", "Telemetry",
+                                                    .product(name: "CoreMetrics", package: "swift-metrics")]),
         .executableTarget(name: "TxnFeatures", dependencies: ["FeatureJobs", "StreamCore", "Kafka"], path: "Sources/Jobs/TxnFeatures",
                           linkerSettings: librdkafkaFromLocalLib),
         .executableTarget(name: "ClickFeatures", dependencies: ["FeatureJobs", "StreamCore", "Kafka"], path: "Sources/Jobs/ClickFeatures",

@@ -19,7 +19,9 @@ public struct JobSettings: Sendable, Equatable {
     public var startingOffsets = "committed"
     public var parallelism = 2
     public var checkpointing = CheckpointingOptions()
+    /// Serve Prometheus metrics on /metrics at this port (0: any free port, printed at start).
     public var metricsPort: Int?
+    public var metricsHost = "0.0.0.0"
     /// Stop at the end of what the topics hold (replay, backfill, tests) instead of running on.
     public var bounded = false
     /// Only events with event time in [from, to) are processed (replay of a time range); others are skipped and counted.
@@ -69,7 +71,8 @@ public struct JobSettings: Sendable, Equatable {
         ("--from-checkpoint chk-N|N|DIR", "restore this checkpoint (default: the newest intact one in --checkpoint-dir)"),
         ("--state-backend heap|rocksdb", "where keyed state lives (default heap)"),
         ("--state-dir DIR", "RocksDB's working files (default <checkpoint-dir>-local)"),
-        ("--metrics-port PORT", "the Prometheus metrics port (env METRICS_PORT) — not served yet: a warning says so"),
+        ("--metrics-port PORT", "serve Prometheus metrics on http://HOST:PORT/metrics (env METRICS_PORT; 0 = any free port; off by default)"),
+        ("--metrics-host ADDR", "the IPv4 address /metrics listens on (env METRICS_HOST; default 0.0.0.0)"),
         ("--bounded", "stop at the end of what the topics hold (replay, backfill)"),
         ("--from TIME --to TIME", "only events with event time in [from, to) (epoch ms or ISO 8601 UTC)"),
         ("--out-of-orderness 5s", "the watermark's bound"),
@@ -124,7 +127,8 @@ public struct JobSettings: Sendable, Equatable {
         if let v = environment["FEAST_PROJECT"], !v.isEmpty { s.project = v }
         if let v = environment["TRIBUTARY_OFFLINE_DIR"], !v.isEmpty { s.offlineDir = v }
         if let v = environment["TRIBUTARY_CHECKPOINT_DIR"], !v.isEmpty { s.checkpointing.checkpointDirectory = v }
-        if let v = environment["METRICS_PORT"], !v.isEmpty { s.metricsPort = try Self.port(v, "METRICS_PORT") }
+        if let v = environment["METRICS_PORT"], !v.isEmpty { s.metricsPort = try Self.port(v, "METRICS_PORT", allowZero: true) }
+        if let v = environment["METRICS_HOST"], !v.isEmpty { s.metricsHost = v }
         if let v = environment["SCHEMA_REGISTRY_URL"], !v.isEmpty { s.schemaRegistryURL = v }
         for (name, value) in flags { try s.apply(flag: name, value: value) }
         if s.checkpointing.checkpointDirectory == "none" { s.checkpointing.checkpointDirectory = nil }
@@ -159,7 +163,8 @@ public struct JobSettings: Sendable, Equatable {
             }
             startingOffsets = o
         case "--parallelism": parallelism = try Self.positive(try v(), flag)
-        case "--metrics-port": metricsPort = try Self.port(try v(), flag)
+        case "--metrics-port": metricsPort = try Self.port(try v(), flag, allowZero: true)
+        case "--metrics-host": metricsHost = try v()
         case "--bounded": bounded = true
         case "--no-online": writeOnline = false
         case "--no-offline": writeOffline = false
@@ -203,6 +208,7 @@ public struct JobSettings: Sendable, Equatable {
         "pipeline.auto-watermark-interval": "--auto-watermark-interval",
         "execution.buffer-timeout": "--buffer-timeout",
         "metrics.reporter.prom.port": "--metrics-port",
+        "metrics.reporter.prom.host": "--metrics-host",
     ]
 
     mutating func apply(configKey key: String, value raw: String, file: String) throws {
@@ -267,8 +273,10 @@ public struct JobSettings: Sendable, Equatable {
         return out
     }
 
-    static func port(_ text: String, _ what: String) throws -> Int {
-        guard let p = Int(text), (1...65535).contains(p) else { throw JobConfigurationError("\(what) must be a port number (1–65535), not '\(text)'") }
+    static func port(_ text: String, _ what: String, allowZero: Bool = false) throws -> Int {
+        guard let p = Int(text), ((allowZero ? 0 : 1)...65535).contains(p) else {
+            throw JobConfigurationError("\(what) must be a port number (\(allowZero ? 0 : 1)–65535), not '\(text)'")
+        }
         return p
     }
 

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Synchronization
 
 /// Counters and the event → online latency of a running feature job, shared by its threads
@@ -15,6 +16,12 @@ public final class JobStats: Sendable {
     /// The same for event → read by the job's source (the broker's part of the latency).
     let sourceLatency = Mutex<[Int64]>(Array(repeating: 0, count: 1_000 + 5_900 + 1))
 
+    /// The same latencies through swift-metrics (Prometheus histograms when the job serves /metrics):
+    /// event → in Redis, event → read by the job (sampled), read → in Redis.
+    let eventToFeature = CoreMetrics.Timer(label: "tributary_event_to_feature_latency_seconds")
+    let eventToRead = CoreMetrics.Timer(label: "tributary_event_to_read_latency_seconds")
+    let readToFeature = CoreMetrics.Timer(label: "tributary_read_to_feature_latency_seconds")
+
     public init() {}
 
     public func deadLetter(reason: String) {
@@ -29,11 +36,18 @@ public final class JobStats: Sendable {
 
     public func observeLatency(_ millis: [Int64], fromRead: [Int64] = []) {
         Self.record(millis, into: latency)
-        if !fromRead.isEmpty { Self.record(fromRead, into: jobLatency) }
+        for m in millis { eventToFeature.recordMilliseconds(max(0, m)) }
+        if !fromRead.isEmpty {
+            Self.record(fromRead, into: jobLatency)
+            for m in fromRead { readToFeature.recordMilliseconds(max(0, m)) }
+        }
     }
 
     /// Event → source read, sampled by the caller.
-    public func observeSourceLatency(_ millis: Int64) { Self.record([millis], into: sourceLatency) }
+    public func observeSourceLatency(_ millis: Int64) {
+        Self.record([millis], into: sourceLatency)
+        eventToRead.recordMilliseconds(max(0, millis))
+    }
 
     static func record(_ millis: [Int64], into histogram: borrowing Mutex<[Int64]>) {
         histogram.withLock { h in

@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import StreamCore
+import Telemetry
 
 #if canImport(Glibc)
 import Glibc
@@ -21,6 +22,11 @@ public func runFeatureJob(_ job: String, topics: @escaping (JobSettings) -> [Str
     let ctx: FeatureJobContext
     do {
         settings = try JobSettings.parse(job: job, arguments: arguments, environment: ProcessInfo.processInfo.environment)
+        // Before anything makes a metric handle: handles made before the bootstrap stay no-ops.
+        if let port = settings.metricsPort {
+            let exporter = try PrometheusExporter.start(job: job, host: settings.metricsHost, port: port)
+            writeStderr("\(job): serving Prometheus metrics on http://\(settings.metricsHost):\(exporter.port)/metrics")
+        }
         ctx = try FeatureJobContext(settings: settings)
         try ctx.checkConnections(topics: topics(settings))
     } catch {
@@ -33,10 +39,6 @@ public func runFeatureJob(_ job: String, topics: @escaping (JobSettings) -> [Str
         env.bufferTimeout = settings.bufferTimeout
         let (restored, warnings) = try settings.checkpointing.apply(to: env)
         for w in warnings { writeStderr("\(job): \(w)") }
-        if let port = settings.metricsPort {
-            // Not served yet (issue 8): say so rather than accept the port silently.
-            writeStderr("\(job): warning: --metrics-port/METRICS_PORT \(port) is accepted but no /metrics endpoint is served yet; the progress line and the summary report the same counts")
-        }
         try build(env, ctx)
         writeStderr("\(job): \(restored.map { "restored checkpoint \($0)" } ?? "starting fresh") — broker \(settings.bootstrap), Redis \(settings.writeOnline ? "\(settings.redisHost):\(settings.redisPort)" : "off"), offline log \(settings.writeOffline ? settings.offlineDir : "off"), parallelism \(settings.parallelism)\(settings.bounded ? ", bounded" : "")")
         let stopProgress = ctx.startProgress()

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Contracts
 import StreamCore
 #if canImport(Glibc)
@@ -134,7 +135,16 @@ public final class DeadLetterSerializer: KafkaRecordSerializer {
         self.topic = topic
     }
 
+    /// `tributary_dlq_records_total{topic, reason}` (swift-metrics), one counter per pair.
+    private var counters: [String: CoreMetrics.Counter] = [:]
+
     public func serialize(_ r: RejectedRecord) throws -> KafkaProducerRecord {
+        let key = r.origin.topic + "\u{0}" + r.reason
+        if let c = counters[key] { c.increment() } else {
+            let c = CoreMetrics.Counter(label: "tributary_dlq_records_total", dimensions: [("topic", r.origin.topic), ("reason", r.reason)])
+            counters[key] = c
+            c.increment()
+        }
         let envelope = DeadLetterEnvelope(record: r, time: currentTimeMillis(), job: job)
         return KafkaProducerRecord(topic: topic ?? "\(r.origin.topic).dlq", key: r.key,
                                    value: try codec.encode(envelope.avro, schemaId: schemaId))

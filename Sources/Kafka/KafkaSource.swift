@@ -1,4 +1,5 @@
 import CRdKafka
+import CoreMetrics
 import StreamCore
 import Synchronization
 #if canImport(Glibc)
@@ -204,7 +205,17 @@ public final class KafkaConsumerSession<Output> {
         /// An end-of-partition past `nextOffset` seen once: the range between is fetched again
         /// before it is taken to hold no records (only transaction markers).
         var eofRetriedAt: Int64?
-        init(_ split: KafkaPartitionSplit) { self.split = split }
+        /// Records between the position and the partition's end (swift-metrics; per partition).
+        let lag: Gauge
+        /// Records read from this partition's topic (one counter per topic, shared).
+        let read: CoreMetrics.Counter
+        var readSinceReport: Int64 = 0
+        init(_ split: KafkaPartitionSplit, read: CoreMetrics.Counter) {
+            self.split = split
+            self.read = read
+            lag = Gauge(label: "tributary_kafka_consumer_lag_records",
+                        dimensions: [("topic", split.topic), ("partition", String(split.partition))])
+        }
         var unread: Int { messages.count - head }
     }
 
@@ -229,12 +240,17 @@ public final class KafkaConsumerSession<Output> {
     var finishedPositions: [Int: Int64] = [:]
     let groupId: String
     var lastErrorLog: UInt64 = 0
+    var lastMetricsReport: UInt64 = 0
 
     init(source: KafkaSource<Output>, splits: [KafkaPartitionSplit]) throws {
         handle = try KafkaHandle(consumer: true, config: source.config, defaults: source.consumerDefaults())
         groupId = source.groupId
         deserializer = try source.makeDeserializer()
-        buffers = splits.map(PartitionBuffer.init)
+        var readCounters: [String: CoreMetrics.Counter] = [:]
+        for t in Set(splits.map(\.topic)) {
+            readCounters[t] = CoreMetrics.Counter(label: "tributary_source_records_total", dimensions: [("topic", t)])
+        }
+        buffers = splits.map { PartitionBuffer($0, read: readCounters[$0.topic]!) }
         topicNames = Array(Set(splits.map(\.topic))).sorted()
         for (i, s) in splits.enumerated() {
             bufferIndex[Int64(topicNames.firstIndex(of: s.topic)!) << 32 | Int64(s.partition)] = i
@@ -266,6 +282,7 @@ public final class KafkaConsumerSession<Output> {
 
     /// Takes what librdkafka has ready, without waiting, into the partition buffers.
     func pull() throws {
+        reportMetricsIfDue()
         guard unread < maxBuffered else { return }
         let n = batch.withUnsafeMutableBufferPointer { buf in
             rd_kafka_consume_batch_queue(queue, 0, buf.baseAddress, buf.count)
@@ -308,6 +325,23 @@ public final class KafkaConsumerSession<Output> {
         }
     }
 
+    /// Once a second: records read per topic, and each partition's lag — its end as librdkafka last
+    /// saw it (from fetch responses, no request) minus the position (records taken but not yet
+    /// handed to the job count as lag).
+    func reportMetricsIfDue() {
+        let now = monotonicMillis()
+        guard now &- lastMetricsReport >= 1_000 else { return }
+        lastMetricsReport = now
+        for b in buffers {
+            if b.readSinceReport > 0 { b.read.increment(by: b.readSinceReport); b.readSinceReport = 0 }
+            var low: Int64 = 0, high: Int64 = 0
+            let err = rd_kafka_get_watermark_offsets(handle.raw, b.split.topic, b.split.partition, &low, &high)
+            if err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 {
+                b.lag.record(b.split.isFinished ? 0 : max(0, high - b.split.nextOffset))
+            }
+        }
+    }
+
     /// Fetch `b`'s partition again from its position.
     func seek(_ b: PartitionBuffer) throws {
         let list = PartitionList([(b.split.topic, b.split.partition, b.split.nextOffset)])
@@ -345,6 +379,7 @@ public final class KafkaConsumerSession<Output> {
                 continue
             }
             b.split.nextOffset = offset + 1
+            b.readSinceReport &+= 1
             return deserialize(m, topic: b.split.topic, with: deserializer)
         }
     }
@@ -385,6 +420,8 @@ public final class KafkaConsumerSession<Output> {
         openReaders -= 1
         if buffers[index].split.isFinished { finishedPositions[index] = buffers[index].split.nextOffset }
         guard openReaders == 0, !closed else { return }
+        lastMetricsReport = 0
+        reportMetricsIfDue()
         // A bounded source read everything: the group's offsets are the ends (no checkpoint
         // follows that would carry them).
         if buffers.allSatisfy(\.split.isFinished) {

@@ -18,6 +18,9 @@ public final class OperatorMetrics {
     /// and its output calls the consumer directly instead of through a closure that counts.
     @usableFromInline var recordsOutCountedBy: OperatorMetrics?
     @exclusivity(unchecked) public private(set) var counters: [String: Counter] = [:]
+    /// The last watermark this operator received (after combining its inputs); `Int64.min` before
+    /// the first. Read by reporters for the watermark lag.
+    @exclusivity(unchecked) @usableFromInline var inputWatermark: Int64 = Int64.min
 
     public init(operatorName: String, subtaskIndex: Int, parallelism: Int = 1) {
         self.operatorName = operatorName
@@ -25,7 +28,8 @@ public final class OperatorMetrics {
         self.parallelism = parallelism
     }
 
-    /// A named counter, created on first use (e.g. `numLateRecordsDropped`).
+    /// A named counter, created on first use (e.g. `numLateRecordsDropped`). Create counters when
+    /// the operator is set up or opened: reporters read the set of counters from another thread.
     public func counter(_ name: String) -> Counter {
         if let c = counters[name] { return c }
         let c = Counter()

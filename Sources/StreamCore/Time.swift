@@ -78,9 +78,8 @@ func threadCPUNanos() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-/// A monotonic clock for measuring elapsed time (benchmarks, job runtime), not for operators.
-@usableFromInline
-func monotonicNanos() -> UInt64 {
+/// A monotonic clock for measuring elapsed time (benchmarks, job runtime, metrics), not for operators.
+public func monotonicNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

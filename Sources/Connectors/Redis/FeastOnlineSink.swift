@@ -1,3 +1,4 @@
+import CoreMetrics
 import StreamCore
 
 #if canImport(Glibc)
@@ -191,7 +192,19 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
         var rows: Int
         var ingest: [Int64]
         var read: [Int64]
+        /// When it was first sent (monotonic), for the sink latency.
+        var sentNanos: UInt64 = 0
     }
+
+    /// `tributary_sink_*{sink="redis"}` through swift-metrics: a batch's round trip (sent →
+    /// acknowledged), entity updates written and not newer, and the errors the writer recovered
+    /// from (a lost connection, a flushed script) or failed with.
+    struct Metrics {
+        let latency = CoreMetrics.Timer(label: "tributary_sink_latency_seconds", dimensions: [("sink", "redis")])
+        let written = CoreMetrics.Counter(label: "tributary_sink_records_total", dimensions: [("sink", "redis")])
+        let errors = CoreMetrics.Counter(label: "tributary_sink_errors_total", dimensions: [("sink", "redis")])
+    }
+    let metrics = Metrics()
 
     let sink: FeastOnlineSink<T>
     let connection: RedisConnection
@@ -329,7 +342,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
                 }
             }
         }
-        let batch = Batch(command: c.bytes, rows: rows, ingest: ingest, read: read)
+        let batch = Batch(command: c.bytes, rows: rows, ingest: ingest, read: read, sentNanos: monotonicNanos())
         startBatch()
         inFlight.append(batch)
         do {
@@ -360,17 +373,24 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
                         rowsWritten += n
                         rowsNotNewer += Int64(batch.rows) - n
                         inFlight.removeFirst()
+                        metrics.latency.recordNanoseconds(Int64(clamping: monotonicNanos() &- batch.sentNanos))
+                        metrics.written.increment(by: Int64(batch.rows))
                         if let observe = sink.latency, !batch.ingest.isEmpty || !batch.read.isEmpty {
                             let now = Int64(wallClockMillis())
                             observe(batch.ingest.map { now - $0 }, batch.read.map { now - $0 })
                         }
                     case .error(let message) where RedisConnection.isNoScript(message):
+                        metrics.errors.increment()
                         // Everything after it was answered NOSCRIPT too: load and resend them all.
                         for _ in 1..<inFlight.count { _ = try connection.readReply() }
                         try connection.load(FeastOnlineSink<T>.script)
                         try resendInFlight()
-                    case .error(let message): throw RedisError.reply("Feast upsert script", message)
-                    case let other: throw RedisError.reply("Feast upsert script", "unexpected reply \(other)")
+                    case .error(let message):
+                        metrics.errors.increment()
+                        throw RedisError.reply("Feast upsert script", message)
+                    case let other:
+                        metrics.errors.increment()
+                        throw RedisError.reply("Feast upsert script", "unexpected reply \(other)")
                     }
                 }
             } catch let error as RedisError where error.isConnectionError {
@@ -381,6 +401,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
 
     /// Reconnects (attempts with growing pauses) and sends every batch in flight again.
     private func recover(from error: RedisError) throws {
+        metrics.errors.increment()
         var last = error
         for attempt in 0..<sink.options.reconnectAttempts {
             if attempt > 0 { usleep(UInt32(min(1_000_000, 100_000 << attempt))) }

@@ -1,4 +1,8 @@
+import CoreMetrics
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A checkpoint could not be taken or the job could not be restored: the message says why.
 public struct CheckpointError: Error, CustomStringConvertible {
@@ -48,6 +52,8 @@ final class CheckpointCoordinator: @unchecked Sendable {
     var stats: [CheckpointStats] { lock.withLock { statsList } }
     var wake: () -> Void = {}
     var fail: (any Error) -> Void = { _ in }
+    /// Through swift-metrics (nothing without a bootstrapped backend; Telemetry serves them).
+    private let metrics = CheckpointMetrics()
 
     init(config: CheckpointConfig, jobName: String, maxParallelism: Int, taskCount: Int,
          clock: any ProcessingTimeClock, firstId: CheckpointId) {
@@ -107,16 +113,21 @@ final class CheckpointCoordinator: @unchecked Sendable {
             lock.withLock { pending = nil }
         } catch {
             lock.withLock { failure = error; pending = nil; lock.signal() }
+            metrics.failures.increment()
             fail(CheckpointError("checkpoint \(p.id) could not be stored: \(error)"))
             return
         }
+        let keyedBytes = checkpoint.operators.reduce(0) { total, op in
+            total + op.keyedState.reduce(0) { $0 + $1.entries.count + $1.timers.count }
+        }
+        let bytes = checkpoint.operators.reduce(keyedBytes) { total, op in
+            total + (op.operatorState?.count ?? 0) + (op.sourceSplits ?? []).reduce(0) { $0 + $1.count }
+        }
+        let stats = CheckpointStats(id: p.id, durationNanos: monotonicNanos() &- p.startNanos,
+                                    maxTaskPauseNanos: p.maxPauseNanos, stateBytes: bytes)
+        metrics.completed(stats, keyedStateBytes: keyedBytes)
         let isFinal = lock.withLock { () -> Bool in
-            let bytes = checkpoint.operators.reduce(0) { total, op in
-                total + op.keyedState.reduce(0) { $0 + $1.entries.count + $1.timers.count }
-                    + (op.operatorState?.count ?? 0) + (op.sourceSplits ?? []).reduce(0) { $0 + $1.count }
-            }
-            statsList.append(CheckpointStats(id: p.id, durationNanos: monotonicNanos() &- p.startNanos,
-                                             maxTaskPauseNanos: p.maxPauseNanos, stateBytes: bytes))
+            statsList.append(stats)
             return p.id == finalId
         }
         completed.store(p.id, ordering: .releasing)
@@ -200,4 +211,28 @@ public struct CheckpointStats: Sendable, Equatable {
     public let maxTaskPauseNanos: UInt64
     /// Encoded state, before compression.
     public let stateBytes: Int
+}
+
+/// The checkpoint series (Prometheus names; the job label comes from the exporter).
+struct CheckpointMetrics {
+    let duration = CoreMetrics.Timer(label: "tributary_checkpoint_duration_seconds")
+    let completedCount = CoreMetrics.Counter(label: "tributary_checkpoints_completed_total")
+    let failures = CoreMetrics.Counter(label: "tributary_checkpoint_failures_total")
+    let lastId = Gauge(label: "tributary_last_checkpoint_id")
+    let lastTimestamp = Gauge(label: "tributary_last_checkpoint_timestamp_seconds")
+    let size = Gauge(label: "tributary_last_checkpoint_size_bytes")
+    let maxPause = Gauge(label: "tributary_last_checkpoint_max_pause_seconds")
+    let stateSize = Gauge(label: "tributary_state_size_bytes")
+
+    func completed(_ s: CheckpointStats, keyedStateBytes: Int) {
+        duration.recordNanoseconds(Int64(clamping: s.durationNanos))
+        completedCount.increment()
+        lastId.record(s.id)
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        lastTimestamp.record(Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)
+        size.record(s.stateBytes)
+        maxPause.record(Double(s.maxTaskPauseNanos) / 1e9)
+        stateSize.record(keyedStateBytes)
+    }
 }

@@ -48,6 +48,10 @@ final class JobRun: @unchecked Sendable {
     private var summaries: [(node: Int, subtask: Int, metrics: OperatorMetrics, leftover: Leftover)] = []
     private var threads: [NativeThread] = []
     private var slotCPUNanos: [UInt64] = []
+    /// Per slot: where its thread spends its time, and its operators once they are open (for
+    /// `RunningJobs` readings; guarded by `stateLock`).
+    private var slotTimes: [SlotTimes] = []
+    private var openedMetrics: [[(node: Int, metrics: OperatorMetrics)]] = []
     private var startNanos: UInt64 = 0
     private var endNanos: UInt64 = 0
     /// Set when checkpointing is on.
@@ -171,6 +175,9 @@ final class JobRun: @unchecked Sendable {
         }
         startNanos = monotonicNanos()
         slotCPUNanos = Array(repeating: 0, count: parkers.count)
+        slotTimes = parkers.map { _ in SlotTimes() }
+        openedMetrics = Array(repeating: [], count: parkers.count)
+        RunningJobs.register(self)
         for slot in parkers.indices {
             let tasks = heads.filter { slot < $0.parallelism }
             let thread = NativeThread(name: "slot-\(slot)") { [self] in self.runSlot(slot, heads: tasks) }
@@ -233,6 +240,7 @@ final class JobRun: @unchecked Sendable {
         try joinLock.withLock {
             if let outcome = joined { return try outcome.get() }
             for t in threads { t.join() }
+            RunningJobs.unregister(self)
             coordinator?.stop()
             triggerParker.unpark()
             triggerThread?.join()
@@ -250,6 +258,13 @@ final class JobRun: @unchecked Sendable {
         }
     }
     private let joinLock = ConditionLock()
+
+    /// The job's counters and slot times now (see `RunningJobs`).
+    func reading() -> JobMetricsReading {
+        let (opened, times) = stateLock.withLock { (openedMetrics, slotTimes) }
+        return JobMetricsReading(jobName: jobName, operators: opened.flatMap { $0.map { $0.metrics.reading(node: $0.node) } },
+                                 slots: times.indices.map { times[$0].reading(subtask: $0) })
+    }
     private var joined: Result<JobExecutionResult, any Error>?
 
     private func result(_ summaries: [(node: Int, subtask: Int, metrics: OperatorMetrics, leftover: Leftover)]) -> JobExecutionResult {
@@ -453,6 +468,12 @@ final class JobRun: @unchecked Sendable {
                 }
             }
             for task in tasks { for (_, inst) in task.instances { try inst.open() } }
+            let opened = tasks.flatMap { t in
+                t.instances.map { ($0.node.id, $0.instance.metrics) } + (t.source.map { [($0.node.id, $0.metrics)] } ?? [])
+            }
+            stateLock.withLock { openedMetrics[slot] = opened }
+            let times = slotTimes[slot]
+            times.startNanos.store(monotonicNanos(), ordering: .relaxed)
             var lastShipped = monotonicNanos()
             while true {
                 if cancelled.load(ordering: .relaxed) { throw TaskCancelled() }
@@ -499,7 +520,15 @@ final class JobRun: @unchecked Sendable {
                     if task.source != nil, task.idleSource { timeout = min(timeout, 1) }
                 }
                 if clock.isManual { timeout = min(timeout, 5) }
+                let parked = monotonicNanos()
                 parker.park(timeoutMillis: max(1, timeout))
+                // Parked with output held back by a full channel: back-pressured; else idle.
+                let waited = monotonicNanos() &- parked
+                if tasks.contains(where: { $0.backpressure.blocked }) {
+                    times.backPressuredNanos.add(waited, ordering: .relaxed)
+                } else {
+                    times.idleNanos.add(waited, ordering: .relaxed)
+                }
             }
         } catch {
             fail(error)
@@ -509,6 +538,7 @@ final class JobRun: @unchecked Sendable {
             task.source?.run.close()
         }
         let cpu = threadCPUNanos()
+        slotTimes[slot].endNanos.store(monotonicNanos(), ordering: .relaxed)
         stateLock.withLock {
             slotCPUNanos[slot] = cpu
             for task in tasks {

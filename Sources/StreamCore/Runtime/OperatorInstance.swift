@@ -113,6 +113,7 @@ public final class OperatorInstance {
                 do { try op.processElement(v, timestamp: ts) } catch { throw wrapFailure(error, metrics, key: nil) }
             },
             watermark: { wm in
+                metrics.inputWatermark = wm
                 do { try op.processWatermark(wm) } catch { throw wrapFailure(error, metrics, key: nil) }
             },
             status: { s in try op.processWatermarkStatus(s) })
@@ -134,6 +135,7 @@ public final class OperatorInstance {
         let input = Output<Op.In>(
             record: { v, ts in try entry.process(v, timestamp: ts) },
             watermark: { wm in
+                metrics.inputWatermark = wm
                 do {
                     try keyed.advanceWatermark(wm)
                     try op.processWatermark(wm)
@@ -164,6 +166,7 @@ public final class OperatorInstance {
                 do {
                     switch action {
                     case .emitWatermark(let wm):
+                        metrics.inputWatermark = wm
                         try keyed?.advanceWatermark(wm)
                         try op.processWatermark(wm)
                     case .emitStatus(let st):
