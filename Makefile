@@ -104,13 +104,13 @@ SEED_ARGS ?= --rate 5000 --count 300000 --start now
 demo: setup ## the main job end to end: stack, both feature jobs, generators at 5k/s, a summary
 	@bash scripts/demo.sh
 
-run-features: setup ## txn-features and click-features against the running local stack
+run-features: setup ## txn-features and click-features against the running local stack (/metrics on :9464, :9465)
 	$(SWIFT) build -c release --product txn-features
 	$(SWIFT) build -c release --product click-features
 	@bin=$$($(SWIFT) build -c release --show-bin-path); \
-	    $$bin/click-features --checkpoint-dir data/checkpoints/click-features & cpid=$$!; \
+	    $$bin/click-features --checkpoint-dir data/checkpoints/click-features --metrics-port 9465 & cpid=$$!; \
 	    trap 'kill -TERM $$cpid' INT TERM; \
-	    $$bin/txn-features --checkpoint-dir data/checkpoints/txn-features; kill -TERM $$cpid 2>/dev/null; wait $$cpid
+	    $$bin/txn-features --checkpoint-dir data/checkpoints/txn-features --metrics-port 9464; kill -TERM $$cpid 2>/dev/null; wait $$cpid
 
 seed: setup ## the generators into the local stack (SEED_ARGS)
 	$(SWIFT) run -c release generate $(SEED_ARGS)

@@ -42,11 +42,11 @@ trap cleanup EXIT
 export KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-127.0.0.1:9092}
 export TRIBUTARY_OFFLINE_DIR="$DIR/offline"
 "$BIN/txn-features" --checkpoint-dir "$DIR/checkpoints/txn-features" --checkpoint-interval 10s \
-    --group-id "txn-features-demo-$run" --starting-offsets latest \
+    --group-id "txn-features-demo-$run" --starting-offsets latest --metrics-port "${TXN_METRICS_PORT:-9464}" \
     --progress-seconds 10 >"$DIR/txn-features.out" 2>"$DIR/txn-features.log" &
 pids+=($!)
 "$BIN/click-features" --checkpoint-dir "$DIR/checkpoints/click-features" --checkpoint-interval 10s \
-    --group-id "click-features-demo-$run" --starting-offsets latest \
+    --group-id "click-features-demo-$run" --starting-offsets latest --metrics-port "${CLICK_METRICS_PORT:-9465}" \
     --progress-seconds 10 >"$DIR/click-features.out" 2>"$DIR/click-features.log" &
 pids+=($!)
 sleep 2
