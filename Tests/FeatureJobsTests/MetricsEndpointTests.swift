@@ -61,6 +61,21 @@ final class MetricsEndpointTests: XCTestCase {
         (s[name] ?? [:]).filter { filter($0.key) }.values.reduce(0, +)
     }
 
+    /// The `tributary_*` names of the feature contract's metrics (`CONTRACT_METRICS` in
+    /// scripts/check_ops.py), histograms as their `_bucket` series.
+    static func contractJobMetrics() throws -> [String] {
+        let text = try String(contentsOfFile: JobTestStack.root + "/scripts/check_ops.py", encoding: .utf8)
+        func names(_ set: String) throws -> [String] {
+            let start = try XCTUnwrap(text.range(of: set + " = frozenset({"), "no \(set) in check_ops.py")
+            let end = try XCTUnwrap(text.range(of: "})", range: start.upperBound..<text.endIndex))
+            return text[start.upperBound..<end.lowerBound].split(separator: "\"").enumerated()
+                .filter { $0.offset % 2 == 1 }.map { String($0.element) }
+        }
+        let histograms = Set(try names("CONTRACT_HISTOGRAMS"))
+        return try names("CONTRACT_METRICS").filter { $0.hasPrefix("tributary_") }
+            .map { histograms.contains($0) ? $0 + "_bucket" : $0 }
+    }
+
     func testARunningJobServesItsMetricsAndTheyMove() throws {
         let (bootstrap, redisPort) = try JobTestStack.ready()
         let t = try JobTestStack.topics(["txn": 4, "devices": 2])
@@ -99,14 +114,17 @@ final class MetricsEndpointTests: XCTestCase {
                 && Self.total($0, "tributary_checkpoints_completed_total") >= 1
         }
 
-        // Every series the alert rules and the dashboard read, labelled with the job.
-        let expected = [
+        // Every job series of the feature contract (scripts/check_ops.py, which holds the alert
+        // rules and the dashboard to it), and the job's other series, labelled with the job.
+        let contract = try Self.contractJobMetrics()
+        XCTAssertGreaterThan(contract.count, 15)
+        let expected = contract + [
             "tributary_source_records_total", "tributary_records_in_total", "tributary_records_out_total",
             "tributary_kafka_consumer_lag_records", "tributary_watermark_lag_seconds",
             "tributary_busy_seconds_total", "tributary_idle_seconds_total", "tributary_backpressured_seconds_total",
             "tributary_checkpoint_duration_seconds_bucket", "tributary_checkpoints_completed_total",
             "tributary_checkpoint_failures_total", "tributary_last_checkpoint_id", "tributary_last_checkpoint_timestamp_seconds",
-            "tributary_last_checkpoint_size_bytes", "tributary_state_size_bytes",
+            "tributary_checkpoint_size_bytes", "tributary_state_size_bytes",
             "tributary_dlq_records_total", "tributary_sink_latency_seconds_bucket", "tributary_sink_records_total",
             "tributary_event_to_feature_latency_seconds_bucket", "tributary_read_to_feature_latency_seconds_bucket",
             "process_cpu_seconds_total", "process_resident_memory_bytes",

@@ -220,7 +220,7 @@ struct CheckpointMetrics {
     let failures = CoreMetrics.Counter(label: "tributary_checkpoint_failures_total")
     let lastId = Gauge(label: "tributary_last_checkpoint_id")
     let lastTimestamp = Gauge(label: "tributary_last_checkpoint_timestamp_seconds")
-    let size = Gauge(label: "tributary_last_checkpoint_size_bytes")
+    let size = Gauge(label: "tributary_checkpoint_size_bytes")
     let maxPause = Gauge(label: "tributary_last_checkpoint_max_pause_seconds")
     let stateSize = Gauge(label: "tributary_state_size_bytes")
 
