@@ -473,7 +473,7 @@ def draw_stat(fig, height, x, y, w, h, panel: Panel, data: PanelData):
 def draw_timeseries(fig, height, x, y, w, h, panel: Panel, data: PanelData, start: float, end: float):
     import matplotlib.dates as mdates
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
     series = data.series
     labels = [s.legend for s in series]
@@ -511,8 +511,11 @@ def draw_timeseries(fig, height, x, y, w, h, panel: Panel, data: PanelData, star
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, panel.unit)))
     span = end - start
-    locator = mdates.AutoDateLocator(tz=timezone.utc, minticks=3, maxticks=max(3, int(w // 90)))
-    ax.xaxis.set_major_locator(locator)
+    locator = mdates.AutoDateLocator(tz=timezone.utc, minticks=3, maxticks=max(3, int(w // 70)))
+    lo_x, hi_x = mdates.date2num(times[0]), mdates.date2num(times[1])
+    margin = (hi_x - lo_x) * 0.03   # a label centred on either edge would spill out of the panel
+    ax.xaxis.set_major_locator(FixedLocator([t for t in locator.tick_values(times[0], times[1])
+                                             if lo_x + margin <= t <= hi_x - margin]))
     fmt = "%H:%M:%S" if span <= 600 else "%H:%M" if span <= 86400 else "%m-%d %H:%M"
     ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=timezone.utc))
 

@@ -133,8 +133,12 @@ def prometheus(tmp_path_factory, promtool):
         log.close()
 
 
-def render(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+def render(capsys, *args) -> subprocess.CompletedProcess:
+    """The renderer in this process (matplotlib imported once for the module: the test stays quick on 2 cores)."""
+    capsys.readouterr()
+    code = rd.main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
 
 
 def colored_share(pixels) -> float:
@@ -148,11 +152,11 @@ def colored_share(pixels) -> float:
     return float(((saturation > 0.35) & (hi > 0.35)).mean())
 
 
-def test_key_panels_from_a_real_prometheus(prometheus, tmp_path):
+def test_key_panels_from_a_real_prometheus(prometheus, tmp_path, capsys):
     import matplotlib.image as mpimg
 
     url, start, end = prometheus
-    run = render("--prometheus", url, "--start", str(start), "--end", str(end), "--per-panel", "--out-dir", str(tmp_path))
+    run = render(capsys, "--prometheus", url, "--start", str(start), "--end", str(end), "--per-panel", "--out-dir", str(tmp_path))
     assert run.returncode == 0, run.stdout + run.stderr
     lines = {re.split(r"\s{2,}", line.strip())[0]: line for line in run.stdout.splitlines() if line.startswith("  ")}
     assert set(lines) == set(rd.KEY_PANELS), run.stdout
@@ -179,11 +183,11 @@ def test_key_panels_from_a_real_prometheus(prometheus, tmp_path):
             assert single[40:250, 70:780, :3].std() > 0.02, title   # not a blank plot area
 
 
-def test_every_panel_in_the_dashboards_layout(prometheus, tmp_path):
+def test_every_panel_in_the_dashboards_layout(prometheus, tmp_path, capsys):
     import matplotlib.image as mpimg
 
     url, start, end = prometheus
-    run = render("--prometheus", url, "--start", str(start), "--end", str(end), "--panels", "all",
+    run = render(capsys, "--prometheus", url, "--start", str(start), "--end", str(end), "--panels", "all",
                  "--out-dir", str(tmp_path), "--name", "all")
     assert run.returncode == 0, run.stdout + run.stderr
     dashboard = json.loads(rd.DASHBOARD.read_text())
@@ -194,8 +198,10 @@ def test_every_panel_in_the_dashboards_layout(prometheus, tmp_path):
 
 
 def test_an_unreachable_prometheus_fails_fast_saying_make_up(tmp_path):
+    """As a process, the way make runs it."""
     began = time.monotonic()
-    run = render("--prometheus", f"http://127.0.0.1:{free_port()}", "--out-dir", str(tmp_path))
+    run = subprocess.run([sys.executable, str(SCRIPT), "--prometheus", f"http://127.0.0.1:{free_port()}",
+                          "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "make up" in run.stderr and "cannot reach Prometheus" in run.stderr
     assert time.monotonic() - began < 10
