@@ -15,7 +15,7 @@
 SWIFT ?= swift
 
 help: ## this list
-	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1|\2/' | awk -F'|' '{ printf "  make %-18s %s\n", $$1, $$2 }'
+	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/\1|\2/' | awk -F'|' '{ printf "  make %-18s %s\n", $$1, $$2 }'
 RUN_ARGS ?=
 
 .PHONY: help setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint bench-kafka up down status schema-gate
@@ -120,6 +120,16 @@ drill: setup ## wipe Redis, rebuild it from the offline log, verify, time to rec
 
 backfill: setup ## the offline log into Redis, newest event time wins
 	$(SWIFT) run -c release backfill
+
+# DLQ workflow: `replay dlq --dlq txn.events.dlq --export fixed.jsonl` writes dead letters out for
+# fixing; `make replay file=fixed.jsonl` re-ingests them to their source topics (or to=TOPIC);
+# `make replay dlq=txn.events.dlq [reason=CODE]` re-publishes a DLQ as it is.
+replay: setup ## re-ingest fixed dead letters: file=FILE (JSON lines from replay --export) or dlq=TOPIC [reason=CODE] [to=TOPIC]
+	@if [ -z "$(file)$(dlq)" ]; then echo "make replay file=FILE (fixed records, JSON lines) or make replay dlq=TOPIC [reason=CODE]; optional to=TOPIC" >&2; exit 2; fi
+	@$(SWIFT) build -c release --product replay 2>&1 | grep -E "error" >&2 || true
+	@bin=$$($(SWIFT) build -c release --show-bin-path); \
+	    if [ -n "$(file)" ]; then $$bin/replay file --bootstrap $${KAFKA_BOOTSTRAP:-127.0.0.1:9092} --file "$(file)" $(if $(to),--to "$(to)"); \
+	    else $$bin/replay dlq --bootstrap $${KAFKA_BOOTSTRAP:-127.0.0.1:9092} --dlq "$(dlq)" $(if $(reason),--reason "$(reason)") $(if $(to),--to "$(to)"); fi
 
 bench-features: setup ## feature-job throughput, replay, drill and latency figures
 	@bash scripts/bench_features.sh

@@ -33,6 +33,8 @@ struct Options {
     var config = GeneratorConfig()
     /// `--start now`: the records' Kafka timestamps are when they are sent (for latency), not the timeline's arrival.
     var wallClockTimestamps = false
+    /// `-X key=value`: librdkafka producer properties over the defaults (e.g. `enable.idempotence=false`).
+    var producerProperties: [String: String] = [:]
 
     init(_ args: [String]) throws {
         var i = 0
@@ -92,6 +94,10 @@ struct Options {
                 eventRate = r
             case "--clicks-topic": topics["clicks"] = v
             case "--devices-topic": topics["devices"] = v
+            case "-X":
+                let parts = v.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, !parts[0].isEmpty else { throw Usage(description: "-X takes a librdkafka property as key=value, not '\(v)'") }
+                producerProperties[String(parts[0])] = String(parts[1])
             default: throw Usage(description: "unknown flag \(flag)")
             }
             i += 2
@@ -168,7 +174,8 @@ final class RecordWriter: KafkaRecordSerializer {
 func run() throws {
     let options = try Options(Array(CommandLine.arguments.dropFirst()))
     let registry = try ContractRegistry(file: options.registry)
-    let config = KafkaConfig(bootstrapServers: options.bootstrap)
+    var config = KafkaConfig(bootstrapServers: options.bootstrap)
+    config.properties.merge(options.producerProperties) { $1 }
     // Unthrottled, two lanes generate in parallel; each sends the records of its own partitions, so
     // every partition receives its records in index (= arrival) order, as the timeline says.
     let lanes = options.rate > 0 ? 1 : 2
