@@ -133,6 +133,7 @@ class Panel:
     unit: str | None
     thresholds: list[tuple[float | None, str]]
     threshold_lines: bool
+    in_collapsed_row: bool = False   # hidden in Grafana until the row opens: left out of --panels all
 
     @property
     def slug(self) -> str:
@@ -143,7 +144,7 @@ def load_panels(dashboard: dict) -> list[Panel]:
     """Every panel in dashboard order; a collapsed row's panels follow their row."""
     out = []
 
-    def walk(panels):
+    def walk(panels, collapsed=False):
         for p in panels or []:
             defaults = (p.get("fieldConfig") or {}).get("defaults") or {}
             steps = ((defaults.get("thresholds") or {}).get("steps")) or []
@@ -154,15 +155,15 @@ def load_panels(dashboard: dict) -> list[Panel]:
                 targets=[t for t in p.get("targets") or [] if t.get("expr") and not t.get("hide")],
                 unit=defaults.get("unit"),
                 thresholds=[(s.get("value"), NAMED_COLORS.get(s.get("color"), s.get("color") or TEXT)) for s in steps],
-                threshold_lines=style not in ("off", None)))
-            walk(p.get("panels"))
+                threshold_lines=style not in ("off", None), in_collapsed_row=collapsed))
+            walk(p.get("panels"), collapsed=bool(p.get("collapsed")))
     walk(dashboard.get("panels"))
     return out
 
 
 def select_panels(panels: list[Panel], spec: str) -> list[Panel]:
     if spec == "all":
-        return panels
+        return [p for p in panels if not p.in_collapsed_row]
     wanted = KEY_PANELS if spec == "key" else [s.strip() for s in spec.split(",") if s.strip()]
     by_title = {p.title.lower(): p for p in panels}
     by_id = {str(p.id): p for p in panels}
@@ -437,8 +438,9 @@ def draw_panel(fig, height: float, slot: Slot, panel: Panel, data: PanelData | N
 
     stat_color = None
     if panel.type == "stat" and data and data.series:
-        last = [next((v for v in reversed(s.values) if math.isfinite(v)), math.nan) for s in data.series]
-        stat_color = threshold_color(max(last), panel.thresholds)
+        last = [next((v for v in reversed(s.values) if math.isfinite(v)), None) for s in data.series]
+        last = [v for v in last if v is not None]
+        stat_color = threshold_color(max(last), panel.thresholds) if last else None
     fig.patches.append(FancyBboxPatch((fx(x), fy(y + h)), fx(w), h / height, boxstyle="round,pad=0,rounding_size=0.002",
                                       transform=fig.transFigure, facecolor=stat_color or PANEL_BG,
                                       edgecolor=BORDER, linewidth=1, zorder=-1))

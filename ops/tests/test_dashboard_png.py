@@ -197,6 +197,19 @@ def test_every_panel_in_the_dashboards_layout(prometheus, tmp_path, capsys):
     assert "Last checkpoint age" in run.stdout and "Drift alert" in run.stdout
 
 
+def test_a_query_prometheus_rejects_is_shown_and_exits_1(prometheus, tmp_path, capsys):
+    url, start, end = prometheus
+    board = {"title": "t", "panels": [
+        {"id": 1, "type": "timeseries", "title": "Broken", "targets": [{"refId": "A", "expr": "sum(rate(x[1m]"}]},
+        {"id": 2, "type": "timeseries", "title": "Fine", "targets": [{"refId": "A", "expr": "drift_psi"}]}]}
+    (tmp_path / "board.json").write_text(json.dumps(board))
+    run = render(capsys, "--prometheus", url, "--start", str(start), "--end", str(end), "--dashboard",
+                 str(tmp_path / "board.json"), "--panels", "Broken,Fine", "--out-dir", str(tmp_path))
+    assert run.returncode == 1
+    assert "query error A:" in run.stdout and "Fine" in run.stdout and "2 series" in run.stdout
+    assert (tmp_path / "dashboard.png").exists()
+
+
 def test_an_unreachable_prometheus_fails_fast_saying_make_up(tmp_path):
     """As a process, the way make runs it."""
     began = time.monotonic()
