@@ -18,6 +18,9 @@ help: ## this list
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/\1|\2/' | awk -F'|' '{ printf "  make %-18s %s\n", $$1, $$2 }'
 RUN_ARGS ?=
 
+# ops-check, dashboard-png (ops/README.md).
+include ops/Makefile.fragment
+
 .PHONY: help setup run test bench build clean flink-diff flink-diff-large bench-flink crash-soak bench-checkpoint bench-kafka up down status schema-gate
 
 setup: ## install what the build and tests need (apt packages, the local broker's wheels)
@@ -39,7 +42,7 @@ test: setup ## every test: Swift suites, schema gate, Flink diff, ops checks, Py
 	.venv-kafka/bin/python scripts/test_schema_gate.py
 	.venv-kafka/bin/python scripts/schema_gate.py
 	python3 scripts/flink_diff.py
-	$(MAKE) --no-print-directory -f ops/Makefile.fragment ops-check
+	$(MAKE) --no-print-directory ops-check
 	$(MAKE) --no-print-directory test-python
 
 # The same jobs on Apache Flink 2.3 and on Tributary, outputs diffed (CI runs the small data set).
