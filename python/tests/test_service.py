@@ -186,6 +186,18 @@ def test_metrics_and_health(client):
     assert h["redis"] is True and h["status"] == "ok" and h["models"] == ["v1", "v2"] and h["control"] == "v1"
 
 
+def test_metrics_include_the_drift_textfile(trained, redis_server, tmp_path):
+    """make drift-check writes data/drift.prom; the service serves it with its own metrics."""
+    prom = tmp_path / "drift.prom"
+    app = create_app(settings(trained, redis_server.port, drift_metrics_file=str(prom)))
+    with TestClient(app) as c:
+        assert "drift_psi" not in c.get("/metrics").text      # no drift check yet: nothing, no error
+        prom.write_text('# TYPE drift_psi gauge\ndrift_psi{feature="amount_minor"} 0.31\n# TYPE drift_alert gauge\ndrift_alert 1\n')
+        text = c.get("/metrics").text
+        assert 'drift_psi{feature="amount_minor"} 0.31' in text and "drift_alert 1" in text
+        assert "scoring_requests_total" in text
+
+
 def test_startup_fails_without_the_model(trained, redis_server, tmp_path):
     app = create_app(settings(trained, redis_server.port, model_dir=str(tmp_path), model_version="v7", candidate_version=""))
     with pytest.raises(FileNotFoundError):

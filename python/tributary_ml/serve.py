@@ -22,6 +22,7 @@ import os
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import mmh3
@@ -72,6 +73,10 @@ class Settings:
     # Required when PERSO_MODEL_VERSION is set; unset, v1 is loaded when there and the rules serve otherwise.
     perso_version: str = field(default_factory=lambda: os.environ.get("PERSO_MODEL_VERSION") or "v1")
     perso_required: bool = field(default_factory=lambda: bool(os.environ.get("PERSO_MODEL_VERSION")))
+    # The drift check's Prometheus textfile (make drift-check), served with the service's own metrics
+    # so the stack's Prometheus scrapes drift_psi / drift_js / drift_alert; "" turns it off.
+    drift_metrics_file: str = field(default_factory=lambda: os.environ.get(
+        "DRIFT_METRICS_FILE", str(resolve("data/drift.prom"))))
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -346,7 +351,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics():
-        return Response(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(reg)
+        if s.drift_metrics_file:
+            try:
+                body += Path(s.drift_metrics_file).read_bytes()
+            except OSError:
+                pass   # no drift check has run yet
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 
