@@ -62,7 +62,15 @@ sleep 3   # the last events through the jobs
 # The scoring service, when a model has been trained (make train): features from this run's Redis.
 scoring=""
 if [ -x .venv-py/bin/python ] && [ -f data/models/fraud-v1.onnx ]; then
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # :8000 (what the stack's Prometheus scrapes) unless taken, then any free port.
+    port=$(python3 -c '
+import socket
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", 8000))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
     SCORING_PORT=$port MODEL_VERSION=v1 .venv-py/bin/python -m tributary_ml.serve >"$DIR/scoring.log" 2>&1 &
     spid=$!
     scoring=$(python3 - "$port" "$DIR/fraud-labels.csv" <<'PY'
