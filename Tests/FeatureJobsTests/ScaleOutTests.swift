@@ -1,0 +1,130 @@
+import Connectors
+import FeatureJobs
+import Foundation
+import Kafka
+import StreamCore
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Scale-out over processes (docs/scaling.md): txn-features as two processes splitting the
+/// partitions, the device join's re-keys through repartition topics, one process killed and
+/// restarted — the same Redis contents and offline log as one process.
+final class ScaleOutTests: XCTestCase {
+    override class func tearDown() { JobTestStack.stop() }
+
+    func testTwoProcessesWithAKillGiveTheSingleProcessResult() throws {
+        let started = Date()
+        _ = try JobTestStack.ready()
+        let count = 30_000
+        let t = try JobTestStack.topics(["txn": 12, "devices": 6])
+        let (_, flags) = TxnFeaturesJobTests.generatorConfig(seed: 8, count: count)
+        try JobTestStack.generate("txn,devices", count: count, seed: 8, topics: t, extra: flags)
+
+        // One process.
+        try JobTestStack.flushRedis()
+        let offlineA = JobTestStack.tempDir("scale-single-offline")
+        try JobTestStack.runInProcess(try JobTestStack.settings("txn-features", topics: t, checkpointDir: JobTestStack.tempDir("scale-single-chk"),
+                                                                offlineDir: offlineA), build: buildTxnFeatures)
+        let single = try JobTestStack.redisSnapshot()
+        XCTAssertGreaterThan(single.count, 250)
+        let singleSeconds = Date().timeIntervalSince(started)
+
+        // Two processes, one group (the repartition topics are named after it); process 1 is
+        // killed once it has completed a checkpoint and restarted from it.
+        try JobTestStack.flushRedis()
+        let (bootstrap, port) = try JobTestStack.ready()
+        let group = "scale-\(UUID().uuidString.prefix(8))"
+        let offline = [JobTestStack.tempDir("scale-p0-offline"), JobTestStack.tempDir("scale-p1-offline")]
+        let checkpoints = [JobTestStack.tempDir("scale-p0-chk"), JobTestStack.tempDir("scale-p1-chk")]
+        func args(_ i: Int) -> [String] {
+            [JobTestStack.binaries + "/txn-features", "--process-index", "\(i)", "--process-count", "2",
+             "--bootstrap", bootstrap, "--redis", "127.0.0.1:\(port)", "--bounded",
+             "--checkpoint-dir", checkpoints[i], "--checkpoint-interval", "300ms", "--offline-dir", offline[i],
+             "--registry", JobTestStack.root + "/schemas/registry.json", "--group-id", group,
+             "--features-topic", "none", "--progress-seconds", "0", "--txn-topic", t["txn"]!, "--device-topic", t["devices"]!]
+        }
+        let p0 = try SpawnedProcess(args(0))
+        let p1 = try SpawnedProcess(args(1))
+        let deadline = Date().addingTimeInterval(240)
+        var killed = false
+        while Date() < deadline, p1.poll() == nil {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints[1])) ?? []
+            // At the first completed checkpoint: it is still reading its transactions (the
+            // restarted run reads the rest; its summary is printed below).
+            if entries.contains(where: { $0.hasPrefix("chk-") }) {
+                kill(p1.pid, SIGKILL)
+                killed = true
+                break
+            }
+            usleep(5_000)
+        }
+        let firstStatus = Self.wait(p1, until: deadline)
+        XCTAssertTrue(killed, "process 1 ended (status \(firstStatus)) before a checkpoint completed: nothing was killed\n\(p1.output())")
+        let restarted = try SpawnedProcess(args(1))
+        let status0 = Self.wait(p0, until: deadline), status1 = Self.wait(restarted, until: deadline)
+        XCTAssertEqual(status0, 0, "process 0:\n\(p0.output())")
+        XCTAssertEqual(status1, 0, "process 1 (restarted):\n\(restarted.output())")
+        XCTAssertTrue(restarted.output().contains("restored from"), restarted.output())
+        guard status0 == 0, status1 == 0 else { return }
+        let scaled = try JobTestStack.redisSnapshot()
+
+        // Redis: every key and field the same.
+        let differing = Set(single.keys).union(scaled.keys).filter { single[$0] != scaled[$0] }.sorted()
+        if !differing.isEmpty {
+            let detail = differing.prefix(3).map { k -> String in
+                let a = single[k] ?? [:], b = scaled[k] ?? [:]
+                let fields = Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted().prefix(4)
+                return "key \(k): " + fields.map { "field \($0): one process \(a[$0] ?? "-"), two \(b[$0] ?? "-")" }.joined(separator: "; ")
+            }
+            XCTFail("Redis differs for \(differing.count) of \(single.count) keys (one process) / \(scaled.count) (two): \(detail.joined(separator: "\n"))")
+        }
+
+        // The offline log: the two processes' logs together hold exactly the single process's rows.
+        for view in [FeatureView.txnStats5m, .txnProfile, .txnWindow5m, .txnWindow30m] {
+            let a = try TxnFeaturesJobTests.offline(view, offlineA)
+            let b = try offline.flatMap { try TxnFeaturesJobTests.offline(view, $0) }
+            XCTAssertFalse(a.isEmpty, "\(view.rawValue) is empty")
+            assertSameRows(b, a, "\(view.rawValue): two processes vs one")
+        }
+        // txn_device logs the rows newer than every earlier one of the card *as they arrive* (what
+        // Redis applies), and joined rows reach a card in another order from two processes than
+        // from one: the rows in between may differ (docs/scaling.md). Each card's newest row is
+        // the same (Redis, above, too), and no row is logged twice.
+        let deviceA = try TxnFeaturesJobTests.offline(.txnDevice, offlineA)
+        let deviceB = try offline.flatMap { try TxnFeaturesJobTests.offline(.txnDevice, $0) }
+        XCTAssertEqual(Set(deviceB).count, deviceB.count, "a txn_device row was logged twice")
+        func newest(_ rows: [String]) -> [String: String] {
+            rows.reduce(into: [:]) { acc, r in
+                let f = r.split(separator: "|")
+                if let old = acc[String(f[0])], Int64(old.split(separator: "|")[1])! >= Int64(f[1])! { return }
+                acc[String(f[0])] = r
+            }
+        }
+        let newestA = newest(deviceA), newestB = newest(deviceB)
+        XCTAssertGreaterThan(newestA.count, 100)
+        let cardsDiffering = Set(newestA.keys).union(newestB.keys).filter { newestA[$0] != newestB[$0] }.sorted()
+        XCTAssertTrue(cardsDiffering.isEmpty, "txn_device: the newest row differs for \(cardsDiffering.count) cards, e.g. \(cardsDiffering.prefix(3).map { "\($0): one process \(newestA[$0] ?? "-"), two \(newestB[$0] ?? "-")" })")
+        // Process 0 did its share (process 1's restarted run reads what the killed one had not).
+        let line = p0.output().split(separator: "\n").first { $0.contains("events in") } ?? ""
+        XCTAssertGreaterThan(line.split(separator: " ").compactMap { Int($0) }.first ?? 0, 1_000, "process 0: \(line)")
+        for (name, p) in [("process 0", p0), ("process 1 (restarted)", restarted)] {
+            print("ScaleOutTests: \(name): " + p.output().split(separator: "\n").filter { $0.contains("events in") || $0.contains("checkpoints ") }.joined(separator: " /"))
+        }
+        print("ScaleOutTests: \(count) transactions, one process \(String(format: "%.1f", singleSeconds)) s, test \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+    }
+
+    /// The exit status, or the process killed (and a failure) when `deadline` passes.
+    static func wait(_ p: SpawnedProcess, until deadline: Date) -> Int32 {
+        while Date() < deadline {
+            if let s = p.poll() { return s }
+            usleep(10_000)
+        }
+        kill(p.pid, SIGKILL)
+        let s = p.wait()
+        XCTFail("a txn-features process did not end in time; its output:\n\(p.output().suffix(4_000))")
+        return s
+    }
+}
