@@ -1,7 +1,8 @@
 import Connectors
 import FeatureJobs
 import Foundation
-import Kafka
+import Generators
+@testable import Kafka
 import StreamCore
 import XCTest
 
@@ -126,5 +127,68 @@ final class ScaleOutTests: XCTestCase {
         let s = p.wait()
         XCTFail("a txn-features process did not end in time; its output:\n\(p.output().suffix(4_000))")
         return s
+    }
+}
+
+/// The pieces of scale-out without a broker: the flags, the partitioner, the markers.
+final class ScaleOutPartsTests: XCTestCase {
+    func parse(_ args: [String], env: [String: String] = [:]) throws -> JobSettings {
+        try JobSettings.parse(job: "txn-features", arguments: args, environment: env)
+    }
+
+    func testProcessFlagsAndTheirChecks() throws {
+        let s = try parse(["--process-index", "1", "--process-count", "3", "--checkpoint-dir", "/tmp/x"])
+        XCTAssertEqual(s.processIndex, 1)
+        XCTAssertEqual(s.processCount, 3)
+        let e = try parse(["--checkpoint-dir", "/tmp/x"], env: ["TRIBUTARY_PROCESS_INDEX": "2", "TRIBUTARY_PROCESS_COUNT": "4"])
+        XCTAssertEqual([e.processIndex, e.processCount], [2, 4])
+        XCTAssertThrowsError(try parse(["--process-index", "2", "--process-count", "2", "--checkpoint-dir", "/tmp/x"])) {
+            XCTAssertTrue("\($0)".contains("numbered 0 to 1"), "\($0)")
+        }
+        XCTAssertThrowsError(try parse(["--process-index", "-1"]))
+        XCTAssertThrowsError(try parse(["--process-count", "2"])) { XCTAssertTrue("\($0)".contains("--checkpoint-dir"), "\($0)") }
+        XCTAssertThrowsError(try parse(["--repartition-isolation", "dirty"]))
+        XCTAssertEqual(try parse([]).processCount, 1)
+    }
+
+    func testStaticAssignmentSplitsEveryPartitionOnce() {
+        let owners = (0..<12).map { p in (0..<5).filter { KafkaStaticAssignment(index: $0, count: 5).owns(partition: Int32(p)) } }
+        XCTAssertTrue(owners.allSatisfy { $0.count == 1 })
+    }
+
+    /// The repartition topics place keys as the generator (Kafka's partitioner) does, so partition
+    /// p of device-probes holds the devices of partition p of device.enrich.
+    func testPartitionerIsKafkas() {
+        for i in 0..<2_000 {
+            let key = Array("device-\(i * 7919)".utf8)
+            XCTAssertEqual(KafkaPartitioner.partition(key, partitions: 6), kafkaPartition(key, partitions: 6))
+            XCTAssertEqual(KafkaPartitioner.murmur2(Array(key.prefix(i % 9))), kafkaMurmur2(Array(key.prefix(i % 9))))
+        }
+    }
+
+    func testMarkersRoundTripAndCombine() {
+        let m = KafkaWatermarkMarker(channel: 3, channels: 4, watermark: -12_345_678_901, idle: false)
+        let bytes = RepartitionWire.marker(m)
+        XCTAssertEqual(bytes.withUnsafeBytes { RepartitionWire.marker(in: $0) }, m)
+        let idle = KafkaWatermarkMarker(channel: 1, channels: 4, watermark: Int64.max, idle: true)
+        XCTAssertEqual(RepartitionWire.marker(idle).withUnsafeBytes { RepartitionWire.marker(in: $0) }, idle)
+        XCTAssertNil([UInt8(0), 1, 2].withUnsafeBytes { RepartitionWire.marker(in: $0) })
+    }
+
+    /// A partition's watermark is the minimum over its writers, idle ones left out; it ends when
+    /// every writer has sent +∞; the state goes with the split into checkpoints.
+    func testPartitionWatermarkIsTheMinimumOverWriters() throws {
+        var split = KafkaPartitionSplit(topic: "t", partition: 0, nextOffset: 0, bounded: true)
+        XCTAssertEqual(split.apply(KafkaWatermarkMarker(channel: 0, channels: 3, watermark: 100)), Int64.min)
+        XCTAssertEqual(split.apply(KafkaWatermarkMarker(channel: 1, channels: 3, watermark: 50)), Int64.min)
+        XCTAssertEqual(split.apply(KafkaWatermarkMarker(channel: 2, channels: 3, watermark: 70)), 50)
+        XCTAssertEqual(split.apply(KafkaWatermarkMarker(channel: 1, channels: 3, watermark: 40)), 50, "never backwards")
+        XCTAssertEqual(split.apply(KafkaWatermarkMarker(channel: 1, channels: 3, watermark: 50, idle: true)), 70)
+        XCTAssertEqual(split.apply(KafkaWatermarkMarker(channel: 1, channels: 3, watermark: 80)), 70)
+        let restored = try JSONDecoder().decode(KafkaPartitionSplit.self, from: JSONEncoder().encode(split))
+        XCTAssertEqual(restored, split)
+        XCTAssertFalse(split.allChannelsEnded)
+        for c in 0..<3 { _ = split.apply(KafkaWatermarkMarker(channel: Int32(c), channels: 3, watermark: Int64.max)) }
+        XCTAssertTrue(split.allChannelsEnded)
     }
 }
