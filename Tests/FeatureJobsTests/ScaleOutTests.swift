@@ -38,12 +38,14 @@ final class ScaleOutTests: XCTestCase {
         try JobTestStack.flushRedis()
         let (bootstrap, port) = try JobTestStack.ready()
         let group = "scale-\(UUID().uuidString.prefix(8))"
-        let offline = [JobTestStack.tempDir("scale-p0-offline"), JobTestStack.tempDir("scale-p1-offline")]
+        // One offline directory for both (part files carry a per-writer run id), one checkpoint
+        // directory each.
+        let offlineB = JobTestStack.tempDir("scale-two-offline")
         let checkpoints = [JobTestStack.tempDir("scale-p0-chk"), JobTestStack.tempDir("scale-p1-chk")]
         func args(_ i: Int) -> [String] {
             [JobTestStack.binaries + "/txn-features", "--process-index", "\(i)", "--process-count", "2",
              "--bootstrap", bootstrap, "--redis", "127.0.0.1:\(port)", "--bounded",
-             "--checkpoint-dir", checkpoints[i], "--checkpoint-interval", "300ms", "--offline-dir", offline[i],
+             "--checkpoint-dir", checkpoints[i], "--checkpoint-interval", "300ms", "--offline-dir", offlineB,
              "--registry", JobTestStack.root + "/schemas/registry.json", "--group-id", group,
              "--features-topic", "none", "--progress-seconds", "0", "--txn-topic", t["txn"]!, "--device-topic", t["devices"]!]
         }
@@ -83,10 +85,10 @@ final class ScaleOutTests: XCTestCase {
             XCTFail("Redis differs for \(differing.count) of \(single.count) keys (one process) / \(scaled.count) (two): \(detail.joined(separator: "\n"))")
         }
 
-        // The offline log: the two processes' logs together hold exactly the single process's rows.
+        // The offline log: the two processes' rows together are exactly the single process's.
         for view in [FeatureView.txnStats5m, .txnProfile, .txnWindow5m, .txnWindow30m] {
             let a = try TxnFeaturesJobTests.offline(view, offlineA)
-            let b = try offline.flatMap { try TxnFeaturesJobTests.offline(view, $0) }
+            let b = try TxnFeaturesJobTests.offline(view, offlineB)
             XCTAssertFalse(a.isEmpty, "\(view.rawValue) is empty")
             assertSameRows(b, a, "\(view.rawValue): two processes vs one")
         }
@@ -95,7 +97,7 @@ final class ScaleOutTests: XCTestCase {
         // from one: the rows in between may differ (docs/scaling.md). Each card's newest row is
         // the same (Redis, above, too), and no row is logged twice.
         let deviceA = try TxnFeaturesJobTests.offline(.txnDevice, offlineA)
-        let deviceB = try offline.flatMap { try TxnFeaturesJobTests.offline(.txnDevice, $0) }
+        let deviceB = try TxnFeaturesJobTests.offline(.txnDevice, offlineB)
         XCTAssertEqual(Set(deviceB).count, deviceB.count, "a txn_device row was logged twice")
         func newest(_ rows: [String]) -> [String: String] {
             rows.reduce(into: [:]) { acc, r in
