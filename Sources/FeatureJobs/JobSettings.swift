@@ -91,7 +91,7 @@ public struct JobSettings: Sendable, Equatable {
         ("--connect-attempts N", "tries (with backoff) to reach the broker and Redis at start (default 5)"),
         ("--progress-seconds N", "a progress line every N seconds on stderr (0: none; default 5)"),
         ("--process-count N", "scale-out: N processes run this job, each with its own --checkpoint-dir and --offline-dir; re-keyed streams go through repartition topics <group-id>-*-repartition (env TRIBUTARY_PROCESS_COUNT; default 1; docs/scaling.md)"),
-        ("--process-index I", "scale-out: this process (0 … N-1) reads the input partitions p with p % N == I (env TRIBUTARY_PROCESS_INDEX; default 0)"),
+        ("--process-index I", "scale-out: this process (0 … N-1) reads the input partitions p with p % N == I; 'hostname': the number at the end of the hostname (a StatefulSet pod's ordinal) (env TRIBUTARY_PROCESS_INDEX; default 0)"),
         ("--repartition-isolation read_committed|read_uncommitted", "how repartition topics are read (default read_committed: exactly once)"),
     ]
 
@@ -140,6 +140,14 @@ public struct JobSettings: Sendable, Equatable {
         for (name, value) in flags { try s.apply(flag: name, value: value) }
         if s.checkpointing.checkpointDirectory == "none" { s.checkpointing.checkpointDirectory = nil }
         if let f = s.fromTime, let t = s.toTime, f >= t { throw JobConfigurationError("--from must be before --to") }
+        if s.processIndex == -1 {
+            // A StatefulSet's pod is <name>-<ordinal>, its hostname too.
+            let host = environment["HOSTNAME"].flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.hostName
+            guard let n = host.split(separator: "-").last.flatMap({ Int($0) }), n >= 0 else {
+                throw JobConfigurationError("--process-index hostname: the hostname '\(host)' does not end in -<number> (a StatefulSet pod's does); pass the index instead")
+            }
+            s.processIndex = n
+        }
         guard s.processIndex < s.processCount else {
             throw JobConfigurationError("--process-index \(s.processIndex) is not below --process-count \(s.processCount): the processes of a job are numbered 0 to \(s.processCount - 1)")
         }
@@ -197,7 +205,8 @@ public struct JobSettings: Sendable, Equatable {
         case "--connect-attempts": connectAttempts = try Self.positive(try v(), flag)
         case "--process-index":
             let t = try v()
-            guard let n = Int(t), n >= 0 else { throw JobConfigurationError("--process-index takes a whole number ≥ 0, not '\(t)'") }
+            if t == "hostname" { processIndex = -1; return }   // resolved in `parse`
+            guard let n = Int(t), n >= 0 else { throw JobConfigurationError("--process-index takes a whole number ≥ 0 or 'hostname', not '\(t)'") }
             processIndex = n
         case "--process-count": processCount = try Self.positive(try v(), flag)
         case "--repartition-isolation":

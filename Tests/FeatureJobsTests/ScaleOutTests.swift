@@ -150,6 +150,9 @@ final class ScaleOutPartsTests: XCTestCase {
         XCTAssertThrowsError(try parse(["--process-index", "-1"]))
         XCTAssertThrowsError(try parse(["--process-count", "2"])) { XCTAssertTrue("\($0)".contains("--checkpoint-dir"), "\($0)") }
         XCTAssertThrowsError(try parse(["--repartition-isolation", "dirty"]))
+        let pod = try parse(["--process-index", "hostname", "--process-count", "3", "--checkpoint-dir", "/tmp/x"], env: ["HOSTNAME": "txn-features-2"])
+        XCTAssertEqual(pod.processIndex, 2)
+        XCTAssertThrowsError(try parse(["--process-index", "hostname", "--process-count", "3", "--checkpoint-dir", "/tmp/x"], env: ["HOSTNAME": "laptop"]))
         XCTAssertEqual(try parse([]).processCount, 1)
     }
 
