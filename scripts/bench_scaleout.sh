@@ -6,7 +6,7 @@
 #      bounded: wall time from start to the last exit and events/s over all of them; then the two
 #      Redis contents compared (key count and a digest of every hash; the data has no late records,
 #      so both runs must give the same digest — docs/scaling.md).
-# BENCH_EVENTS (500000) BENCH_PROCESSES (2) BENCH_PARALLELISM (1) BENCH_INTERVAL (checkpoints, 2s)
+# BENCH_EVENTS (500000) BENCH_PROCESSES (2) BENCH_PARALLELISM (1) BENCH_INTERVAL (checkpoints, 10s)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,7 +14,7 @@ cd "$ROOT"
 EVENTS=${BENCH_EVENTS:-500000}
 N=${BENCH_PROCESSES:-2}
 P=${BENCH_PARALLELISM:-1}
-INTERVAL=${BENCH_INTERVAL:-2s}
+INTERVAL=${BENCH_INTERVAL:-10s}
 WORK=$ROOT/.build/bench-scaleout
 say() { echo "bench-scaleout: $*" >&2; }
 
@@ -65,9 +65,9 @@ else:
     print(f"{len(keys)} keys, digest {h.hexdigest()[:16]}")
 PY
 }
-job() {  # job NAME extra...
+job() {  # job NAME extra... (CPU seconds of the process into $WORK/NAME.cpu)
     local name=$1; shift
-    "$BIN/txn-features" --bootstrap "$BOOT" --redis "127.0.0.1:$RPORT" --txn-topic s-txn --device-topic s-dev \
+    /usr/bin/time -o "$WORK/$name.cpu" -f "%U %S" "$BIN/txn-features" --bootstrap "$BOOT" --redis "127.0.0.1:$RPORT" --txn-topic s-txn --device-topic s-dev \
         --checkpoint-dir "$WORK/$name/checkpoints" --offline-dir "$WORK/$name/offline" --checkpoint-interval "$INTERVAL" \
         --features-topic none --progress-seconds 0 --bounded "$@"
 }
@@ -77,8 +77,15 @@ say "generating $EVENTS transactions and $EVENTS device records (unthrottled)"
 "$BIN/generate" --bootstrap "$BOOT" --streams txn,devices --count "$EVENTS" --rate 0 --seed 1 \
     --late-share 0 --too-late-share 0 --txn-topic s-txn --devices-topic s-dev 2>/dev/null | head -1
 
+# CPU seconds (user + system) a helper process has used so far: the broker, redis-server.
+ticks() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$(cat "$1")/stat"; }
+helpers() { echo "broker $(ticks "$KAFKA_LOCAL_DIR/tansu.pid") s, Redis $(ticks "$REDIS_TEST_DIR/redis.pid") s"; }
+echo "   CPU so far: $(helpers)"
+
 echo "== 1. one process, parallelism $((N * P))"
 job single --group-id bench-single --parallelism $((N * P)) 2>/dev/null | grep -E "events in"
+cpu() { awk '{ printf "%.1f", $1 + $2 }' "$WORK/$1.cpu"; }
+echo "   CPU: $(cpu single) s (user + system); so far: $(helpers)"
 echo "   Redis: $(redis digest)"
 redis flush >/dev/null
 
@@ -95,8 +102,9 @@ end=$(date +%s.%N)
 total=0
 for ((i = 0; i < N; i++)); do
     n=$(sed -n 's/.*events in *\([0-9]*\) in.*/\1/p' "$WORK/p$i.out")
-    echo "   process $i: $(grep -E 'events in' "$WORK/p$i.out" | sed 's/^ *//')"
+    echo "   process $i: $(grep -E 'events in' "$WORK/p$i.out" | sed 's/^ *//'), CPU $(cpu "p$i") s"
     total=$((total + n))
 done
 awk -v t="$total" -v s="$start" -v e="$end" 'BEGIN { printf "   all: %d events in %.1f s wall (%d/s)\n", t, e - s, t / (e - s) }'
+echo "   CPU so far: $(helpers)"
 echo "   Redis: $(redis digest)"

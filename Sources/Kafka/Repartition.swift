@@ -4,9 +4,9 @@ import StreamCore
 // partitions, and repartition topics that carry a re-keyed stream — records *and* watermarks —
 // from the processes that have the records to the processes that own their new keys.
 
-/// Process `index` of `count` reads the partitions `p` with `p % count == index` of every topic
-/// (a static assignment: no group coordinator, no rebalance; Flink's `KafkaSource` with a fixed
-/// partition set per job, Kafka Streams' standby-free static membership in spirit).
+/// Process `index` of `count` reads the partitions `p` with `p % count == index` of every topic: a
+/// static assignment, no group coordinator and no rebalance, so a partition's keyed state stays in
+/// the checkpoints of the one process that reads it.
 public struct KafkaStaticAssignment: Sendable, Equatable, CustomStringConvertible {
     public let index: Int
     public let count: Int
