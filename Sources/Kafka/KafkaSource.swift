@@ -116,7 +116,9 @@ public final class KafkaRecordCopier: KafkaRecordDeserializer {
 /// `.committed`), and by a bounded source once it has read everything. One consumer per subtask
 /// serves all of its partitions and stops taking records while `maxBuffered` wait unread
 /// (backpressure). Records the
-/// deserializer rejects go to `SourceOutputs.rejected`.
+/// deserializer rejects go to `SourceOutputs.rejected`. With `assignment` only this process's share
+/// of the partitions is read; with a `RepartitionDeserializer` the topic is a repartition topic
+/// (watermark markers, see `Repartition.swift`).
 public struct KafkaSource<Output>: Source {
     public typealias Element = Output
     public typealias Split = KafkaPartitionSplit
