@@ -73,6 +73,10 @@ final class ScaleOutTests: XCTestCase {
         XCTAssertTrue(restarted.output().contains("restored from"), restarted.output())
         guard status0 == 0, status1 == 0 else { return }
         let scaled = try JobTestStack.redisSnapshot()
+        // The re-keys went through Kafka, partitioned like the topics they mirror.
+        let repartition = try KafkaAdmin.partitionCounts(KafkaConfig(bootstrapServers: bootstrap),
+                                                         ["\(group)-device-probes-repartition", "\(group)-device-rows-repartition"])
+        XCTAssertEqual(repartition, ["\(group)-device-probes-repartition": 6, "\(group)-device-rows-repartition": 12])
 
         // Redis: every key and field the same.
         let differing = Set(single.keys).union(scaled.keys).filter { single[$0] != scaled[$0] }.sorted()
