@@ -29,7 +29,7 @@ public struct KafkaPartitionSplit: SourceSplit, Equatable {
     public let bounded: Bool
     /// Set when a bounded split reached the end.
     public var isFinished: Bool
-    /// Repartition topics (`KafkaSource.readsWatermarkMarkers`): the latest watermark of each writer
+    /// Repartition topics (`KafkaRecordDeserializer.readsWatermarkMarkers`): the latest watermark of each writer
     /// of the partition, and which are idle — kept in checkpoints, so a restored reader knows
     /// what the markers before its position said.
     public var channelWatermarks: [Int64]?
