@@ -101,8 +101,9 @@ status: ## what of the local stack runs where
 #   make drill           wipe Redis, rebuild it from the offline log, verify, time to recovery
 #   make backfill        the offline log ($$TRIBUTARY_OFFLINE_DIR) into Redis, newest event time wins
 #   make bench-features  throughput, replay, drill and latency figures of the jobs (docs/benchmarks.md)
+#   make bench-scaleout  txn-features as one process and as N processes, same data (docs/scaling.md)
 SEED_ARGS ?= --rate 5000 --count 300000 --start now
-.PHONY: demo run-features seed drill backfill bench-features
+.PHONY: demo run-features seed drill backfill bench-features bench-scaleout
 
 demo: setup ## the main job end to end: stack, both feature jobs, generators at 5k/s, a summary
 	@bash scripts/demo.sh
@@ -136,6 +137,10 @@ replay: setup ## re-ingest fixed dead letters: file=FILE (JSON lines from replay
 
 bench-features: setup ## feature-job throughput, replay, drill and latency figures
 	@bash scripts/bench_features.sh
+
+# txn-features as one process and as BENCH_PROCESSES processes on the same data (docs/scaling.md).
+bench-scaleout: setup ## txn-features as 1 and as N processes: events/s and the Redis digests
+	@bash scripts/bench_scaleout.sh
 
 # Every schema version BACKWARD compatible with the previous one (Avro's own rules); make test runs it.
 schema-gate: setup ## check every schema version against the previous one (BACKWARD)

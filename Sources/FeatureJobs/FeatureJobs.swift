@@ -66,16 +66,22 @@ public struct FeatureJobContext: Sendable {
     public func source<T>(topic: String, schemaId: Int32, _ map: @escaping @Sendable (AvroValue) throws -> T) -> KafkaSource<Sourced<T>> {
         let registry = self.registry
         let url = settings.schemaRegistryURL
-        let start: KafkaStartingOffsets = switch settings.startingOffsets {
-        case "earliest": .earliest
-        case "latest": .latest
-        default: .committed(fallback: .earliest)
-        }
-        return KafkaSource<Sourced<T>>(config: kafka, topics: [topic], groupId: settings.groupId,
-                                       startingOffsets: start, bounded: settings.bounded) {
+        var source = KafkaSource<Sourced<T>>(config: kafka, topics: [topic], groupId: settings.groupId,
+                                             startingOffsets: startingOffsets, bounded: settings.bounded) {
             let remote = url.map { SchemaRegistryClient(baseURL: $0) }
             return KeepingOrigin(try ConfluentAvroDeserializer<T>(registry: registry, readerSchema: registry.byId[schemaId]!,
                                                                   remote: remote, map: map))
+        }
+        source.assignment = assignment
+        return source
+    }
+
+    /// Where a start without a checkpoint reads (`--starting-offsets`).
+    public var startingOffsets: KafkaStartingOffsets {
+        switch settings.startingOffsets {
+        case "earliest": .earliest
+        case "latest": .latest
+        default: .committed(fallback: .earliest)
         }
     }
 
@@ -152,8 +158,10 @@ public struct FeatureJobContext: Sendable {
         guard let topic = settings.featuresTopic else { return }
         guard let id = registry.latestId(subject) else { throw JobConfigurationError("no schema for subject \(subject) in \(settings.registry)") }
         let registry = self.registry
+        // Each process of a scaled-out job has transactional ids of its own (fencing is per id).
+        let process = settings.processCount > 1 ? "-p\(settings.processIndex)" : ""
         let guarantee: KafkaDeliveryGuarantee = settings.checkpointing.checkpointDirectory == nil
-            ? .atLeastOnce : .exactlyOnce(transactionalIdPrefix: "\(settings.job)-\(topic)")
+            ? .atLeastOnce : .exactlyOnce(transactionalIdPrefix: "\(settings.job)-\(topic)\(process)")
         rows.sinkTo(KafkaSink(config: kafka, topic: topic, guarantee: guarantee) {
             try ConfluentAvroSerializer<T>(registry: registry, schemaId: id) { v in
                 let r = record(v)
@@ -249,18 +257,34 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
     if s.writeOffline { offline.append(tumbling.union(sliding).map { $0.offlineRow }) }
 
     // The device join: device records (deduplicated per device and hour) re-keyed with the
-    // transactions by device_id, interval join, then the newest row per card.
+    // transactions by device_id, interval join, then the newest row per card. Scaled out over
+    // processes, the two re-keys go through repartition topics: the probes to the process that
+    // owns the device's partition of the device topic, the joined rows back to the card's.
+    let partitions = s.processCount > 1 ? try KafkaAdmin.partitionCounts(ctx.kafka, [s.txnTopic, s.deviceTopic]) : [:]
+    if let fewest = partitions.values.min(), fewest < s.processCount {
+        throw JobConfigurationError("--process-count \(s.processCount) is more than the \(fewest) partitions of \(partitions.filter { $0.value == fewest }.keys.sorted().joined(separator: ", ")): a process would have nothing to read")
+    }
     let devices = ctx.input(env, topic: s.deviceTopic, schemaId: 4, name: "devices", counted: false, eventTime: { $0.timestamp }) {
         try Device(avro: $0)
     }.map { $0.value }
         .keyBy { $0.deviceId }
         .process(name: "device changes", DeviceChangesFunction())
-    let joined = txns.map { DeviceProbe(cardId: $0.value.cardId, deviceId: $0.value.deviceId, country: $0.value.country,
+    var probes = txns.map { DeviceProbe(cardId: $0.value.cardId, deviceId: $0.value.deviceId, country: $0.value.country,
                                         timestamp: $0.value.timestamp) }
+    if s.processCount > 1 {
+        probes = try ctx.repartition(probes, env, name: "device-probes", partitions: partitions[s.deviceTopic]!,
+                                     key: { $0.deviceId }, eventTime: { $0.timestamp })
+    }
+    var deviceRows = probes
         .keyBy { $0.deviceId }
         .intervalJoin(devices.keyBy { $0.deviceId })
         .between(.hours(-2), .zero)
         .process(name: "device join", DeviceJoinFunction())
+    if s.processCount > 1 {
+        deviceRows = try ctx.repartition(deviceRows, env, name: "device-rows", partitions: partitions[s.txnTopic]!,
+                                         key: { $0.cardId }, eventTime: { $0.eventTime })
+    }
+    let joined = deviceRows
         .keyBy { $0.cardId }
         .process(name: "newest device row", NewestPerKey<DeviceFeatureRow>(eventTime: { $0.eventTime }))
     // One online sink for the card's three views: both streams are keyed by card, so a card's rows

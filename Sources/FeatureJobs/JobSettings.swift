@@ -46,6 +46,12 @@ public struct JobSettings: Sendable, Equatable {
     public var writeOffline = true
     /// Print a progress line every this many seconds (0: none).
     public var progressSeconds = 5
+    /// Scale-out over processes (docs/scaling.md): this process is `processIndex` of
+    /// `processCount` and reads the input partitions `p % processCount == processIndex`.
+    public var processIndex = 0
+    public var processCount = 1
+    /// How repartition topics are read: read_committed (exactly once) or read_uncommitted.
+    public var repartitionIsolation = "read_committed"
 
     public init(job: String) {
         self.job = job
@@ -87,6 +93,9 @@ public struct JobSettings: Sendable, Equatable {
         ("--no-online / --no-offline", "do not write Redis / the offline log"),
         ("--connect-attempts N", "tries (with backoff) to reach the broker and Redis at start (default 5)"),
         ("--progress-seconds N", "a progress line every N seconds on stderr (0: none; default 5)"),
+        ("--process-count N", "scale-out: N processes run this job, each with its own --checkpoint-dir and --offline-dir; re-keyed streams go through repartition topics <group-id>-*-repartition (env TRIBUTARY_PROCESS_COUNT; default 1; docs/scaling.md)"),
+        ("--process-index I", "scale-out: this process (0 … N-1) reads the input partitions p with p % N == I; 'hostname': the number at the end of the hostname (a StatefulSet pod's ordinal) (env TRIBUTARY_PROCESS_INDEX; default 0)"),
+        ("--repartition-isolation read_committed|read_uncommitted", "how repartition topics are read (default read_committed: exactly once)"),
     ]
 
     public static func usage(_ job: String) -> String {
@@ -130,9 +139,25 @@ public struct JobSettings: Sendable, Equatable {
         if let v = environment["METRICS_PORT"], !v.isEmpty { s.metricsPort = try Self.port(v, "METRICS_PORT", allowZero: true) }
         if let v = environment["METRICS_HOST"], !v.isEmpty { s.metricsHost = v }
         if let v = environment["SCHEMA_REGISTRY_URL"], !v.isEmpty { s.schemaRegistryURL = v }
+        if let v = environment["TRIBUTARY_PROCESS_INDEX"], !v.isEmpty { try s.apply(flag: "--process-index", value: v) }
+        if let v = environment["TRIBUTARY_PROCESS_COUNT"], !v.isEmpty { try s.apply(flag: "--process-count", value: v) }
         for (name, value) in flags { try s.apply(flag: name, value: value) }
         if s.checkpointing.checkpointDirectory == "none" { s.checkpointing.checkpointDirectory = nil }
         if let f = s.fromTime, let t = s.toTime, f >= t { throw JobConfigurationError("--from must be before --to") }
+        if s.processIndex == -1 {
+            // A StatefulSet's pod is <name>-<ordinal>, its hostname too.
+            let host = environment["HOSTNAME"].flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.hostName
+            guard let n = host.split(separator: "-").last.flatMap({ Int($0) }), n >= 0 else {
+                throw JobConfigurationError("--process-index hostname: the hostname '\(host)' does not end in -<number> (a StatefulSet pod's does); pass the index instead")
+            }
+            s.processIndex = n
+        }
+        guard s.processIndex < s.processCount else {
+            throw JobConfigurationError("--process-index \(s.processIndex) is not below --process-count \(s.processCount): the processes of a job are numbered 0 to \(s.processCount - 1)")
+        }
+        if s.processCount > 1, s.checkpointing.checkpointDirectory == nil {
+            throw JobConfigurationError("--process-count \(s.processCount) needs --checkpoint-dir (one per process): repartition topics are written exactly once, one transaction per checkpoint")
+        }
         return s
     }
 
@@ -183,6 +208,18 @@ public struct JobSettings: Sendable, Equatable {
         case "--click-topic": clickTopic = try v()
         case "--last-n": lastN = try Self.positive(try v(), flag)
         case "--connect-attempts": connectAttempts = try Self.positive(try v(), flag)
+        case "--process-index":
+            let t = try v()
+            if t == "hostname" { processIndex = -1; return }   // resolved in `parse`
+            guard let n = Int(t), n >= 0 else { throw JobConfigurationError("--process-index takes a whole number ≥ 0 or 'hostname', not '\(t)'") }
+            processIndex = n
+        case "--process-count": processCount = try Self.positive(try v(), flag)
+        case "--repartition-isolation":
+            let t = try v()
+            guard ["read_committed", "read_uncommitted"].contains(t) else {
+                throw JobConfigurationError("--repartition-isolation takes read_committed or read_uncommitted, not '\(t)'")
+            }
+            repartitionIsolation = t
         case "--progress-seconds":
             let t = try v()
             guard let n = Int(t), n >= 0 else { throw JobConfigurationError("--progress-seconds takes a whole number ≥ 0, not '\(t)'") }

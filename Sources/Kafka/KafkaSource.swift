@@ -30,6 +30,11 @@ public struct KafkaPartitionSplit: SourceSplit, Equatable {
     public let bounded: Bool
     /// Set when a bounded split reached the end.
     public var isFinished: Bool
+    /// Repartition topics (`KafkaRecordDeserializer.readsWatermarkMarkers`): the latest watermark of each writer
+    /// of the partition, and which are idle — kept in checkpoints, so a restored reader knows
+    /// what the markers before its position said.
+    public var channelWatermarks: [Int64]?
+    public var idleChannels: [Bool]?
     public var splitId: String { "\(topic)-\(partition)" }
 
     public init(topic: String, partition: Int32, nextOffset: Int64, bounded: Bool = false) {
@@ -73,6 +78,16 @@ public struct DeserializationError: Error, Sendable, CustomStringConvertible {
 public protocol KafkaRecordDeserializer<Output>: AnyObject {
     associatedtype Output
     func deserialize(_ message: KafkaMessage) throws(DeserializationError) -> Output
+    /// True for a repartition topic's reader (`RepartitionDeserializer`): the source takes the
+    /// writers' watermark markers out of the partition and hands over their minimum as
+    /// `watermark(_:)`'s element; a bounded split then ends when every writer has ended.
+    var readsWatermarkMarkers: Bool { get }
+    func watermark(_ combined: Int64) -> Output?
+}
+
+extension KafkaRecordDeserializer {
+    public var readsWatermarkMarkers: Bool { false }
+    public func watermark(_ combined: Int64) -> Output? { nil }
 }
 
 /// A record with its bytes copied out of librdkafka.
@@ -102,7 +117,9 @@ public final class KafkaRecordCopier: KafkaRecordDeserializer {
 /// `.committed`), and by a bounded source once it has read everything. One consumer per subtask
 /// serves all of its partitions and stops taking records while `maxBuffered` wait unread
 /// (backpressure). Records the
-/// deserializer rejects go to `SourceOutputs.rejected`.
+/// deserializer rejects go to `SourceOutputs.rejected`. With `assignment` only this process's share
+/// of the partitions is read; with a `RepartitionDeserializer` the topic is a repartition topic
+/// (watermark markers, see `Repartition.swift`).
 public struct KafkaSource<Output>: Source {
     public typealias Element = Output
     public typealias Split = KafkaPartitionSplit
@@ -123,6 +140,8 @@ public struct KafkaSource<Output>: Source {
     /// librdkafka stops fetching — backpressure reaches the broker.
     public let pollBatch: Int
     public let maxBuffered: Int
+    /// Only the partitions this process owns (scale-out over processes, docs/scaling.md); nil: all.
+    public var assignment: KafkaStaticAssignment?
 
     public init(config: KafkaConfig, topics: [String], groupId: String,
                 startingOffsets: KafkaStartingOffsets = .earliest, bounded: Bool = false,
@@ -163,7 +182,7 @@ public struct KafkaSource<Output>: Source {
             for e in list.entries where e.offset >= 0 { committed["\(e.topic)-\(e.partition)"] = e.offset }
         }
         for topic in topics {
-            for p in 0..<Int32(counts[topic]!) {
+            for p in 0..<Int32(counts[topic]!) where assignment?.owns(partition: p) ?? true {
                 // The beginning is offset 0, not the broker's log start: the local broker's
                 // ListOffsets(earliest) can be wrong (10 000 for a partition starting at 0, which
                 // librdkafka's OFFSET_BEGINNING asks too). Where the log really starts later
@@ -210,6 +229,9 @@ public final class KafkaConsumerSession<Output> {
         /// Records read from this partition's topic (one counter per topic, shared).
         let read: CoreMetrics.Counter
         var readSinceReport: Int64 = 0
+        /// The combined watermark last handed over (repartition topics); not checkpointed, so a
+        /// restored reader hands over the current one at the next marker.
+        var watermarkHandedOver = Int64.min
         init(_ split: KafkaPartitionSplit, read: CoreMetrics.Counter) {
             self.split = split
             self.read = read
@@ -241,11 +263,15 @@ public final class KafkaConsumerSession<Output> {
     let groupId: String
     var lastErrorLog: UInt64 = 0
     var lastMetricsReport: UInt64 = 0
+    /// A repartition topic: markers are taken out, and a bounded split ends when every writer has
+    /// ended, not at the end of what the partition holds now.
+    let markers: Bool
 
     init(source: KafkaSource<Output>, splits: [KafkaPartitionSplit]) throws {
         handle = try KafkaHandle(consumer: true, config: source.config, defaults: source.consumerDefaults())
         groupId = source.groupId
         deserializer = try source.makeDeserializer()
+        markers = deserializer.readsWatermarkMarkers
         var readCounters: [String: CoreMetrics.Counter] = [:]
         for t in Set(splits.map(\.topic)) {
             readCounters[t] = CoreMetrics.Counter(label: "tributary_source_records_total", dimensions: [("topic", t)])
@@ -375,10 +401,19 @@ public final class KafkaConsumerSession<Output> {
                     }
                     b.split.nextOffset = offset
                 }
-                if b.split.bounded { b.split.isFinished = true }
+                if b.split.bounded && !markers { b.split.isFinished = true }
                 continue
             }
             b.split.nextOffset = offset + 1
+            if markers, let marker = RepartitionWire.marker(in: m.pointee.payload.map { UnsafeRawBufferPointer(start: $0, count: m.pointee.len) }) {
+                let combined = b.split.apply(marker)
+                if b.split.bounded && b.split.allChannelsEnded { b.split.isFinished = true }
+                if let w = combined, w > b.watermarkHandedOver, let e = deserializer.watermark(w) {
+                    b.watermarkHandedOver = w
+                    return .record(e, timestamp: w)
+                }
+                continue
+            }
             b.readSinceReport &+= 1
             return deserialize(m, topic: b.split.topic, with: deserializer)
         }
