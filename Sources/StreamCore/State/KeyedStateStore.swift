@@ -64,6 +64,32 @@ protocol ColumnSnapshot {
     func capture(_ slots: [Int]) throws -> ColumnCapture?
 }
 
+/// Entries copied on the task thread as they are (copies of values; arrays and dictionaries share
+/// their storage until the task writes to them) and encoded by `encode` later, on the thread that
+/// encodes the checkpoint — the same bytes as `snapshotEntry`, without the task pausing for them.
+@usableFromInline
+struct DeferredEntrySnapshot<T>: ColumnSnapshot {
+    let bySlot: [Int: T]
+    let encode: (T) throws -> [UInt8]
+
+    @usableFromInline init(bySlot: [Int: T], encode: @escaping (T) throws -> [UInt8]) {
+        self.bySlot = bySlot
+        self.encode = encode
+    }
+
+    @usableFromInline func capture(_ slots: [Int]) throws -> ColumnCapture? {
+        var present: [Int32] = []
+        var values: [T] = []
+        for (i, s) in slots.enumerated() {
+            if let v = bySlot[s] { present.append(Int32(i)); values.append(v) }
+        }
+        guard !values.isEmpty else { return nil }
+        if present.count == slots.count { present = [] }
+        let encode = self.encode
+        return ColumnCapture(present: present, columnar: false, encode: { try StateCodec.encode(try values.map(encode)) })
+    }
+}
+
 /// The general path: every entry encoded at once, on the task thread.
 struct PerEntrySnapshot: ColumnSnapshot {
     let bySlot: [Int: [UInt8]]

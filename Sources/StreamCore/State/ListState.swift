@@ -137,6 +137,15 @@ public final class ListState<T: Codable>: StateColumn {
         }
     }
 
+    /// The lists copied now (they share storage until written), encoded later off the task thread.
+    @usableFromInline func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
+        var bySlot: [Int: Snapshot] = [:]
+        for s in 0..<min(slotCount, lists.count) {
+            if let list = lists[s], !list.isEmpty { bySlot[s] = Snapshot(values: list, stamps: ttl == nil ? nil : stamps[s]) }
+        }
+        return DeferredEntrySnapshot(bySlot: bySlot) { try StateCodec.encode($0) }
+    }
+
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
         guard slot < lists.count, let list = lists[slot], !list.isEmpty else { return nil }
         return try StateCodec.encode(Snapshot(values: list, stamps: ttl == nil ? nil : stamps[slot]))

@@ -181,6 +181,15 @@ public final class MapState<UK: Hashable & Codable, UV: Codable>: StateColumn {
         }
     }
 
+    /// The maps copied now (they share storage until written), encoded later off the task thread.
+    @usableFromInline func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
+        var bySlot: [Int: [UK: Entry]] = [:]
+        for s in 0..<min(slotCount, maps.count) {
+            if let m = maps[s], !m.isEmpty { bySlot[s] = m }
+        }
+        return DeferredEntrySnapshot(bySlot: bySlot) { m in try StateCodec.encode(Snapshot(keys: Array(m.keys), entries: Array(m.values))) }
+    }
+
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
         guard slot < maps.count, let m = maps[slot], !m.isEmpty else { return nil }
         return try StateCodec.encode(Snapshot(keys: Array(m.keys), entries: Array(m.values)))

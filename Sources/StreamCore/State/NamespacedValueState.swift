@@ -228,9 +228,16 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
 
     /// A snapshot groups the table by slot once (values may have changed in place since the last
     /// one, which the version does not count: the grouping is rebuilt for every snapshot).
+    /// Groups the values by slot now (copies), encodes them later off the task thread.
     @usableFromInline func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
         snapshotCache = nil
-        return try perEntryCapture(slotCount: slotCount)
+        var bySlot: [Int: Snapshot] = [:]
+        try forEachResidentEntry { s, ns, v in
+            guard s < slotCount else { return }
+            bySlot[s, default: Snapshot(namespaces: [], values: [])].namespaces.append(ns)
+            bySlot[s]!.values.append(v)
+        }
+        return DeferredEntrySnapshot(bySlot: bySlot) { try StateCodec.encode($0) }
     }
 
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {

@@ -133,6 +133,18 @@ extension TimeSortedListState {
         }
     }
 
+    /// The rows copied now (their arrays share storage until written), encoded later off the task
+    /// thread.
+    @usableFromInline func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
+        var bySlot: [Int: Rows] = [:]
+        for s in 0..<min(slotCount, rows.capacity) {
+            if let r = rows[s], !r.isEmpty { bySlot[s] = r }
+        }
+        return DeferredEntrySnapshot(bySlot: bySlot) { r in
+            try StateCodec.encode(Snapshot(timestamps: Array(r.timestamps[r.head...]), values: Array(r.values[r.head...])))
+        }
+    }
+
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
         guard let r = rows[slot], !r.isEmpty else { return nil }
         return try StateCodec.encode(Snapshot(timestamps: Array(r.timestamps[r.head...]), values: Array(r.values[r.head...])))
