@@ -135,6 +135,9 @@ replay: setup ## re-ingest fixed dead letters: file=FILE (JSON lines from replay
 	    if [ -n "$(file)" ]; then $$bin/replay file --bootstrap $${KAFKA_BOOTSTRAP:-127.0.0.1:9092} --file "$(file)" $(if $(to),--to "$(to)"); \
 	    else $$bin/replay dlq --bootstrap $${KAFKA_BOOTSTRAP:-127.0.0.1:9092} --dlq "$(dlq)" $(if $(reason),--reason "$(reason)") $(if $(to),--to "$(to)"); fi
 
+bench-pause: setup ## txn-features' checkpoint pause per checkpoint as its state grows (PAUSE_EVENTS, PAUSE_INTERVAL, PAUSE_BIN)
+	@bash scripts/bench_pause.sh
+
 bench-features: setup ## feature-job throughput, replay, drill and latency figures
 	@bash scripts/bench_features.sh
 
