@@ -21,28 +21,8 @@ SECS=${BENCH_SECONDS:-30}
 WORK=$ROOT/.build/bench-features
 say() { echo "bench-features: $*" >&2; }
 
-for p in txn-features generate drill; do swift build -c release --product "$p" 2>&1 | grep -E "error" >&2 || true; done
-BIN=$(swift build -c release --show-bin-path)
-
-export KAFKA_LOCAL_DIR=$WORK/broker REDIS_TEST_DIR=$WORK/redis
-cleanup() {
-    bash scripts/local-broker.sh stop >/dev/null 2>&1 || true
-    bash scripts/redis-test-server.sh stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-rm -rf "$WORK"
-mkdir -p "$WORK"
-BOOT=$(bash scripts/local-broker.sh start | tail -1)
-RPORT=$(bash scripts/redis-test-server.sh start | tail -1)
-.venv-kafka/bin/python - "$BOOT" <<'PY'
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-a = AdminClient({"bootstrap.servers": sys.argv[1]})
-topics = {"t-txn": 12, "t-dev": 6, "l-txn": 12, "l-dev": 6}
-topics.update({t + ".dlq": 1 for t in list(topics)})
-for f in a.create_topics([NewTopic(t, n, 1) for t, n in topics.items()]).values():
-    f.result()
-PY
+. scripts/lib/bench_stack.sh
+bench_stack_start "$WORK" "txn-features generate drill" t-txn:12 t-dev:6 l-txn:12 l-dev:6
 job() {  # job NAME TXN DEV extra...
     local name=$1 txn=$2 dev=$3; shift 3
     exec "$BIN/txn-features" --bootstrap "$BOOT" --redis "127.0.0.1:$RPORT" --txn-topic "$txn" --device-topic "$dev" \

@@ -11,28 +11,11 @@ cd "$ROOT"
 EVENTS=${PAUSE_EVENTS:-600000}
 INTERVAL=${PAUSE_INTERVAL:-3s}
 WORK=$ROOT/.build/bench-pause
-for p in txn-features generate; do swift build -c release --product "$p" 2>&1 | grep -E "error" >&2 || true; done
-BIN=$(swift build -c release --show-bin-path)
-JOB=${PAUSE_BIN:-$BIN/txn-features}
-export KAFKA_LOCAL_DIR=$WORK/broker REDIS_TEST_DIR=$WORK/redis
 pid=
-cleanup() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-    bash scripts/local-broker.sh stop >/dev/null 2>&1 || true
-    bash scripts/redis-test-server.sh stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-rm -rf "$WORK"; mkdir -p "$WORK"
-BOOT=$(bash scripts/local-broker.sh start | tail -1)
-RPORT=$(bash scripts/redis-test-server.sh start | tail -1)
-.venv-kafka/bin/python - "$BOOT" <<'PY'
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-a = AdminClient({"bootstrap.servers": sys.argv[1]})
-topics = {"p-txn": 12, "p-dev": 6, "p-txn.dlq": 1, "p-dev.dlq": 1}
-for f in a.create_topics([NewTopic(t, n, 1) for t, n in topics.items()]).values():
-    f.result()
-PY
+bench_cleanup_extra() { [ -z "$pid" ] || { kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; }
+. scripts/lib/bench_stack.sh
+bench_stack_start "$WORK" "txn-features generate" p-txn:12 p-dev:6
+JOB=${PAUSE_BIN:-$BIN/txn-features}
 "$BIN/generate" --bootstrap "$BOOT" --streams txn,devices --count "$EVENTS" --rate 0 --seed 7 \
     --txn-topic p-txn --devices-topic p-dev 2>/dev/null | head -1
 MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -18,28 +18,8 @@ INTERVAL=${BENCH_INTERVAL:-10s}
 WORK=$ROOT/.build/bench-scaleout
 say() { echo "bench-scaleout: $*" >&2; }
 
-for p in txn-features generate; do swift build -c release --product "$p" 2>&1 | grep -E "error" >&2 || true; done
-BIN=$(swift build -c release --show-bin-path)
-
-export KAFKA_LOCAL_DIR=$WORK/broker REDIS_TEST_DIR=$WORK/redis
-cleanup() {
-    bash scripts/local-broker.sh stop >/dev/null 2>&1 || true
-    bash scripts/redis-test-server.sh stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-rm -rf "$WORK"
-mkdir -p "$WORK"
-BOOT=$(bash scripts/local-broker.sh start | tail -1)
-RPORT=$(bash scripts/redis-test-server.sh start | tail -1)
-.venv-kafka/bin/python - "$BOOT" <<'PY'
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-a = AdminClient({"bootstrap.servers": sys.argv[1]})
-topics = {"s-txn": 12, "s-dev": 6}
-topics.update({t + ".dlq": 1 for t in list(topics)})
-for f in a.create_topics([NewTopic(t, n, 1) for t, n in topics.items()]).values():
-    f.result()
-PY
+. scripts/lib/bench_stack.sh
+bench_stack_start "$WORK" "txn-features generate" s-txn:12 s-dev:6
 redis() { .venv-kafka/bin/python - "$RPORT" "$@" <<'PY'
 import socket, sys, hashlib
 port, cmd = int(sys.argv[1]), sys.argv[2]

@@ -318,37 +318,3 @@ extension GeneratedRecord {
         return good
     }
 }
-
-/// Kafka's default partitioner for keyed records (the Java client's and Kafka Streams'):
-/// murmur2 of the key bytes, made positive, modulo the partition count.
-public func kafkaPartition(_ key: [UInt8], partitions: Int) -> Int32 {
-    precondition(partitions > 0)
-    return Int32(Int(UInt32(bitPattern: kafkaMurmur2(key)) & 0x7fff_ffff) % partitions)
-}
-
-/// Kafka's `Utils.murmur2` (seed 0x9747b28c), as a signed 32-bit value like Java's.
-public func kafkaMurmur2(_ key: [UInt8]) -> Int32 {
-    let m: UInt32 = 0x5bd1_e995
-    let r: UInt32 = 24
-    var h: UInt32 = 0x9747_b28c ^ UInt32(truncatingIfNeeded: key.count)
-    let blocks = key.count / 4
-    for b in 0..<blocks {
-        var k = UInt32(key[4 * b]) | UInt32(key[4 * b + 1]) << 8 | UInt32(key[4 * b + 2]) << 16 | UInt32(key[4 * b + 3]) << 24
-        k = k &* m
-        k ^= k >> r
-        k = k &* m
-        h = h &* m
-        h ^= k
-    }
-    let tail = blocks * 4
-    switch key.count & 3 {
-    case 3: h ^= UInt32(key[tail + 2]) << 16; fallthrough
-    case 2: h ^= UInt32(key[tail + 1]) << 8; fallthrough
-    case 1: h ^= UInt32(key[tail]); h = h &* m
-    default: break
-    }
-    h ^= h >> 13
-    h = h &* m
-    h ^= h >> 15
-    return Int32(bitPattern: h)
-}

@@ -165,16 +165,6 @@ final class ScaleOutPartsTests: XCTestCase {
         XCTAssertTrue(owners.allSatisfy { $0.count == 1 })
     }
 
-    /// The repartition topics place keys as the generator (Kafka's partitioner) does, so partition
-    /// p of device-probes holds the devices of partition p of device.enrich.
-    func testPartitionerIsKafkas() {
-        for i in 0..<2_000 {
-            let key = Array("device-\(i * 7919)".utf8)
-            XCTAssertEqual(KafkaPartitioner.partition(key, partitions: 6), kafkaPartition(key, partitions: 6))
-            XCTAssertEqual(KafkaPartitioner.murmur2(Array(key.prefix(i % 9))), kafkaMurmur2(Array(key.prefix(i % 9))))
-        }
-    }
-
     func testMarkersRoundTripAndCombine() {
         let m = KafkaWatermarkMarker(channel: 3, channels: 4, watermark: -12_345_678_901, idle: false)
         let bytes = RepartitionWire.marker(m)

@@ -19,8 +19,8 @@ final class GeneratorTests: XCTestCase {
         let vectors: [(String, Int32)] = [("21", -973_932_308), ("foobar", -790_332_482), ("a-little-bit-long-string", -985_981_536),
                                           ("a-little-bit-longer-string", -1_486_304_829),
                                           ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971), ("abc", 479_470_107)]
-        for (s, h) in vectors { XCTAssertEqual(kafkaMurmur2(Array(s.utf8)), h, s) }
-        XCTAssertEqual(kafkaPartition(Array("21".utf8), partitions: 12), Int32((Int64(-973_932_308) & 0x7fff_ffff) % 12))
+        for (s, h) in vectors { XCTAssertEqual(KafkaPartitioner.murmur2(Array(s.utf8)), h, s) }
+        XCTAssertEqual(KafkaPartitioner.partition(Array("21".utf8), partitions: 12), Int32((Int64(-973_932_308) & 0x7fff_ffff) % 12))
         var c = GeneratorConfig()
         c.fraudShare = 0.2
         let t = TransactionGenerator(c), k = ClickGenerator(c), d = DeviceGenerator(c)

@@ -166,7 +166,7 @@ final class RecordWriter: KafkaRecordSerializer {
         }
         // The partition Kafka's default partitioner picks (murmur2), set here so the lanes agree on it.
         let key = Array(r.key.utf8)
-        return KafkaProducerRecord(partition: kafkaPartition(key, partitions: partitions), key: key, value: bytes,
+        return KafkaProducerRecord(partition: KafkaPartitioner.partition(key, partitions: partitions), key: key, value: bytes,
                                    timestamp: wallClock ? nil : r.arrivalTime)
     }
 }
@@ -201,7 +201,7 @@ func run() throws {
         let count = options.count
         let source = DataGeneratorSource(count: count * Int64(lanes), splits: lanes) { j -> Int64 in
             let i = j % count
-            if lanes > 1, Int(kafkaPartition(Array(keyOf(i).utf8), partitions: partitions)) % lanes != Int(j / count) { return -1 }
+            if lanes > 1, Int(KafkaPartitioner.partition(Array(keyOf(i).utf8), partitions: partitions)) % lanes != Int(j / count) { return -1 }
             if rate > 0 {
                 // Record i is due i / rate seconds after the start.
                 let due = started + .nanoseconds(Int64(Double(i) * 1e9 / rate))
