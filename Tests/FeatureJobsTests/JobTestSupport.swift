@@ -153,6 +153,22 @@ enum JobTestStack {
         return try env.fromSource(source, watermarkStrategy: .noWatermarks(), name: "read \(topic)").executeAndCollect()
     }
 
+    /// Fresh topics (`txn`, `devices`) with `count` seeded transactions and device records (the
+    /// golden test's generator settings), and txn-features run over them in this process without
+    /// interruption: the reference a crash or a scale-out run must reproduce.
+    static func referenceTxnRun(txnPartitions: Int, devicePartitions: Int, seed: UInt64, count: Int, name: String) throws
+        -> (topics: [String: String], redis: [String: [String: String]], offlineDir: String) {
+        _ = try ready()
+        let t = try topics(["txn": txnPartitions, "devices": devicePartitions], test: name)
+        let (_, flags) = TxnFeaturesJobTests.generatorConfig(seed: seed, count: count)
+        try generate("txn,devices", count: count, seed: Int(seed), topics: t, extra: flags)
+        try flushRedis()
+        let offline = tempDir("\(name)-reference-offline")
+        try runInProcess(try settings("txn-features", topics: t, checkpointDir: tempDir("\(name)-reference-chk"), offlineDir: offline),
+                         build: buildTxnFeatures)
+        return (t, try redisSnapshot(), offline)
+    }
+
     static func tempDir(_ name: String) -> String {
         let d = NSTemporaryDirectory() + "feature-jobs-\(name)-\(UUID().uuidString.prefix(8))"
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)

@@ -18,18 +18,8 @@ final class ScaleOutTests: XCTestCase {
 
     func testTwoProcessesWithAKillGiveTheSingleProcessResult() throws {
         let started = Date()
-        _ = try JobTestStack.ready()
-        let count = 30_000
-        let t = try JobTestStack.topics(["txn": 12, "devices": 6])
-        let (_, flags) = TxnFeaturesJobTests.generatorConfig(seed: 8, count: count)
-        try JobTestStack.generate("txn,devices", count: count, seed: 8, topics: t, extra: flags)
-
         // One process.
-        try JobTestStack.flushRedis()
-        let offlineA = JobTestStack.tempDir("scale-single-offline")
-        try JobTestStack.runInProcess(try JobTestStack.settings("txn-features", topics: t, checkpointDir: JobTestStack.tempDir("scale-single-chk"),
-                                                                offlineDir: offlineA), build: buildTxnFeatures)
-        let single = try JobTestStack.redisSnapshot()
+        let (t, single, offlineA) = try JobTestStack.referenceTxnRun(txnPartitions: 12, devicePartitions: 6, seed: 8, count: 30_000, name: "scale")
         XCTAssertGreaterThan(single.count, 250)
         let singleSeconds = Date().timeIntervalSince(started)
 
@@ -120,7 +110,7 @@ final class ScaleOutTests: XCTestCase {
         for (name, p) in [("process 0", p0), ("process 1 (restarted)", restarted)] {
             print("ScaleOutTests: \(name): " + p.output().split(separator: "\n").filter { $0.contains("events in") || $0.contains("checkpoints ") }.joined(separator: " /"))
         }
-        print("ScaleOutTests: \(count) transactions, one process \(String(format: "%.1f", singleSeconds)) s, test \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        print("ScaleOutTests: 30000 transactions, one process \(String(format: "%.1f", singleSeconds)) s, test \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
     }
 
     /// The exit status, or the process killed (and a failure) when `deadline` passes.

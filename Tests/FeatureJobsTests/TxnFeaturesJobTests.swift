@@ -127,18 +127,8 @@ final class TxnFeaturesJobTests: XCTestCase {
     /// kill -9 in the middle, restart from the latest checkpoint: the same Redis contents and the
     /// same offline log as a run that was never interrupted.
     func testCrashAndRestoreGivesTheSameRedisAndOfflineLog() throws {
-        _ = try JobTestStack.ready()
-        let count = 60_000
-        let t = try JobTestStack.topics(["txn": 4, "devices": 2])
-        let (_, flags) = Self.generatorConfig(seed: 5, count: count)
-        try JobTestStack.generate("txn,devices", count: count, seed: 5, topics: t, extra: flags)
-
         // Uninterrupted.
-        try JobTestStack.flushRedis()
-        let offlineA = JobTestStack.tempDir("a-offline")
-        try JobTestStack.runInProcess(try JobTestStack.settings("txn-features", topics: t, checkpointDir: JobTestStack.tempDir("a-chk"),
-                                                                offlineDir: offlineA), build: buildTxnFeatures)
-        let redisA = try JobTestStack.redisSnapshot()
+        let (t, redisA, offlineA) = try JobTestStack.referenceTxnRun(txnPartitions: 4, devicePartitions: 2, seed: 5, count: 60_000, name: "crash")
 
         // Killed once a checkpoint is complete, then restarted until it ends.
         try JobTestStack.flushRedis()
