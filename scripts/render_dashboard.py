@@ -342,8 +342,9 @@ def _scaled(v: float, steps: tuple[str, ...], suffix: str = "") -> str:
 
 
 def format_value(v: float, unit: str | None) -> str:
-    """Grafana's formatting of the units the dashboard uses (others: the number and the unit's name).
-    `rps` is shown as "/s" (Grafana's rps is "reads/sec", rd/s; here it counts records)."""
+    """Grafana's formatting of the units the dashboard uses (others: the number and the unit's name):
+    records/s are `cps` (counts/sec, "c/s"), requests/s `reqps`; `rps` (Grafana's reads/sec) is
+    shown as "/s"."""
     if not math.isfinite(v):
         return str(v)
     if unit in ("s", "ms"):

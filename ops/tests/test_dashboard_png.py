@@ -243,7 +243,7 @@ def test_recording_rules_are_inlined_only_where_they_select_everything():
 
 @pytest.mark.parametrize("value,unit,text", [
     (0.0123, "s", "12.3 ms"), (1.5, "s", "1.5 s"), (90, "s", "1.5 min"), (0.00042, "s", "420 µs"),
-    (0.0017, "percentunit", "0.17%"), (12000, "short", "12 K"), (35500, "rps", "35.5 K/s"), (0.2, "short", "0.2"),
+    (0.0017, "percentunit", "0.17%"), (12000, "short", "12 K"), (35500, "rps", "35.5 K/s"), (35500, "cps", "35.5 K c/s"), (120, "reqps", "120 req/s"), (0.2, "short", "0.2"),
 ])
 def test_units_as_grafana_formats_them(value, unit, text):
     assert rd.format_value(value, unit) == text
