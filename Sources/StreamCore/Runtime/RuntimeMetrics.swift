@@ -49,6 +49,8 @@ public enum RunningJobs {
         let final = run.reading()
         runs.withLock {
             $0.live[ObjectIdentifier(run)] = nil
+            // Kept for the next reading only; a process nobody reads keeps the last few.
+            if $0.ended.count >= 16 { $0.ended.removeFirst() }
             $0.ended.append(final)
         }
     }
