@@ -33,6 +33,7 @@ import numpy as np
 
 from . import contract, layout
 from .contract import REPO_ROOT, env
+from .procs import stop_processes
 
 
 class KafkaProducer:
@@ -150,14 +151,7 @@ class LocalStack:
 
     def stop(self, show_log: bool = False) -> None:
         import shutil
-        import signal
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.kill(p.pid, signal.SIGKILL)
+        stop_processes(self.procs, 15)
         subprocess.run(["bash", str(REPO_ROOT / "scripts" / "local-broker.sh"), "stop"], env=self.broker_env,
                        capture_output=True)
         log = self.dir / "job.log"

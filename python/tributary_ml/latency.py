@@ -17,7 +17,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import numpy as np
 
 from . import contract, layout
 from .contract import env, resolve
+from .procs import stop_processes
 
 
 def free_port() -> int:
@@ -174,13 +174,7 @@ def main(argv=None) -> int:
         import uvloop
         res = uvloop.run(drive(url, ids, a.rate, a.duration, a.connections, a.warmup))
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.kill(p.pid, signal.SIGKILL)
+        stop_processes(procs, 10)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"latency: {res['requests']} requests at {res['rate_target']:g}/s target ({res['achieved_rps']:.0f}/s sent), "
           f"{res['ok']} ok, errors {res['errors'] or 0}")

@@ -258,21 +258,22 @@ def write_online(ds: Dataset, client, project: str | None = None, views=None) ->
     return n
 
 
-def write_labels(ds: Dataset, path: str | os.PathLike) -> None:
+def _write_csv(path: str | os.PathLike, header: list[str], rows) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["txn_id", "card_id", "event_time", "pattern"])
-        w.writerows(ds.labels)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def write_labels(ds: Dataset, path: str | os.PathLike) -> None:
+    """CSV `txn_id,card_id,event_time,pattern` of the injected fraud (generate --labels's format)."""
+    _write_csv(path, ["txn_id", "card_id", "event_time", "pattern"], ds.labels)
 
 
 def write_click_labels(ds: Dataset, path: str | os.PathLike) -> None:
     """CSV `event_id,user_id,event_time,action` of the purchases (generate --click-labels's format)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["event_id", "user_id", "event_time", "action"])
-        w.writerows(ds.click_labels)
+    _write_csv(path, ["event_id", "user_id", "event_time", "action"], ds.click_labels)
 
 
 def main(argv=None) -> int:
