@@ -176,12 +176,7 @@ public struct FeatureJobContext: Sendable {
         guard every > 0 else { return {} }
         let stop = Atomic<Bool>(false)
         let thread = Thread {
-            // SIGTERM/SIGINT belong to the job's signal thread (stop with a savepoint), not this one.
-            var signals = sigset_t()
-            sigemptyset(&signals)
-            sigaddset(&signals, SIGTERM)
-            sigaddset(&signals, SIGINT)
-            pthread_sigmask(SIG_BLOCK, &signals, nil)
+            blockStopSignals()
             var last: Int64 = 0
             var ticks = 0
             while !stop.load(ordering: .acquiring) {

@@ -22,7 +22,6 @@ public final class PrometheusExporter: Sendable {
     public let port: Int
     private let socket: Int32
     private let reporter: RuntimeMetricsReporter
-    private let stopped = Atomic<Bool>(false)
 
     /// The registry swift-metrics was bootstrapped with in this process, and the job it labels.
     private static let bootstrapped = Mutex<(registry: PrometheusCollectorRegistry, job: String)?>(nil)
@@ -49,7 +48,8 @@ public final class PrometheusExporter: Sendable {
         }
     }
 
-    /// Bootstraps (see `bootstrap`) and serves `/metrics` on `host:port` from a thread of its own.
+    /// Bootstraps (see `bootstrap`) and serves `/metrics` on `host:port` from a thread of its own,
+    /// for the life of the process.
     /// Throws, saying what to change, when the port cannot be bound.
     public static func start(job: String, host: String = "0.0.0.0", port: Int) throws -> PrometheusExporter {
         let registry = bootstrap(job: job)
@@ -100,21 +100,9 @@ public final class PrometheusExporter: Sendable {
         return out
     }
 
-    /// Stops listening (the serving thread ends at its next accept).
-    public func stop() {
-        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        shutdown(socket, Int32(SHUT_RDWR))
-        close(socket)
-    }
-
     private func serve() {
-        // SIGTERM/SIGINT belong to the job's signal thread (stop with a savepoint), not this one.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-        while !stopped.load(ordering: .acquiring) {
+        blockStopSignals()
+        while true {
             let client = accept(socket, nil, nil)
             if client < 0 {
                 if errno == EINTR { continue }

@@ -4,6 +4,21 @@ import Synchronization
 import Glibc
 #endif
 
+/// Blocks `signals` on the calling thread. Threads a process starts beside a job that stops on a
+/// signal (progress lines, /metrics) call it, so the signal reaches the job's signal thread and
+/// starts the savepoint instead of landing on them.
+public func blockStopSignals(_ signals: [Int32] = [SIGTERM, SIGINT]) {
+    var set = signalSet(signals)
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+}
+
+func signalSet(_ signals: [Int32]) -> sigset_t {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in signals { sigaddset(&set, s) }
+    return set
+}
+
 /// How a job run with `executeStoppingOnSignal` ended.
 public enum JobEnding: Sendable {
     /// The input ended and the job finished (with its final checkpoint, when checkpointing is on).
@@ -23,9 +38,7 @@ extension StreamExecutionEnvironment {
         guard checkpointConfig != nil else {
             throw CheckpointError("stopping with a savepoint needs checkpointing: call env.enableCheckpointing(...) first")
         }
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in signals { sigaddset(&set, s) }
+        var set = signalSet(signals)
         var previous = sigset_t()
         pthread_sigmask(SIG_BLOCK, &set, &previous)   // inherited by every thread the job starts
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
