@@ -231,24 +231,24 @@ public final class NamespacedValueState<V: Codable>: StateColumn {
     /// Groups the values by slot now (copies), encodes them later off the task thread.
     @usableFromInline func captureAll(slotCount: Int) throws -> any ColumnSnapshot {
         snapshotCache = nil
+        return DeferredEntrySnapshot(bySlot: groupedBySlot(below: slotCount)) { try StateCodec.encode($0) }
+    }
+
+    /// Every resident entry of the slots below `limit`, grouped by slot (table entries first).
+    func groupedBySlot(below limit: Int = Int.max) -> [Int: Snapshot] {
         var bySlot: [Int: Snapshot] = [:]
-        try forEachResidentEntry { s, ns, v in
-            guard s < slotCount else { return }
+        forEachResidentEntry { s, ns, v in
+            guard s < limit else { return }
             bySlot[s, default: Snapshot(namespaces: [], values: [])].namespaces.append(ns)
             bySlot[s]!.values.append(v)
         }
-        return DeferredEntrySnapshot(bySlot: bySlot) { try StateCodec.encode($0) }
+        return bySlot
     }
 
     @usableFromInline func snapshotEntry(slot: Int) throws -> [UInt8]? {
         guard slot < perSlotCapacity, perSlot[slot] > 0 else { return nil }
         if snapshotCache?.version != version {
-            var bySlot: [Int: Snapshot] = [:]
-            try forEachResidentEntry { s, ns, v in
-                bySlot[s, default: Snapshot(namespaces: [], values: [])].namespaces.append(ns)
-                bySlot[s]!.values.append(v)
-            }
-            snapshotCache = (version, bySlot)
+            snapshotCache = (version, groupedBySlot())
         }
         guard let snap = snapshotCache?.bySlot[slot] else { return nil }
         return try StateCodec.encode(snap)
