@@ -95,7 +95,7 @@ public struct OfflineBackfill {
 
     /// Writes every logged row; `progress` is called with the rows read so far now and then.
     public func run(progress: (Int64) -> Void = { _ in }) throws -> Result {
-        let sink = FeastOnlineSink<FeastEntityUpdate>(project: project, options: .init(host: redisHost, port: redisPort, keyTTLSeconds: keyTTLSeconds, maxBatch: 512)) { $0 }
+        let sink = FeastOnlineSink<FeastEntityUpdate>(project: project, options: .init(host: redisHost, port: redisPort, keyTTLSeconds: keyTTLSeconds)) { $0 }
         let writer = try sink.createWriter(SinkInitContext(subtaskIndex: 0, parallelism: 1))
         var result = Result()
         let context = SinkWriterContext(timestamp: nil, currentWatermark: Int64.min)

@@ -19,8 +19,10 @@ final class FeastOnlineSinkTests: RedisServerTestCase {
         var ingest: Int64? = nil
     }
 
-    func sink(ttl: Int? = nil, maxBatch: Int = 1024, latency: OnlineLatencyObserver? = nil) -> FeastOnlineSink<Update> {
-        FeastOnlineSink(project: "fraud", options: .init(port: port, keyTTLSeconds: ttl, maxBatch: maxBatch), latency: latency) { u in
+    func sink(ttl: Int? = nil, maxBatch: Int = 1024, latency: OnlineLatencyObserver? = nil,
+              protocol writeProtocol: FeastWriteProtocol = .optimistic()) -> FeastOnlineSink<Update> {
+        FeastOnlineSink(project: "fraud", options: .init(port: port, keyTTLSeconds: ttl, maxBatch: maxBatch, writeProtocol: writeProtocol),
+                        latency: latency) { u in
             var rows: [FeastViewRow] = []
             if let s = u.stats {
                 rows.append(FeastViewRow(view: "txn_stats_5m", eventTime: FeastTimestamp(seconds: s),
@@ -65,13 +67,16 @@ final class FeastOnlineSinkTests: RedisServerTestCase {
     }
 
     /// In one batch the newest row of each view wins; replaying everything changes nothing.
-    func testCoalescingAndReplay() throws {
+    func testCoalescingAndReplay() throws { try coalescingAndReplay(.optimistic()) }
+    func testCoalescingAndReplayThroughTheScript() throws { try coalescingAndReplay(.script) }
+
+    func coalescingAndReplay(_ writeProtocol: FeastWriteProtocol) throws {
         var updates: [Update] = []
         for i in 0..<3_000 {
             let device: Int64? = i % 3 == 0 ? t0 + Int64(i) : nil
             updates.append(Update(card: "c\(i % 100)", stats: t0 + Int64(i % 700), device: device, count: Int64(i)))
         }
-        let w = try writer(sink(maxBatch: 64))
+        let w = try writer(sink(maxBatch: 64, protocol: writeProtocol))
         for u in updates { try w.write(u, context: ctx) }
         _ = try w.snapshotState(checkpointId: 1)
         // The expected newest row per card and view, by event time (first wins on ties, as Redis keeps it).
@@ -86,11 +91,12 @@ final class FeastOnlineSinkTests: RedisServerTestCase {
         }
         for (card, ts) in device { XCTAssertEqual(try hget(card, Array("_ts:txn_device".utf8)), FeastTimestamp(seconds: ts).serialized()) }
         let before = try admin.command("DBSIZE")
-        let replay = try writer()
+        let replay = try writer(sink(protocol: writeProtocol))
         for u in updates { try replay.write(u, context: ctx) }
         try replay.flush(endOfInput: true)
         XCTAssertEqual(replay.rowsWritten, 0, "a replay is a no-op")
         XCTAssertEqual(try admin.command("DBSIZE"), before)
+        XCTAssertEqual(w.transactionsInterrupted + replay.transactionsInterrupted, 0)
     }
 
     func testKeyTTLAndLatencyObserver() throws {
@@ -107,7 +113,7 @@ final class FeastOnlineSinkTests: RedisServerTestCase {
     }
 
     func testRecoversFromAFlushedScriptAndALostConnection() throws {
-        let w = try writer(sink(maxBatch: 8))
+        let w = try writer(sink(maxBatch: 8, protocol: .script))
         for i in 0..<40 { try w.write(Update(card: "a\(i)", stats: t0), context: ctx) }
         _ = try w.snapshotState(checkpointId: 1)
         try admin.command("SCRIPT", "FLUSH")
@@ -118,5 +124,66 @@ final class FeastOnlineSinkTests: RedisServerTestCase {
         _ = try w.snapshotState(checkpointId: 3)
         XCTAssertEqual(try admin.command("DBSIZE"), .integer(120))
         XCTAssertEqual(w.rowsWritten, 120)
+    }
+
+    /// The connection lost between a batch's check and its commit, and between two batches: every
+    /// row arrives, once.
+    func testOptimisticRecoversFromALostConnection() throws {
+        let w = try writer(sink(maxBatch: 8))
+        var kills = 0
+        w.beforeCommit = { [admin] in
+            kills += 1
+            if kills == 2 { try admin!.command("CLIENT", "KILL", "TYPE", "normal") }  // SKIPME yes: not admin
+        }
+        for i in 0..<40 { try w.write(Update(card: "a\(i)", stats: t0, count: Int64(i)), context: ctx) }
+        _ = try w.snapshotState(checkpointId: 1)
+        try admin.command("CLIENT", "KILL", "TYPE", "normal")
+        for i in 0..<40 { try w.write(Update(card: "b\(i)", stats: t0), context: ctx) }
+        _ = try w.snapshotState(checkpointId: 2)
+        XCTAssertEqual(try admin.command("DBSIZE"), .integer(80))
+        XCTAssertEqual(w.rowsWritten, 80)
+        XCTAssertEqual(try hget("a9", field("txn_stats_5m", "count_5m")), FeastValue.int64(9).serialized())
+    }
+
+    /// Another client writes a key between the check and the commit: Redis refuses the commit and
+    /// the batch is checked again — a row the other client made stale is not written.
+    func testAnotherWriterBetweenCheckAndCommit() throws {
+        let w = try writer(sink(maxBatch: 4))
+        var round = 0
+        w.beforeCommit = { [admin, key] in
+            round += 1
+            guard round == 1 else { return }
+            // c1's stats get a newer row; c2 gets a field of another view only.
+            try admin!.command([Array("HSET".utf8), key("c1"), Array("_ts:txn_stats_5m".utf8), FeastTimestamp(seconds: 1_795_570_000).serialized()])
+            try admin!.command([Array("HSET".utf8), key("c2"), Array("unrelated".utf8), [1]])
+        }
+        for i in 0..<4 { try w.write(Update(card: "c\(i)", stats: t0, count: 5), context: ctx) }
+        try w.flush(endOfInput: true)
+        XCTAssertEqual(w.transactionsInterrupted, 1)
+        XCTAssertEqual([w.rowsWritten, w.rowsNotNewer], [3, 1])
+        XCTAssertNil(try hget("c1", field("txn_stats_5m", "count_5m")), "the other writer's row is newer")
+        for card in ["c0", "c2", "c3"] {
+            XCTAssertEqual(try hget(card, field("txn_stats_5m", "count_5m")), FeastValue.int64(5).serialized(), card)
+        }
+        XCTAssertEqual(try hget("c2", Array("unrelated".utf8)), [1])
+    }
+
+    /// A key written by someone else before every commit: after three refused commits the batch
+    /// goes through the script, which cannot be interrupted.
+    func testContendedBatchFallsBackToTheScript() throws {
+        let w = try writer(sink(maxBatch: 2, protocol: .optimistic(attempts: 3)))
+        var round = 0
+        w.beforeCommit = { [admin, key] in
+            round += 1
+            try admin!.command([Array("HSET".utf8), key("busy"), Array("touched".utf8), Array("\(round)".utf8)])
+        }
+        try w.write(Update(card: "busy", stats: t0, count: 1), context: ctx)
+        try w.write(Update(card: "calm", stats: t0, count: 2), context: ctx)
+        _ = try w.snapshotState(checkpointId: 1)
+        XCTAssertEqual(w.transactionsInterrupted, 3)
+        XCTAssertEqual(round, 3)
+        XCTAssertEqual(w.rowsWritten, 2)
+        XCTAssertEqual(try hget("busy", field("txn_stats_5m", "count_5m")), FeastValue.int64(1).serialized())
+        XCTAssertEqual(try hget("calm", field("txn_stats_5m", "count_5m")), FeastValue.int64(2).serialized())
     }
 }

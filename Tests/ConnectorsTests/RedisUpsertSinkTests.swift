@@ -18,10 +18,12 @@ final class RedisUpsertSinkTests: RedisServerTestCase {
         var sum: Double = 0
     }
 
-    func sink(ttl: Int? = nil, rowsPerWrite: Int = 1, maxInFlight: Int = 1024) -> RedisUpsertSink<Stat> {
+    func sink(ttl: Int? = nil, rowsPerWrite: Int = 1, maxInFlight: Int = 1024,
+              protocol writeProtocol: FeastWriteProtocol = .optimistic()) -> RedisUpsertSink<Stat> {
         RedisUpsertSink(
             project: "fraud", featureView: view,
-            options: .init(port: port, keyTTLSeconds: ttl, rowsPerWrite: rowsPerWrite, maxInFlight: maxInFlight)
+            options: .init(port: port, keyTTLSeconds: ttl, rowsPerWrite: rowsPerWrite, maxInFlight: maxInFlight,
+                           writeProtocol: writeProtocol)
         ) { s in
             FeastRow(entity: FeastEntityKey(["card_id": .string(s.card)]),
                      eventTime: FeastTimestamp(seconds: s.seconds, nanos: s.nanos),
@@ -132,8 +134,11 @@ final class RedisUpsertSinkTests: RedisServerTestCase {
         XCTAssertEqual(try storedCount("c1").bytes, FeastValue.int64(6).serialized())
     }
 
-    func testTimesBeforeTheEpochCompareExactly() throws {
-        let w = try writer()
+    func testTimesBeforeTheEpochCompareExactly() throws { try timesBeforeTheEpochCompareExactly(.optimistic()) }
+    func testTimesBeforeTheEpochCompareExactlyInTheScript() throws { try timesBeforeTheEpochCompareExactly(.script) }
+
+    func timesBeforeTheEpochCompareExactly(_ writeProtocol: FeastWriteProtocol) throws {
+        let w = try writer(sink(protocol: writeProtocol))
         try w.write(Stat(card: "old", seconds: -5, count: 1), context: ctx)
         try w.write(Stat(card: "old", seconds: -6, count: 2), context: ctx)
         try w.write(Stat(card: "old", seconds: -5, nanos: 1, count: 3), context: ctx)
@@ -178,7 +183,7 @@ final class RedisUpsertSinkTests: RedisServerTestCase {
     }
 
     func testRecoversFromALostConnectionAndAFlushedScript() throws {
-        let w = try writer(sink(rowsPerWrite: 1, maxInFlight: 100))
+        let w = try writer(sink(rowsPerWrite: 1, maxInFlight: 100, protocol: .script))
         for i in 0..<20 { try w.write(Stat(card: "a\(i)", seconds: t0, count: 1), context: ctx) }
         _ = try w.snapshotState(checkpointId: 1)
         try admin.command("SCRIPT", "FLUSH")
@@ -193,9 +198,12 @@ final class RedisUpsertSinkTests: RedisServerTestCase {
         XCTAssertEqual(w.rowsWritten, 60)
     }
 
-    func testAFieldThatIsNoTimestampIsAnError() throws {
+    func testAFieldThatIsNoTimestampIsAnError() throws { try aFieldThatIsNoTimestampIsAnError(.optimistic()) }
+    func testAFieldThatIsNoTimestampIsAnErrorInTheScript() throws { try aFieldThatIsNoTimestampIsAnError(.script) }
+
+    func aFieldThatIsNoTimestampIsAnError(_ writeProtocol: FeastWriteProtocol) throws {
         try admin.command([Array("HSET".utf8), key("c1"), Array("_ts:\(view)".utf8), [0xff]])
-        let w = try writer()
+        let w = try writer(sink(protocol: writeProtocol))
         try w.write(Stat(card: "c1", seconds: t0, count: 1), context: ctx)
         XCTAssertThrowsError(try w.snapshotState(checkpointId: 1)) { error in
             XCTAssertTrue("\(error)".contains("does not hold a protobuf Timestamp"), "\(error)")

@@ -137,14 +137,15 @@ public final class RedisConnection {
         awaitingReplies += 1
     }
 
-    /// Queues a command already in RESP (`RESPCommand`), as is.
-    public func appendFormatted(_ resp: [UInt8]) throws {
+    /// Queues a command already in RESP (`RESPCommand`), as is; `commands`: how many commands
+    /// (replies) the bytes hold.
+    public func appendFormatted(_ resp: [UInt8], commands: Int = 1) throws {
         try checkUsable()
         let rc = resp.withUnsafeBufferPointer { b in
             redisAppendFormattedCommand(context, UnsafeRawPointer(b.baseAddress!).assumingMemoryBound(to: CChar.self), b.count)
         }
         if rc != 0 { throw RedisError.io(host, port, Self.errorText(context)) }
-        awaitingReplies += 1
+        awaitingReplies += commands
     }
 
     /// Sends everything in the output buffer.
@@ -304,6 +305,11 @@ public struct RESPCommand {
 
     public init(arguments count: Int, capacity: Int = 256) {
         bytes.reserveCapacity(capacity)
+        append(arguments: count)
+    }
+
+    /// Starts the next command in the same buffer (for pipelines: one write, several replies).
+    public mutating func append(arguments count: Int) {
         bytes.append(UInt8(ascii: "*"))
         decimal(count)
     }

@@ -1,11 +1,12 @@
 import StreamCore
 
 /// Writes rows of one feature view to Redis in Feast's online-store layout, newest event time wins:
-/// the one-view form of `FeastOnlineSink`, which does the writing (same script, same writer).
+/// the one-view form of `FeastOnlineSink`, which does the writing (same protocol, same writer).
 ///
-/// Each row is applied by an atomic server-side script that compares its event time with the
-/// view's stored `_ts:<view>` and writes the row (all its features, the new `_ts`, and `EXPIRE`
-/// when a key TTL is set) only if it is strictly newer, as Feast does. So a row applied twice, or
+/// Each row is applied atomically (`FeastWriteProtocol`: an optimistic `WATCH`/`MULTI`/`EXEC`
+/// transaction, or a server-side script) that compares its event time with the view's stored
+/// `_ts:<view>` and writes the row (all its features, the new `_ts`, and `EXPIRE` when a key TTL is
+/// set) only if it is strictly newer, as Feast does. So a row applied twice, or
 /// an older row arriving late, changes nothing: replaying the input after a crash is a no-op, and
 /// rows go out at once instead of waiting for a checkpoint (exactly-once effect through
 /// idempotent, versioned upserts). At a checkpoint barrier the writer waits for every reply.
@@ -23,10 +24,12 @@ public struct RedisUpsertSink<T>: Sink {
         public var maxInFlight: Int
         /// Reconnect-and-resend attempts after a lost connection, per failure.
         public var reconnectAttempts: Int
+        /// How rows are applied atomically (`FeastWriteProtocol`).
+        public var writeProtocol: FeastWriteProtocol
 
         public init(host: String = "127.0.0.1", port: Int = 6379, connectTimeout: Duration = .seconds(2),
                     commandTimeout: Duration = .seconds(10), keyTTLSeconds: Int? = nil, rowsPerWrite: Int = 1,
-                    maxInFlight: Int = 1024, reconnectAttempts: Int = 3) {
+                    maxInFlight: Int = 1024, reconnectAttempts: Int = 3, writeProtocol: FeastWriteProtocol = .optimistic()) {
             precondition(rowsPerWrite >= 1 && maxInFlight >= rowsPerWrite, "need 1 <= rowsPerWrite <= maxInFlight")
             precondition(keyTTLSeconds.map { $0 > 0 } ?? true, "keyTTLSeconds must be positive")
             self.host = host
@@ -37,6 +40,7 @@ public struct RedisUpsertSink<T>: Sink {
             self.rowsPerWrite = rowsPerWrite
             self.maxInFlight = maxInFlight
             self.reconnectAttempts = reconnectAttempts
+            self.writeProtocol = writeProtocol
         }
     }
 
@@ -61,7 +65,8 @@ public struct RedisUpsertSink<T>: Sink {
             project: project,
             options: .init(host: o.host, port: o.port, connectTimeout: o.connectTimeout, commandTimeout: o.commandTimeout,
                            keyTTLSeconds: o.keyTTLSeconds, maxBatch: o.rowsPerWrite,
-                           maxInFlightBatches: max(1, o.maxInFlight / o.rowsPerWrite), reconnectAttempts: o.reconnectAttempts)
+                           maxInFlightBatches: max(1, o.maxInFlight / o.rowsPerWrite), reconnectAttempts: o.reconnectAttempts,
+                           writeProtocol: o.writeProtocol)
         ) { value in
             let row = try toRow(value)
             return FeastEntityUpdate(entity: row.entity,
