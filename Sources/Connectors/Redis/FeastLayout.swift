@@ -173,9 +173,14 @@ public struct FeastTimestamp: Sendable, Hashable, Comparable {
     /// The protobuf bytes: `0x08` + seconds varint, `0x10` + nanos varint, zero parts omitted.
     public func serialized() -> [UInt8] {
         var out: [UInt8] = []
+        serialize(into: &out)
+        return out
+    }
+
+    /// Appends the protobuf bytes to `out`.
+    public func serialize(into out: inout [UInt8]) {
         if seconds != 0 { out.append(0x08); Protobuf.appendVarint(UInt64(bitPattern: seconds), to: &out) }
         if nanos != 0 { out.append(0x10); Protobuf.appendVarint(UInt64(nanos), to: &out) }
-        return out
     }
 }
 

@@ -36,6 +36,43 @@ public struct FeastEntityUpdate: Sendable {
     }
 }
 
+/// Where `FeastOnlineSink` writes and how (`FeastOnlineSink.Options`).
+public struct FeastOnlineOptions: Sendable {
+    public var host: String
+    public var port: Int
+    public var connectTimeout: Duration
+    public var commandTimeout: Duration
+    /// Feast's `key_ttl_seconds`: every write also sets `EXPIRE key ttl`.
+    public var keyTTLSeconds: Int?
+    /// Entities (keys) per batch, at most. Redis 7.0's `WATCH` compares each key with every key
+    /// the client already watches, so a batch's check costs Redis O(n²): 128 keys keep that
+    /// below a microsecond per key.
+    public var maxBatch: Int
+    /// Script protocol: batches sent whose replies are unread, at most.
+    public var maxInFlightBatches: Int
+    /// Reconnect-and-resend attempts after a lost connection, per failure.
+    public var reconnectAttempts: Int
+    /// How a batch is applied atomically (`FeastWriteProtocol`).
+    public var writeProtocol: FeastWriteProtocol
+
+    public init(host: String = "127.0.0.1", port: Int = 6379, connectTimeout: Duration = .seconds(2),
+                commandTimeout: Duration = .seconds(10), keyTTLSeconds: Int? = nil, maxBatch: Int = 128,
+                maxInFlightBatches: Int = 8, reconnectAttempts: Int = 5,
+                writeProtocol: FeastWriteProtocol = .optimistic()) {
+        precondition(maxBatch >= 1 && maxInFlightBatches >= 1, "maxBatch and maxInFlightBatches must be at least 1")
+        precondition(keyTTLSeconds.map { $0 > 0 } ?? true, "keyTTLSeconds must be positive")
+        self.host = host
+        self.port = port
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+        self.keyTTLSeconds = keyTTLSeconds
+        self.maxBatch = maxBatch
+        self.maxInFlightBatches = maxInFlightBatches
+        self.reconnectAttempts = reconnectAttempts
+        self.writeProtocol = writeProtocol
+    }
+}
+
 /// Called for every batch Redis acknowledged with (now − ingest time) and (now − read time) in
 /// milliseconds of its records that carry them.
 public typealias OnlineLatencyObserver = @Sendable (_ fromIngest: [Int64], _ fromRead: [Int64]) -> Void
@@ -55,41 +92,7 @@ public typealias OnlineLatencyObserver = @Sendable (_ fromIngest: [Int64], _ fro
 /// it is full, when the writer's thread runs out of input, and at least every buffer timeout of the
 /// runtime, so rows reach Redis within milliseconds; at a checkpoint barrier every reply is awaited.
 public struct FeastOnlineSink<T>: Sink {
-    public struct Options: Sendable {
-        public var host: String
-        public var port: Int
-        public var connectTimeout: Duration
-        public var commandTimeout: Duration
-        /// Feast's `key_ttl_seconds`: every write also sets `EXPIRE key ttl`.
-        public var keyTTLSeconds: Int?
-        /// Entities (keys) per batch, at most. Redis 7.0's `WATCH` compares each key with every key
-        /// the client already watches, so a batch's check costs Redis O(n²): 128 keys keep that
-        /// below a microsecond per key.
-        public var maxBatch: Int
-        /// Script protocol: batches sent whose replies are unread, at most.
-        public var maxInFlightBatches: Int
-        /// Reconnect-and-resend attempts after a lost connection, per failure.
-        public var reconnectAttempts: Int
-        /// How a batch is applied atomically (`FeastWriteProtocol`).
-        public var writeProtocol: FeastWriteProtocol
-
-        public init(host: String = "127.0.0.1", port: Int = 6379, connectTimeout: Duration = .seconds(2),
-                    commandTimeout: Duration = .seconds(10), keyTTLSeconds: Int? = nil, maxBatch: Int = 128,
-                    maxInFlightBatches: Int = 8, reconnectAttempts: Int = 5,
-                    writeProtocol: FeastWriteProtocol = .optimistic()) {
-            precondition(maxBatch >= 1 && maxInFlightBatches >= 1, "maxBatch and maxInFlightBatches must be at least 1")
-            precondition(keyTTLSeconds.map { $0 > 0 } ?? true, "keyTTLSeconds must be positive")
-            self.host = host
-            self.port = port
-            self.connectTimeout = connectTimeout
-            self.commandTimeout = commandTimeout
-            self.keyTTLSeconds = keyTTLSeconds
-            self.maxBatch = maxBatch
-            self.maxInFlightBatches = maxInFlightBatches
-            self.reconnectAttempts = reconnectAttempts
-            self.writeProtocol = writeProtocol
-        }
-    }
+    public typealias Options = FeastOnlineOptions
 
     public let project: String
     public let options: Options
@@ -205,16 +208,57 @@ end
 return written
 """#)
 
-/// The writer of one subtask: one connection; batches pipelined.
+/// The writer of one subtask: turns records into entity updates for its `FeastBatchWriter`.
+public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
+    public typealias Input = T
+
+    let toUpdate: @Sendable (T) throws -> FeastEntityUpdate?
+    let batches: FeastBatchWriter
+
+    public var rowsWritten: Int64 { batches.rowsWritten }
+    public var rowsNotNewer: Int64 { batches.rowsNotNewer }
+    public var transactionsInterrupted: Int64 { batches.transactionsInterrupted }
+    var beforeCommit: (() throws -> Void)? {
+        get { batches.beforeCommit }
+        set { batches.beforeCommit = newValue }
+    }
+
+    init(sink: FeastOnlineSink<T>) throws {
+        toUpdate = sink.toUpdate
+        batches = try FeastBatchWriter(project: sink.project, options: sink.options, latency: sink.latency)
+    }
+
+    public func initializeState(_ restored: [[UInt8]]) throws {}
+
+    public func write(_ value: T, context: SinkWriterContext) throws {
+        guard let update = try toUpdate(value) else { return }
+        try batches.write(update)
+    }
+
+    public func snapshotState(checkpointId: CheckpointId) throws -> [UInt8] {
+        try batches.applyAll()
+        return []
+    }
+
+    public func notifyCheckpointComplete(_ id: CheckpointId) throws {}
+
+    /// Out of input for now: send the batch and take the replies (the rows are in Redis).
+    public func flushIdle() throws { try batches.applyAll() }
+
+    public func flush(endOfInput: Bool) throws { try batches.applyAll() }
+
+    public func close() throws { try batches.applyAll() }
+}
+
+/// Entity updates into Redis for `FeastOnlineSink`: one connection; batches coalesced per key and
+/// pipelined. Not generic, so that all of it is compiled for the one type it handles.
 ///
 /// Optimistic protocol (the default): a full batch's check (`WATCH` + one `HMGET` per key) is sent
 /// at once; its replies are read when the next batch is full (or at an idle flush or a barrier),
 /// and its commit (`MULTI` … `EXEC`) goes out right before the next check. So Redis works on one
 /// batch while the writer fills the next, and the connection carries at most one commit and one
 /// check unanswered (`EXEC` ends every `WATCH`, so a second check may not start earlier).
-public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
-    public typealias Input = T
-
+public final class FeastBatchWriter {
     /// A batch: per entity key (in first-seen order) the newest row of each view.
     struct Batch {
         var keys: [[UInt8]] = []
@@ -242,16 +286,16 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     }
     let metrics = Metrics()
 
-    let sink: FeastOnlineSink<T>
+    let options: FeastOnlineOptions
+    let latency: OnlineLatencyObserver?
     let connection: RedisConnection
     private let ttlArgument: [UInt8]
-    /// "<view>" → `_ts:<view>`, "<view>:<feature>" → hash field, computed once.
-    private var timestampFields: [String: [UInt8]] = [:]
-    private var fields: [String: [String: [UInt8]]] = [:]
+    /// Each view's hash fields, ready to append (few views: found by a linear search).
+    private var viewFields: [ViewFields] = []
     private var projectBytes: [UInt8]
     /// The batch being filled, and where each of its keys is.
     private var batch = Batch()
-    private var slots: [[UInt8]: Int] = [:]
+    private var slots: [EntityKey: Int] = [:]
     /// Script protocol: batches sent (with their commands), replies unread, oldest first.
     private var inFlight: [(batch: Batch, command: [UInt8])] = []
     /// Optimistic protocol: the batch whose commit was sent, reply unread; the batch whose check
@@ -261,29 +305,29 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     private var interrupted: [Batch] = []
     private var scriptLoaded = false
 
-    public private(set) var rowsWritten: Int64 = 0
-    public private(set) var rowsNotNewer: Int64 = 0
+    private(set) var rowsWritten: Int64 = 0
+    private(set) var rowsNotNewer: Int64 = 0
     /// Optimistic commits that another client's write to a watched key made Redis refuse.
-    public private(set) var transactionsInterrupted: Int64 = 0
+    private(set) var transactionsInterrupted: Int64 = 0
     /// Tests: runs after a check's replies are read, before its commit is sent (another client's
     /// write here interrupts the commit).
     var beforeCommit: (() throws -> Void)?
 
-    init(sink: FeastOnlineSink<T>) throws {
-        self.sink = sink
-        let o = sink.options
-        connection = try RedisConnection(host: o.host, port: o.port, connectTimeout: o.connectTimeout,
-                                         commandTimeout: o.commandTimeout)
-        ttlArgument = Array(String(o.keyTTLSeconds ?? 0).utf8)
-        projectBytes = Array(sink.project.utf8)
-        if o.writeProtocol == .script { try loadScript() }
+    /// Connects (an unreachable Redis fails here with a clear message).
+    init(project: String, options: FeastOnlineOptions, latency: OnlineLatencyObserver?) throws {
+        self.options = options
+        self.latency = latency
+        connection = try RedisConnection(host: options.host, port: options.port, connectTimeout: options.connectTimeout,
+                                         commandTimeout: options.commandTimeout)
+        ttlArgument = Array(String(options.keyTTLSeconds ?? 0).utf8)
+        projectBytes = Array(project.utf8)
+        if options.writeProtocol == .script { try loadScript() }
     }
 
-    public func initializeState(_ restored: [[UInt8]]) throws {}
-
-    public func write(_ value: T, context: SinkWriterContext) throws {
-        guard let update = try sink.toUpdate(value), !update.rows.isEmpty else { return }
-        let key = update.entity.serialized() + projectBytes
+    /// Adds an update to the batch (sent when it holds `maxBatch` keys).
+    func write(_ update: FeastEntityUpdate) throws {
+        guard !update.rows.isEmpty else { return }
+        let key = EntityKey(bytes: update.entity.serialized() + projectBytes)
         batch.rows += update.rows.count
         if let t = update.ingestMillis { batch.ingest.append(t) }
         if let t = update.readMillis { batch.read.append(t) }
@@ -298,31 +342,13 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
             return
         }
         slots[key] = batch.keys.count
-        batch.keys.append(key)
+        batch.keys.append(key.bytes)
         batch.views.append(update.rows)
-        if batch.keys.count >= sink.options.maxBatch { try send() }
+        if batch.keys.count >= options.maxBatch { try send() }
     }
 
-    public func snapshotState(checkpointId: CheckpointId) throws -> [UInt8] {
-        try send()
-        try awaitAll()
-        return []
-    }
-
-    public func notifyCheckpointComplete(_ id: CheckpointId) throws {}
-
-    /// Out of input for now: send the batch and take the replies (the rows are in Redis).
-    public func flushIdle() throws {
-        try send()
-        try awaitAll()
-    }
-
-    public func flush(endOfInput: Bool) throws {
-        try send()
-        try awaitAll()
-    }
-
-    public func close() throws {
+    /// Sends the batch being filled and waits until Redis applied everything sent.
+    func applyAll() throws {
         try send()
         try awaitAll()
     }
@@ -332,7 +358,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     /// Sends the batch being filled (if any) on its way.
     private func send() throws {
         guard !batch.keys.isEmpty else { return }
-        switch sink.options.writeProtocol {
+        switch options.writeProtocol {
         case .script:
             let next = takeBatch()
             let command = scriptCommand(next)
@@ -340,7 +366,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
             try withRecovery {
                 try connection.appendFormatted(command)
                 try connection.flushOutput()
-                if inFlight.count > sink.options.maxInFlightBatches { try awaitScriptReplies(keeping: sink.options.maxInFlightBatches / 2) }
+                if inFlight.count > options.maxInFlightBatches { try awaitScriptReplies(keeping: options.maxInFlightBatches / 2) }
             }
         case .optimistic:
             // One check at a time: the previous one is committed first.
@@ -368,7 +394,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     /// Until every batch sent is applied.
     private func awaitAll() throws {
         try withRecovery {
-            switch sink.options.writeProtocol {
+            switch options.writeProtocol {
             case .script: try awaitScriptReplies(keeping: 0)
             case .optimistic: try drain()
             }
@@ -383,7 +409,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
         } catch let error as RedisError where error.isConnectionError {
             metrics.errors.increment()
             var last = error
-            for attempt in 0..<sink.options.reconnectAttempts {
+            for attempt in 0..<options.reconnectAttempts {
                 if attempt > 0 { usleep(UInt32(min(1_000_000, 100_000 << attempt))) }
                 do {
                     try connection.reconnect()
@@ -399,7 +425,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     }
 
     private func applyUnacknowledgedAgain() throws {
-        switch sink.options.writeProtocol {
+        switch options.writeProtocol {
         case .script:
             try awaitScriptReplies(keeping: 0)  // loads the script and resends first
         case .optimistic:
@@ -417,35 +443,53 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
         rowsNotNewer += Int64(b.rows) - written
         metrics.latency.recordNanoseconds(Int64(clamping: monotonicNanos() &- b.sentNanos))
         metrics.written.increment(by: Int64(b.rows))
-        if let observe = sink.latency, !b.ingest.isEmpty || !b.read.isEmpty {
+        if let observe = latency, !b.ingest.isEmpty || !b.read.isEmpty {
             let now = Int64(wallClockMillis())
             observe(b.ingest.map { now - $0 }, b.read.map { now - $0 })
         }
     }
 
-    private func timestampField(_ view: String) -> [UInt8] {
-        if let f = timestampFields[view] { return f }
-        let f = FeastLayout.timestampField(view: view)
-        timestampFields[view] = f
-        return f
+    /// A view's hash fields as RESP arguments, computed once: `_ts:<view>` and the murmur3 field
+    /// of each feature, in the order its rows list them.
+    struct ViewFields {
+        let view: String
+        let timestamp: [UInt8]
+        var names: [String] = []
+        var fields: [[UInt8]] = []
+
+        init(view: String) {
+            self.view = view
+            timestamp = RESPCommand.encoded(FeastLayout.timestampField(view: view))
+        }
+
+        /// The field of feature `name`, listed at `position` by the row (usually where it was before).
+        mutating func field(_ name: String, at position: Int) -> [UInt8] {
+            if position < names.count, names[position] == name { return fields[position] }
+            if let i = names.firstIndex(of: name) { return fields[i] }
+            names.append(name)
+            fields.append(RESPCommand.encoded(FeastLayout.featureField(view: view, feature: name)))
+            return fields[fields.count - 1]
+        }
     }
 
-    private func field(_ view: String, _ name: String) -> [UInt8] {
-        if let f = fields[view]?[name] { return f }
-        let f = FeastLayout.featureField(view: view, feature: name)
-        fields[view, default: [:]][name] = f
-        return f
+    private func fieldsIndex(_ view: String) -> Int {
+        if let i = viewFields.firstIndex(where: { $0.view == view }) { return i }
+        viewFields.append(ViewFields(view: view))
+        return viewFields.count - 1
     }
 
     /// Appends a view row's hash fields: `_ts:<view>`, its Timestamp, then each feature's field and
     /// `Value` bytes.
     private func appendFields(of row: FeastViewRow, to c: inout RESPCommand, scratch value: inout [UInt8]) {
-        c.argument(timestampField(row.view))
-        c.argument(row.eventTime.serialized())
-        for (name, v) in row.features {
-            c.argument(field(row.view, name))
+        let v = fieldsIndex(row.view)
+        c.append(encoded: viewFields[v].timestamp)
+        value.removeAll(keepingCapacity: true)
+        row.eventTime.serialize(into: &value)
+        c.argument(value)
+        for i in row.features.indices {
+            c.append(encoded: viewFields[v].field(row.features[i].name, at: i))
             value.removeAll(keepingCapacity: true)
-            v.serialize(into: &value)
+            row.features[i].value.serialize(into: &value)
             c.argument(value)
         }
     }
@@ -461,7 +505,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
             c.append(arguments: 2 + views.count)
             c.argument("HMGET")
             c.argument(key)
-            for row in views { c.argument(timestampField(row.view)) }
+            for row in views { c.append(encoded: viewFields[fieldsIndex(row.view)].timestamp) }
         }
         return c.bytes
     }
@@ -533,7 +577,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
             c.argument(b.keys[i])
             for row in rows { appendFields(of: row, to: &c, scratch: &value) }
             queued += 1
-            if sink.options.keyTTLSeconds != nil {
+            if options.keyTTLSeconds != nil {
                 c.append(arguments: 3)
                 c.argument("EXPIRE")
                 c.argument(b.keys[i])
@@ -582,7 +626,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     /// another client interrupted are checked and committed again, one at a time — after the
     /// protocol's attempts, through the script, which nothing can interrupt.
     private func drain() throws {
-        guard case .optimistic(let attempts) = sink.options.writeProtocol else { return }
+        guard case .optimistic(let attempts) = options.writeProtocol else { return }
         if checking != nil { try commitChecked() }
         if let b = try awaitCommit() { interrupted.append(b) }
         while !interrupted.isEmpty {
@@ -607,7 +651,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     // MARK: The script protocol
 
     private func loadScript() throws {
-        try connection.load(FeastOnlineSink<T>.script)
+        try connection.load(batchScript)
         scriptLoaded = true
     }
 
@@ -622,7 +666,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
 
     /// The batch as one `EVALSHA` (arguments as `FeastOnlineSink.script` reads them).
     private func scriptCommand(_ b: Batch) -> [UInt8] {
-        let script = FeastOnlineSink<T>.script
+        let script = batchScript
         var argc = 3 + b.keys.count + 1
         for views in b.views {
             argc += 1
@@ -639,15 +683,16 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
             c.argument(Int64(views.count))
             for row in views {
                 let ts = row.eventTime
-                c.argument(timestampField(row.view))
+                let v = fieldsIndex(row.view)
+                c.append(encoded: viewFields[v].timestamp)
                 c.argument(ts.serialized())
                 c.argument(ts.seconds)
                 c.argument(Int64(ts.nanos))
                 c.argument(Int64(row.features.count))
-                for (name, v) in row.features {
-                    c.argument(field(row.view, name))
+                for i in row.features.indices {
+                    c.append(encoded: viewFields[v].field(row.features[i].name, at: i))
                     value.removeAll(keepingCapacity: true)
-                    v.serialize(into: &value)
+                    row.features[i].value.serialize(into: &value)
                     c.argument(value)
                 }
             }
@@ -663,7 +708,7 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
         while inFlight.count > keeping {
             if !scriptLoaded {
                 rounds += 1
-                if rounds > sink.options.reconnectAttempts + 2 {
+                if rounds > options.reconnectAttempts + 2 {
                     throw RedisError.reply("Feast upsert script", "batches still unacknowledged after \(rounds - 1) resends; giving up")
                 }
                 try loadScript()
@@ -686,6 +731,16 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
                 throw RedisError.reply("Feast upsert script", "unexpected reply \(other)")
             }
         }
+    }
+}
+
+/// A serialized entity key (with the project), hashed as one block of bytes rather than byte by
+/// byte as `[UInt8]` is.
+struct EntityKey: Hashable {
+    let bytes: [UInt8]
+
+    func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 }
 

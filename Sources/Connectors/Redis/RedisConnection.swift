@@ -333,5 +333,17 @@ public struct RESPCommand {
     }
 
     public mutating func argument(_ s: String) { argument(Array(s.utf8)) }
+
+    /// An argument already encoded by `encoded(_:)` (for arguments sent again and again).
+    public mutating func append(encoded argument: [UInt8]) { bytes.append(contentsOf: argument) }
+
+    /// `b` as a RESP argument (`$len`, the bytes), to append with `append(encoded:)`.
+    public static func encoded(_ b: [UInt8]) -> [UInt8] {
+        var c = RESPCommand()
+        c.argument(b)
+        return c.bytes
+    }
+
+    private init() {}
     public mutating func argument(_ n: Int64) { argument(Array(String(n).utf8)) }
 }
