@@ -81,8 +81,35 @@ public struct OfflineRow: Sendable {
         let days = dr < 0 ? dq - 1 : dq
         let hour = dr < 0 ? dr + 24 : dr
         let (y, m, d) = civil(days)
-        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(view.rawValue)/date=\(y)-\(two(m))-\(two(d))/hour=\(two(hour))"
+        // Written byte by byte: every row of the log asks, and interpolating it allocated several times.
+        let name = view.rawValue.utf8
+        return String(unsafeUninitializedCapacity: name.count + 40) { out in
+            var i = 0
+            func put(_ bytes: some Sequence<UInt8>) { for b in bytes { out[i] = b; i += 1 } }
+            /// `n` in decimal, zero-padded to `width` digits.
+            func decimal(_ n: Int64, width: Int) {
+                if n < 0 { put(CollectionOfOne(UInt8(ascii: "-"))) }
+                var digits = n.magnitude, count = 1
+                while digits >= 10 { digits /= 10; count += 1 }
+                let end = i + max(count, width)
+                var rest = n.magnitude
+                for k in stride(from: end - 1, through: i, by: -1) {
+                    out[k] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                }
+                i = end
+            }
+            put(name)
+            put("/date=".utf8)
+            decimal(y, width: 1)
+            put(CollectionOfOne(UInt8(ascii: "-")))
+            decimal(m, width: 2)
+            put(CollectionOfOne(UInt8(ascii: "-")))
+            decimal(d, width: 2)
+            put("/hour=".utf8)
+            decimal(hour, width: 2)
+            return i
+        }
     }
 
     /// Year, month, day of a day number since 1970-01-01 (proleptic Gregorian).

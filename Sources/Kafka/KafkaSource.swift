@@ -214,33 +214,37 @@ public struct KafkaSource<Output>: Source {
     }
 }
 
+/// One partition's share of a `KafkaConsumerSession`: its split and the messages polled for it.
+/// (Not nested in the generic session: a nested class is generic too, and sorting each message into
+/// its buffer then asked the runtime for the class's metadata.)
+final class PartitionBuffer {
+    // Per message: no dynamic exclusivity checks (the session is confined to the task thread).
+    @exclusivity(unchecked) var split: KafkaPartitionSplit
+    @exclusivity(unchecked) var messages: [UnsafeMutablePointer<rd_kafka_message_t>] = []
+    @exclusivity(unchecked) var head = 0
+    /// An end-of-partition past `nextOffset` seen once: the range between is fetched again
+    /// before it is taken to hold no records (only transaction markers).
+    var eofRetriedAt: Int64?
+    /// Records between the position and the partition's end (swift-metrics; per partition).
+    let lag: Gauge
+    /// Records read from this partition's topic (one counter per topic, shared).
+    let read: CoreMetrics.Counter
+    @exclusivity(unchecked) var readSinceReport: Int64 = 0
+    /// The combined watermark last handed over (repartition topics); not checkpointed, so a
+    /// restored reader hands over the current one at the next marker.
+    var watermarkHandedOver = Int64.min
+    init(_ split: KafkaPartitionSplit, read: CoreMetrics.Counter) {
+        self.split = split
+        self.read = read
+        lag = Gauge(label: "tributary_kafka_consumer_lag_records",
+                    dimensions: [("topic", split.topic), ("partition", String(split.partition))])
+    }
+    var unread: Int { messages.count - head }
+}
+
 /// One subtask's consumer, shared by the readers of its partitions: polls librdkafka's queue in
 /// batches and sorts the messages into per-partition buffers. Confined to the task thread.
 public final class KafkaConsumerSession<Output> {
-    final class PartitionBuffer {
-        var split: KafkaPartitionSplit
-        var messages: [UnsafeMutablePointer<rd_kafka_message_t>] = []
-        var head = 0
-        /// An end-of-partition past `nextOffset` seen once: the range between is fetched again
-        /// before it is taken to hold no records (only transaction markers).
-        var eofRetriedAt: Int64?
-        /// Records between the position and the partition's end (swift-metrics; per partition).
-        let lag: Gauge
-        /// Records read from this partition's topic (one counter per topic, shared).
-        let read: CoreMetrics.Counter
-        var readSinceReport: Int64 = 0
-        /// The combined watermark last handed over (repartition topics); not checkpointed, so a
-        /// restored reader hands over the current one at the next marker.
-        var watermarkHandedOver = Int64.min
-        init(_ split: KafkaPartitionSplit, read: CoreMetrics.Counter) {
-            self.split = split
-            self.read = read
-            lag = Gauge(label: "tributary_kafka_consumer_lag_records",
-                        dimensions: [("topic", split.topic), ("partition", String(split.partition))])
-        }
-        var unread: Int { messages.count - head }
-    }
-
     let handle: KafkaHandle
     let queue: OpaquePointer
     let deserializer: any KafkaRecordDeserializer<Output>
@@ -249,12 +253,13 @@ public final class KafkaConsumerSession<Output> {
     var bufferIndex: [Int64: Int] = [:]
     var topicIndex: [OpaquePointer: Int64] = [:]
     let topicNames: [String]
-    var batch: [UnsafeMutablePointer<rd_kafka_message_t>?]
+    // Per message: no dynamic exclusivity checks (confined to the task thread).
+    @exclusivity(unchecked) var batch: [UnsafeMutablePointer<rd_kafka_message_t>?]
     let maxBuffered: Int
-    var unread = 0
-    var lastTopic: OpaquePointer?
-    var lastPartition: Int32 = -1
-    var lastBuffer = 0
+    @exclusivity(unchecked) var unread = 0
+    @exclusivity(unchecked) var lastTopic: OpaquePointer?
+    @exclusivity(unchecked) var lastPartition: Int32 = -1
+    @exclusivity(unchecked) var lastBuffer = 0
     var openReaders: Int
     var closed = false
     /// Positions recorded at checkpoints, committed to the group when one completes.

@@ -95,6 +95,8 @@ public final class KeyedProcessOperator<F: KeyedProcessFunction>: OneInputStream
     @usableFromInline let context: KeyedProcessContext<F.Key>
     @usableFromInline let collector: Collector<F.Output>
 
+    /// Inlinable so that the timer service (polled on every watermark) is specialised for the key.
+    @inlinable
     public init(_ function: F, setup: KeyedOperatorSetup<F.Key, F.Output>) {
         self.function = function
         self.output = setup.output
@@ -102,11 +104,7 @@ public final class KeyedProcessOperator<F: KeyedProcessFunction>: OneInputStream
         self.keyed = setup.keyed
         self.collector = Collector(setup.output)
         let timers = TimerCallbacks()
-        let service = setup.keyed.timerService(
-            name: "user-timers", namespace: VoidNamespace.self,
-            onEventTime: { t in try timers.fire(t.timestamp, .eventTime) },
-            onProcessingTime: { t in try timers.fire(t.timestamp, .processingTime) })
-        self.context = KeyedProcessContext(output: setup.output, keyed: setup.keyed, timers: service)
+        self.context = KeyedProcessContext(output: setup.output, keyed: setup.keyed, userTimers: timers)
         timers.handler = { [unowned self] time, domain in try self.fire(time, domain) }
     }
 
@@ -124,6 +122,7 @@ public final class KeyedProcessOperator<F: KeyedProcessFunction>: OneInputStream
         try function.processElement(value, ctx, collector)
     }
 
+    @usableFromInline
     func fire(_ time: Int64, _ domain: TimeDomain) throws {
         let ctx = context
         ctx.rawTimestamp = time
@@ -183,6 +182,8 @@ public final class KeyedCoProcessOperator<F: KeyedCoProcessFunction>: TwoInputSt
     @usableFromInline let context: KeyedProcessContext<F.Key>
     @usableFromInline let collector: Collector<F.Output>
 
+    /// Inlinable so that the timer service (polled on every watermark) is specialised for the key.
+    @inlinable
     public init(_ function: F, setup: KeyedOperatorSetup<F.Key, F.Output>) {
         self.function = function
         self.output = setup.output
@@ -190,11 +191,7 @@ public final class KeyedCoProcessOperator<F: KeyedCoProcessFunction>: TwoInputSt
         self.keyed = setup.keyed
         self.collector = Collector(setup.output)
         let timers = TimerCallbacks()
-        let service = setup.keyed.timerService(
-            name: "user-timers", namespace: VoidNamespace.self,
-            onEventTime: { t in try timers.fire(t.timestamp, .eventTime) },
-            onProcessingTime: { t in try timers.fire(t.timestamp, .processingTime) })
-        self.context = KeyedProcessContext(output: setup.output, keyed: setup.keyed, timers: service)
+        self.context = KeyedProcessContext(output: setup.output, keyed: setup.keyed, userTimers: timers)
         timers.handler = { [unowned self] time, domain in try self.fire(time, domain) }
     }
 
@@ -220,6 +217,7 @@ public final class KeyedCoProcessOperator<F: KeyedCoProcessFunction>: TwoInputSt
         try function.processElement2(value, ctx, collector)
     }
 
+    @usableFromInline
     func fire(_ time: Int64, _ domain: TimeDomain) throws {
         let ctx = context
         ctx.rawTimestamp = time
@@ -321,7 +319,7 @@ public final class DirectWatermarkOutput: WatermarkOutput {
 /// Lets a keyed operator register timer callbacks before `self` is fully initialised.
 @usableFromInline
 final class TimerCallbacks {
-    var handler: (Int64, TimeDomain) throws -> Void = { _, _ in }
+    @usableFromInline var handler: (Int64, TimeDomain) throws -> Void = { _, _ in }
     @usableFromInline init() {}
-    func fire(_ time: Int64, _ domain: TimeDomain) throws { try handler(time, domain) }
+    @usableFromInline func fire(_ time: Int64, _ domain: TimeDomain) throws { try handler(time, domain) }
 }

@@ -28,15 +28,15 @@ public final class ProcessContext {
 public final class TimerService<K: StreamKey> {
     @usableFromInline let timers: InternalTimerService<K, VoidNamespace>
 
-    init(_ timers: InternalTimerService<K, VoidNamespace>) { self.timers = timers }
+    @usableFromInline init(_ timers: InternalTimerService<K, VoidNamespace>) { self.timers = timers }
 
     public func currentProcessingTime() -> Int64 { timers.currentProcessingTime() }
     public func currentWatermark() -> Int64 { timers.currentWatermark }
     /// Fires `onTimer` once the watermark reaches `time`. Deduplicated per (key, time).
-    public func registerEventTimeTimer(_ time: Int64) { timers.registerEventTimeTimer(namespace: VoidNamespace(), time: time) }
-    public func deleteEventTimeTimer(_ time: Int64) { timers.deleteEventTimeTimer(namespace: VoidNamespace(), time: time) }
-    public func registerProcessingTimeTimer(_ time: Int64) { timers.registerProcessingTimeTimer(namespace: VoidNamespace(), time: time) }
-    public func deleteProcessingTimeTimer(_ time: Int64) { timers.deleteProcessingTimeTimer(namespace: VoidNamespace(), time: time) }
+    @inlinable public func registerEventTimeTimer(_ time: Int64) { timers.registerEventTimeTimer(namespace: VoidNamespace(), time: time) }
+    @inlinable public func deleteEventTimeTimer(_ time: Int64) { timers.deleteEventTimeTimer(namespace: VoidNamespace(), time: time) }
+    @inlinable public func registerProcessingTimeTimer(_ time: Int64) { timers.registerProcessingTimeTimer(namespace: VoidNamespace(), time: time) }
+    @inlinable public func deleteProcessingTimeTimer(_ time: Int64) { timers.deleteProcessingTimeTimer(namespace: VoidNamespace(), time: time) }
 }
 
 /// The context of a keyed function call: the key, the record's (or timer's) timestamp, timers and
@@ -49,10 +49,21 @@ public final class KeyedProcessContext<K: StreamKey> {
     /// Set while `onTimer` runs.
     @exclusivity(unchecked) public internal(set) var timeDomain: TimeDomain? = nil
 
+    @usableFromInline
     init(output: AnyOutput, keyed: KeyedContext<K>, timers: InternalTimerService<K, VoidNamespace>) {
         self.output = output
         self.keyed = keyed
         self.timerService = TimerService(timers)
+    }
+
+    /// A context whose timer service ("user-timers") fires through `callbacks`.
+    @inlinable
+    convenience init(output: AnyOutput, keyed: KeyedContext<K>, userTimers callbacks: TimerCallbacks) {
+        let service = keyed.timerService(
+            name: "user-timers", namespace: VoidNamespace.self,
+            onEventTime: { t in try callbacks.fire(t.timestamp, .eventTime) },
+            onProcessingTime: { t in try callbacks.fire(t.timestamp, .processingTime) })
+        self.init(output: output, keyed: keyed, timers: service)
     }
 
     public var timestamp: Int64? { rawTimestamp == Timestamps.none ? nil : rawTimestamp }

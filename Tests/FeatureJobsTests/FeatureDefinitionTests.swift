@@ -1,4 +1,5 @@
 import FeatureJobs
+import Foundation
 import Kafka
 import Operators
 import StreamCore
@@ -218,5 +219,25 @@ final class SessionFeatureDefinitionTests: XCTestCase {
             SessionRow(userId: "u2", eventTime: t0 + 130 * minute - 1, sessionStart: t0 + 100 * minute, pages: 1,
                        dwellSeconds: 0, dwellPerPageSeconds: 0, distinctItems: 1),
         ])
+    }
+}
+
+final class OfflineBucketTests: XCTestCase {
+    /// `<view>/date=YYYY-MM-DD/hour=HH` in UTC, against Foundation's calendar, across the epoch and
+    /// far from it (seeded random instants and the hour boundaries around them).
+    func testBucketMatchesTheUTCCalendar() {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        var rng = SeededRandom(seed: 7)
+        for i in 0..<5_000 {
+            let hour = Int64(rng.next() % 2_000_000) - 1_000_000   // ± 114 years around 1970
+            let millis = hour * 3_600_000 + [0, 1, 3_599_999][i % 3]
+            let c = calendar.dateComponents([.year, .month, .day, .hour], from: Date(timeIntervalSince1970: Double(millis) / 1000))
+            let two = { (n: Int) in n < 10 ? "0\(n)" : "\(n)" }
+            let view = FeatureView.allCases[i % FeatureView.allCases.count]
+            XCTAssertEqual(OfflineRow.bucket(view, millis),
+                           "\(view.rawValue)/date=\(c.year!)-\(two(c.month!))-\(two(c.day!))/hour=\(two(c.hour!))", "at \(millis)")
+        }
+        XCTAssertEqual(OfflineRow.bucket(.txnWindow30m, 1_767_225_600_000 - 1), "txn_window_30m/date=2025-12-31/hour=23")
     }
 }

@@ -129,24 +129,26 @@ public struct FileTransaction: Codable, Sendable, Equatable {
     public var pendingName: String { ".\(name).pending" }
 }
 
+/// An open in-progress file of a `FileTransactionLogic` and the rows not yet written to it. (Not
+/// nested in the generic logic: a nested class is generic too, and each row's lookup of its part
+/// then asked the runtime for the class's metadata.) Confined to the sink's task thread.
+final class OpenPart {
+    let fd: Int32
+    let directory: String
+    @exclusivity(unchecked) var buffer: [UInt8] = []
+    /// Rows in `buffer`, and where they start in it (after the file header, in a new file).
+    @exclusivity(unchecked) var rows = 0
+    var rowsStart = 0
+    init(fd: Int32, directory: String) {
+        self.fd = fd
+        self.directory = directory
+    }
+}
+
 /// The file sink's transaction logic: per transaction one part file per bucket, created on the
 /// bucket's first record.
 public final class FileTransactionLogic<T>: TwoPhaseCommitLogic {
     public typealias Transaction = FileTransaction
-
-    /// An open in-progress file and the rows not yet written to it.
-    final class OpenPart {
-        let fd: Int32
-        let directory: String
-        var buffer: [UInt8] = []
-        /// Rows in `buffer`, and where they start in it (after the file header, in a new file).
-        var rows = 0
-        var rowsStart = 0
-        init(fd: Int32, directory: String) {
-            self.fd = fd
-            self.directory = directory
-        }
-    }
 
     public let directory: String
     let prefix: String
@@ -157,8 +159,8 @@ public final class FileTransactionLogic<T>: TwoPhaseCommitLogic {
     /// Unique per writer instance, so that names never collide across restarts.
     public let run: String
     private var counter = 0
-    /// The open files of the current transaction, by bucket.
-    private var open: [String: OpenPart] = [:]
+    /// The open files of the current transaction, by bucket (looked up per row; task thread only).
+    @exclusivity(unchecked) private var open: [String: OpenPart] = [:]
     private var openName: String?
     /// Bucket directories known to exist.
     private var created: Set<String> = [""]

@@ -124,6 +124,22 @@ final class ElementBatch<T> {
         storage.deinitialize(count: count)
         count = 0
     }
+
+    /// Hands each element to `body`, moved out (no copy to retain and release); the batch is empty
+    /// after, also when `body` throws.
+    @inlinable
+    func drain(_ body: (StreamElement<T>) throws -> Void) rethrows {
+        var i = 0
+        defer {
+            (storage + i).deinitialize(count: count - i)
+            count = 0
+        }
+        while i < count {
+            let element = (storage + i).move()
+            i += 1
+            try body(element)
+        }
+    }
 }
 
 /// Bounded per-channel queues of batches for one input of one consumer subtask. A producer whose

@@ -79,10 +79,7 @@ public final class TypeOps: @unchecked Sendable {
                         if gate.isFinished { try onEnded() }
                     }
                 }
-                gate.process = { batch, channel in
-                    let elements = batch.storage
-                    for i in 0..<batch.count { try handle(elements[i], channel) }
-                }
+                gate.process = { batch, channel in try batch.drain { try handle($0, channel) } }
             },
             makeWriter: { anyPartitioner, anyGates, channel, batchSize, maxParallelism, start, backpressure in
                 let partitioner = anyPartitioner as! Partitioner<T>

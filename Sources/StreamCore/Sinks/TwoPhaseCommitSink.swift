@@ -236,7 +236,10 @@ public final class TwoPhaseCommitSinkWriter<Logic: TwoPhaseCommitLogic>: Checkpo
 
     public let logic: Logic
     public let endOfInput: EndOfInputCommit
-    public private(set) var transactions = TwoPhaseCommitTransactions<Logic.Transaction>()
+    /// The transaction lifecycle (stored apart from `transactions` so that `write`, inlined into
+    /// the sink operator and so specialised, reaches it). Confined to the task thread.
+    @exclusivity(unchecked) @usableFromInline var lifecycle = TwoPhaseCommitTransactions<Logic.Transaction>()
+    public var transactions: TwoPhaseCommitTransactions<Logic.Transaction> { lifecycle }
 
     public init(logic: Logic, endOfInput: EndOfInputCommit = .awaitFinalCheckpoint) {
         self.logic = logic
@@ -245,34 +248,35 @@ public final class TwoPhaseCommitSinkWriter<Logic: TwoPhaseCommitLogic>: Checkpo
 
     public func initializeState(_ restored: [[UInt8]]) throws {
         let states = try restored.filter { !$0.isEmpty }.map { try TwoPhaseCommitState<Logic.Transaction>.decode($0) }
-        let plan = try transactions.recover(states)
+        let plan = try lifecycle.recover(states)
         for transaction in plan.commit { try logic.recoverAndCommit(transaction) }
         for transaction in plan.abort { try logic.recoverAndAbort(transaction) }
         if !states.isEmpty { try logic.finishRecovery(committed: plan.commit, aborted: plan.abort) }
         try begin()
     }
 
+    @inlinable
     public func write(_ value: Input, context: SinkWriterContext) throws {
-        if transactions.phase != .open { try openForWriting() }
-        try logic.invoke(&transactions.current!, value: value, context: context)
+        if lifecycle.phase != .open { try openForWriting() }
+        try logic.invoke(&lifecycle.current!, value: value, context: context)
     }
 
     public func snapshotState(checkpointId: CheckpointId) throws -> [UInt8] {
-        if transactions.phase == .uninitialized { try initializeState([]) }
-        if transactions.phase == .ready { try begin() }  // after an end-of-input commit
-        var transaction = try transactions.barrier(checkpointId)
+        if lifecycle.phase == .uninitialized { try initializeState([]) }
+        if lifecycle.phase == .ready { try begin() }  // after an end-of-input commit
+        var transaction = try lifecycle.barrier(checkpointId)
         try logic.preCommit(&transaction)
-        transactions.preCommitted(transaction, checkpointId: checkpointId)
+        lifecycle.preCommitted(transaction, checkpointId: checkpointId)
         try begin()
-        return try transactions.state().encoded()
+        return try lifecycle.state().encoded()
     }
 
     public func notifyCheckpointComplete(_ id: CheckpointId) throws {
         // Commit one at a time and drop it only once committed: if a commit fails, it and the later
         // ones stay pending (and in the next checkpoint's state).
-        while let first = transactions.committable(upTo: id).first {
+        while let first = lifecycle.committable(upTo: id).first {
             try logic.commit(first.transaction)
-            transactions.committedFirst()
+            lifecycle.committedFirst()
         }
     }
 
@@ -280,11 +284,11 @@ public final class TwoPhaseCommitSinkWriter<Logic: TwoPhaseCommitLogic>: Checkpo
     public func notifyCheckpointAborted(_ id: CheckpointId) {}
 
     public func flush(endOfInput ended: Bool) throws {
-        guard ended, endOfInput == .commitImmediately, var transaction = transactions.endOfInput() else { return }
+        guard ended, endOfInput == .commitImmediately, var transaction = lifecycle.endOfInput() else { return }
         try logic.preCommit(&transaction)
-        while let first = transactions.pending.first {
+        while let first = lifecycle.pending.first {
             try logic.commit(first.transaction)
-            transactions.committedFirst()
+            lifecycle.committedFirst()
         }
         try logic.commit(transaction)
     }
@@ -292,14 +296,15 @@ public final class TwoPhaseCommitSinkWriter<Logic: TwoPhaseCommitLogic>: Checkpo
     /// Aborts the open transaction (what it holds was never pre-committed); pending ones stay for a
     /// restore to commit.
     public func close() throws {
-        guard transactions.phase != .closed else { return }
-        let open = transactions.close()
+        guard lifecycle.phase != .closed else { return }
+        let open = lifecycle.close()
         defer { try? logic.close() }
         if let open { try logic.abort(open) }
     }
 
-    private func openForWriting() throws {
-        switch transactions.phase {
+    @usableFromInline
+    func openForWriting() throws {
+        switch lifecycle.phase {
         case .uninitialized: try initializeState([])  // a runtime without checkpoints: a fresh start
         case .ready: try begin()
         case .open: break
@@ -308,6 +313,6 @@ public final class TwoPhaseCommitSinkWriter<Logic: TwoPhaseCommitLogic>: Checkpo
     }
 
     private func begin() throws {
-        transactions.began(try logic.beginTransaction())
+        lifecycle.began(try logic.beginTransaction())
     }
 }

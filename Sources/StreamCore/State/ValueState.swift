@@ -45,7 +45,7 @@ public final class ValueState<T: Codable>: StateColumn {
             store.retain(s)
         }
         entries[s] = Entry(value: value, stamp: stamp)
-        if let ttl { cleanupIncrementally(ttl) }
+        if let ttl { cleanupIncrementally(ttl, now: stamp) }
     }
 
     /// Changes the current key's value in place (no copy of a collection value), creating it with
@@ -94,10 +94,10 @@ public final class ValueState<T: Codable>: StateColumn {
         store.release(s)
     }
 
-    @usableFromInline
+    @inlinable
     func readWithTtl(slot s: Int, entry e: Entry, ttl: StateTtlConfig) -> T? {
         let now = store.clock.currentTimeMillis()
-        defer { cleanupIncrementally(ttl) }
+        defer { cleanupIncrementally(ttl, now: now) }
         if ttl.isExpired(lastAccess: e.stamp, now: now) {
             clearSlot(s)
             return ttl.stateVisibility == .returnExpiredIfNotCleanedUp ? e.value : nil
@@ -106,10 +106,9 @@ public final class ValueState<T: Codable>: StateColumn {
         return e.value
     }
 
-    @usableFromInline
-    func cleanupIncrementally(_ ttl: StateTtlConfig) {
+    @inlinable
+    func cleanupIncrementally(_ ttl: StateTtlConfig, now: Int64) {
         guard ttl.incrementalCleanupSize > 0, live > 0 else { return }
-        let now = store.clock.currentTimeMillis()
         for _ in 0..<min(ttl.incrementalCleanupSize, entries.capacity) {
             if cleanupCursor >= entries.capacity { cleanupCursor = 0 }
             if let e = entries[cleanupCursor], ttl.isExpired(lastAccess: e.stamp, now: now) {
