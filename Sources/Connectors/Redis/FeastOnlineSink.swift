@@ -1,3 +1,4 @@
+import CHiredis
 import CoreMetrics
 import StreamCore
 
@@ -532,40 +533,52 @@ public final class FeastBatchWriter {
         try connection.flushOutput()
     }
 
-    /// The stored `_ts` bytes of each key's views (nil: none stored).
-    private func readCheck(_ b: Batch) throws -> [[[UInt8]?]] {
+    /// The stored `_ts` of each key's views, in the batch's row order (one flat array; the replies
+    /// are read in place, nothing copied per field).
+    private func readCheck(_ b: Batch) throws -> [StoredTimestamp] {
         let watched = try connection.readReply()
         if let message = watched.errorMessage { throw RedisError.reply("WATCH", message) }
-        var stored: [[[UInt8]?]] = []
-        stored.reserveCapacity(b.keys.count)
+        var stored: [StoredTimestamp] = []
+        stored.reserveCapacity(2 * b.keys.count)
         for views in b.views {
-            switch try connection.readReply() {
-            case .array(let values) where values.count == views.count:
-                stored.append(values.map { if case .string(let bytes) = $0 { bytes } else { nil } })
-            case .error(let message):
-                throw RedisError.reply("HMGET", message)
-            case let other:
-                throw RedisError.reply("HMGET", "unexpected reply \(other)")
+            let error: String? = try connection.withReply { r in
+                switch r.type {
+                case REDIS_REPLY_ARRAY where r.elements == views.count:
+                    for e in 0..<r.elements {
+                        let element = r.element[e]!.pointee
+                        guard element.type == REDIS_REPLY_STRING, let s = element.str else { stored.append(.absent); continue }
+                        let bytes = UnsafeRawBufferPointer(start: s, count: element.len)
+                        stored.append(ProtobufTimestamp(bytes).map { .stored($0) } ?? .invalid)
+                    }
+                    return nil
+                case REDIS_REPLY_ERROR:
+                    return r.str.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: r.len), as: UTF8.self) } ?? "error"
+                default:
+                    return "unexpected reply of type \(r.type) with \(r.elements) elements for \(views.count) fields"
+                }
             }
+            if let error { throw RedisError.reply("HMGET", error) }
         }
         return stored
     }
 
     /// The commit of a checked batch (`MULTI` … `EXEC`), the commands queued in it and the rows it
     /// writes; nil when no row is newer than what is stored.
-    private func commitCommands(_ b: Batch, stored: [[[UInt8]?]]) throws -> ([UInt8], queued: Int, newer: Int)? {
+    private func commitCommands(_ b: Batch, stored: [StoredTimestamp]) throws -> ([UInt8], queued: Int, newer: Int)? {
         var c = RESPCommand(arguments: 1, capacity: 64 * 40 * b.keys.count)
         c.argument("MULTI")
-        var queued = 0, newer = 0
+        var queued = 0, newer = 0, next = 0
         var value: [UInt8] = []
         var rows: [FeastViewRow] = []
         for (i, views) in b.views.enumerated() {
             rows.removeAll(keepingCapacity: true)
-            for (row, bytes) in zip(views, stored[i]) {
-                if let bytes {
-                    guard let current = ProtobufTimestamp(bytes) else {
-                        throw RedisError.reply("Feast upsert", "field _ts:\(row.view) does not hold a protobuf Timestamp")
-                    }
+            for row in views {
+                defer { next += 1 }
+                switch stored[next] {
+                case .absent: break
+                case .invalid:
+                    throw RedisError.reply("Feast upsert", "field _ts:\(row.view) does not hold a protobuf Timestamp")
+                case .stored(let current):
                     if !current.isOlder(than: row.eventTime) { continue }
                 }
                 rows.append(row)
@@ -746,11 +759,18 @@ struct EntityKey: Hashable {
 
 /// A stored `google.protobuf.Timestamp` (`_ts:<view>`), decoded: field 1 seconds and field 2
 /// nanos, both varints; anything else is not a Timestamp.
+/// What a check found stored for one row's view: no `_ts`, a Timestamp, or bytes that are not one.
+enum StoredTimestamp {
+    case absent
+    case stored(ProtobufTimestamp)
+    case invalid
+}
+
 struct ProtobufTimestamp {
     var seconds: Int64 = 0
     var nanos: Int64 = 0
 
-    init?(_ bytes: [UInt8]) {
+    init?(_ bytes: UnsafeRawBufferPointer) {
         var i = 0
         while i < bytes.count {
             let tag = bytes[i]

@@ -168,6 +168,19 @@ public final class RedisConnection {
         return Self.convert(raw!.assumingMemoryBound(to: redisReply.self))
     }
 
+    /// Reads one reply and hands it to `body` as hiredis holds it (no copy; valid during the call
+    /// only): for replies read in bulk whose parts are looked at once.
+    func withReply<R>(_ body: (redisReply) throws -> R) throws -> R {
+        precondition(awaitingReplies > 0, "withReply without a command awaiting its reply")
+        var raw: UnsafeMutableRawPointer?
+        if redisGetReply(context, &raw) != 0 || raw == nil {
+            throw RedisError.io(host, port, Self.errorText(context))
+        }
+        awaitingReplies -= 1
+        defer { freeReplyObject(raw) }
+        return try body(raw!.assumingMemoryBound(to: redisReply.self).pointee)
+    }
+
     /// Sends several commands at once and returns their replies, in order.
     public func pipeline(_ commands: [[[UInt8]]]) throws -> [RedisReply] {
         for c in commands { try append(c) }
