@@ -9,9 +9,11 @@
 #   3. drill       wipe Redis, rebuild it from the offline log, compare, time to recovery;
 #   4. latency     txn-features running, transactions and devices at BENCH_RATE/s with Kafka
 #                  timestamps from the wall clock for BENCH_SECONDS: event → in Redis, split into
-#                  the broker's part (event → read) and the job's (read → in Redis);
-#   5. the broker  alone at the same record rate (2 × BENCH_RATE), produced → consumed, with the
-#                  generator's producer settings and with the quickest we found: the floor under 4.
+#                  the broker's part (event → read) and the job's (read → in Redis). Topics of 2
+#                  partitions (one per subtask: 5k/s needs no more), then of 12 and 6 as in 1–3:
+#                  the local broker's latency grows with the partitions a request spans;
+#   5. the broker  alone at the same record rate (2 × BENCH_RATE), produced → consumed, on 2 and
+#                  on 12 partitions: the floor under 4 (scripts/broker_hop.py).
 # BENCH_EVENTS (1000000) BENCH_RATE (5000) BENCH_SECONDS (30)
 set -euo pipefail
 
@@ -24,7 +26,7 @@ WORK=$ROOT/.build/bench-features
 say() { echo "bench-features: $*" >&2; }
 
 . scripts/lib/bench_stack.sh
-bench_stack_start "$WORK" "txn-features generate drill" t-txn:12 t-dev:6 l-txn:12 l-dev:6 hop:12
+bench_stack_start "$WORK" "txn-features generate drill" t-txn:12 t-dev:6 l-txn:2 l-dev:2 w-txn:12 w-dev:6 hop2:2 hop12:12
 job() {  # job NAME TXN DEV extra...
     local name=$1 txn=$2 dev=$3; shift 3
     exec "$BIN/txn-features" --bootstrap "$BOOT" --redis "127.0.0.1:$RPORT" --txn-topic "$txn" --device-topic "$dev" \
@@ -38,32 +40,46 @@ say "generating $EVENTS transactions and $EVENTS device records (unthrottled)"
     --txn-topic t-txn --devices-topic t-dev 2>/dev/null | head -1
 
 echo "== 1. throughput: Kafka → txn-features → Redis + offline log (bounded, $EVENTS transactions)"
-job run t-txn t-dev --bounded | grep -E "events in|online|offline rows|dead letters"
+job run t-txn t-dev --bounded | grep -E "events in|side records|online|offline rows|dead letters"
 
 echo "== 3. drill: wipe Redis, rebuild from the offline log"
 "$BIN/drill" --offline-dir "$WORK/run/offline" --redis "127.0.0.1:$RPORT" | tail -1
 
 echo "== 2. replay: the same retained topics again, fresh group and checkpoints"
 out=$(job replay t-txn t-dev --bounded)
-echo "$out" | grep -E "events in"
+echo "$out" | grep -E "events in|side records"
 rate=$(echo "$out" | sed -n 's/.*(\([0-9]*\)\/s).*/\1/p' | head -1)
 if [ -n "$rate" ] && [ "$rate" -gt 0 ]; then
     echo "   one hour at 5k events/s (18 000 000 transactions) at this rate: $((18000000 / rate)) s"
 fi
 
-echo "== 4. latency at $RATE transactions/s (+ $RATE device records/s) for $SECS s (producer: no idempotence, in-flight 1, linger 1 ms)"
-job latency l-txn l-dev >"$WORK/latency.out" 2>"$WORK/latency.log" &
-pid=$!
-sleep 3
-# The producer as quick as this broker allows (docs/benchmarks.md: idempotent producers wait far longer here).
-"$BIN/generate" --bootstrap "$BOOT" --streams txn,devices --count $((RATE * SECS)) --rate "$RATE" --start now \
-    --seed 2 --txn-topic l-txn --devices-topic l-dev \
-    -X enable.idempotence=false -X max.in.flight.requests.per.connection=1 -X linger.ms=1 2>/dev/null | head -1
-sleep 2
-kill -TERM "$pid"
-wait "$pid" || true
-grep -E -A2 "event→Redis" "$WORK/latency.out"
+# The producer as quick as this broker allows (docs/benchmarks.md: idempotent producers and lingering
+# 0 ms wait far longer here).
+QUICK="enable.idempotence=false max.in.flight.requests.per.connection=1 linger.ms=1"
+latency() {  # latency NAME TXN DEV: the job running, the generator at RATE for SECS
+    local name=$1 txn=$2 dev=$3 pid x=()
+    for kv in $QUICK; do x+=(-X "$kv"); done
+    job "$name" "$txn" "$dev" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+    pid=$!
+    sleep 3
+    "$BIN/generate" --bootstrap "$BOOT" --streams txn,devices --count $((RATE * SECS)) --rate "$RATE" --start now \
+        --seed 2 --txn-topic "$txn" --devices-topic "$dev" "${x[@]}" 2>/dev/null | head -1
+    sleep 2
+    kill -TERM "$pid"
+    wait "$pid" || true
+    grep -E -A2 "event→Redis" "$WORK/$name.out"
+}
+echo "== 4. latency at $RATE transactions/s (+ $RATE device records/s) for $SECS s (producer: $QUICK)"
+echo "-- topics of 2 partitions each"
+latency latency l-txn l-dev
+echo "-- topics of 12 and 6 partitions"
+latency latency-wide w-txn w-dev
 
-echo "== 5. the broker alone at $((2 * RATE)) records/s for $SECS s (produced → consumed, no job)"
-.venv-kafka/bin/python scripts/broker_hop.py "$BOOT" hop $((2 * RATE)) "$SECS" enable.idempotence=true linger.ms=5
-.venv-kafka/bin/python scripts/broker_hop.py "$BOOT" hop $((2 * RATE)) "$SECS" enable.idempotence=false max.in.flight.requests.per.connection=1 linger.ms=1
+# Python's producer (confluent-kafka) is quickest on this broker idempotent with linger 5 ms (the
+# generator's settings above make it slower); the floor is the broker's hop either way.
+HOP="enable.idempotence=true linger.ms=5"
+echo "== 5. the broker alone at $((2 * RATE)) records/s for $SECS s (produced → consumed, no job; Python producer: $HOP)"
+for t in hop2 hop12; do
+    echo -n "$t: "
+    .venv-kafka/bin/python scripts/broker_hop.py "$BOOT" "$t" $((2 * RATE)) "$SECS" $HOP
+done

@@ -86,15 +86,24 @@ public struct FeatureJobContext: Sendable {
     }
 
     /// `topic` as the job reads it: decoded (what cannot be goes to `<topic>.dlq`), with event-time
-    /// watermarks; `counted` inputs also count each record and keep only those inside `--from`/`--to`.
+    /// watermarks; `counted` inputs also count each record as an event and keep only those inside
+    /// `--from`/`--to`; the others' decoded records are counted apart (`sideRecordsIn`).
     public func input<T>(_ env: StreamExecutionEnvironment, topic: String, schemaId: Int32, name: String, counted: Bool = true,
                          eventTime: @escaping @Sendable (T) -> Int64,
                          decode: @escaping @Sendable (AvroValue) throws -> T) -> DataStream<Sourced<T>> {
-        let sourced = env.fromSource(source(topic: topic, schemaId: schemaId, decode),
+        let stats = self.stats
+        var decodeCounting = decode
+        if !counted {
+            decodeCounting = { (v: AvroValue) throws -> T in
+                let value = try decode(v)
+                stats.sideRecordsIn.add(1, ordering: .relaxed)
+                return value
+            }
+        }
+        let sourced = env.fromSource(source(topic: topic, schemaId: schemaId, decodeCounting),
                                      watermarkStrategy: watermarks { eventTime($0.value) }, name: name)
         deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: topic, name: "\(name) DLQ")
         guard counted else { return sourced }
-        let stats = self.stats
         return sourced.filter { r in
             stats.recordsIn.add(1, ordering: .relaxed)
             return self.inRange(eventTime(r.value))
@@ -197,13 +206,14 @@ public struct FeatureJobContext: Sendable {
     public func summary(checkpoints: String, seconds: Double) -> String {
         let s = stats
         let n = s.recordsIn.load(ordering: .relaxed)
+        let side = s.sideRecordsIn.load(ordering: .relaxed)
         let reasons = s.deadLetterReasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         let q = { (p: Double) in s.latencyQuantile(p).map { "\($0) ms" } ?? "-" }
         let qs = { (p: Double) in s.latencyQuantile(p, .eventToRead).map { "\($0) ms" } ?? "-" }
         let qj = { (p: Double) in s.latencyQuantile(p, .readToRedis).map { "\($0) ms" } ?? "-" }
         return """
         \(settings.job) summary:
-          events in            \(n) in \(String(format: "%.1f", seconds)) s (\(Int(Double(n) / max(seconds, 0.001)))/s)\(s.outOfRange.load(ordering: .relaxed) > 0 ? " (\(s.outOfRange.load(ordering: .relaxed)) outside --from/--to skipped)" : "")
+          events in            \(n) in \(String(format: "%.1f", seconds)) s (\(Int(Double(n) / max(seconds, 0.001)))/s)\(s.outOfRange.load(ordering: .relaxed) > 0 ? " (\(s.outOfRange.load(ordering: .relaxed)) outside --from/--to skipped)" : "")\(side > 0 ? "\n  side records in      \(side) (device records; all records in: \(Int(Double(n + side) / max(seconds, 0.001)))/s)" : "")
           online updates       \(s.onlineRows.load(ordering: .relaxed)) entity updates to Redis (newest event time wins per view)
           offline rows         \(s.offlineRows.load(ordering: .relaxed)) (\(settings.offlineDir))
           dead letters         \(s.deadLetters.load(ordering: .relaxed))\(reasons.isEmpty ? "" : " (\(reasons))")

@@ -6,6 +6,8 @@ import Synchronization
 /// line and the summary.
 public final class JobStats: Sendable {
     public let recordsIn = Atomic<Int64>(0)
+    /// Records of the inputs that are not counted as events (txn-features' device records).
+    public let sideRecordsIn = Atomic<Int64>(0)
     public let outOfRange = Atomic<Int64>(0)
     public let onlineRows = Atomic<Int64>(0)
     public let offlineRows = Atomic<Int64>(0)
