@@ -4,7 +4,9 @@
 public enum FeastLayout {
     /// The Redis key of an entity's hash: serialized entity key + project name, no separator.
     public static func hashKey(_ entity: FeastEntityKey, project: String) -> [UInt8] {
-        entity.serialized() + Array(project.utf8)
+        var key = entity.serialized()
+        key.append(contentsOf: project.utf8)
+        return key
     }
 
     /// A feature's hash field: murmur3_x86_32("<view>:<feature>", seed 0), little-endian.
@@ -64,13 +66,15 @@ public enum FeastEntityValue: Sendable, Hashable {
     case int32(Int32)
     case bytes([UInt8])
 
-    /// Feast's `ValueType` number and the value's bytes, as `serialize_entity_key` writes them.
-    var typeAndBytes: (UInt32, [UInt8]) {
+    /// Feast's `ValueType` number, the length and the value's bytes, as `serialize_entity_key`
+    /// writes them.
+    func serialize(into out: inout [UInt8]) {
+        func put<I: FixedWidthInteger>(_ v: I) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         switch self {
-        case .bytes(let b): (1, b)
-        case .string(let s): (2, Array(s.utf8))
-        case .int32(let i): (3, FeastLayout.littleEndian(i))
-        case .int64(let i): (4, FeastLayout.littleEndian(i))
+        case .bytes(let b): put(UInt32(1)); put(UInt32(b.count)); out.append(contentsOf: b)
+        case .string(let s): put(UInt32(2)); put(UInt32(s.utf8.count)); out.append(contentsOf: s.utf8)
+        case .int32(let i): put(UInt32(3)); put(UInt32(4)); put(i)
+        case .int64(let i): put(UInt32(4)); put(UInt32(8)); put(i)
         }
     }
 }
@@ -86,20 +90,30 @@ public struct FeastEntityKey: Sendable, Hashable {
 
     /// Feast's `serialize_entity_key`, version 3: the count, the names (sorted), then the values.
     public func serialized() -> [UInt8] {
-        let names = joinKeys.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        var out = FeastLayout.littleEndian(UInt32(names.count))
-        for name in names {
-            out += FeastLayout.littleEndian(UInt32(2))  // STRING
-            out += FeastLayout.littleEndian(UInt32(name.utf8.count))
-            out += Array(name.utf8)
-        }
-        for name in names {
-            let (type, bytes) = joinKeys[name]!.typeAndBytes
-            out += FeastLayout.littleEndian(type)
-            out += FeastLayout.littleEndian(UInt32(bytes.count))
-            out += bytes
-        }
+        var out: [UInt8] = []
+        serialize(into: &out)
         return out
+    }
+
+    /// `serialized()` appended to `out` (one buffer, no intermediate arrays: the online sink keys
+    /// every update with it).
+    public func serialize(into out: inout [UInt8]) {
+        func put(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        func putName(_ name: String) {
+            put(2)  // STRING
+            put(UInt32(name.utf8.count))
+            out.append(contentsOf: name.utf8)
+        }
+        if joinKeys.count == 1, let (name, value) = joinKeys.first {
+            put(1)
+            putName(name)
+            value.serialize(into: &out)
+            return
+        }
+        let names = joinKeys.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        put(UInt32(names.count))
+        for name in names { putName(name) }
+        for name in names { joinKeys[name]!.serialize(into: &out) }
     }
 }
 

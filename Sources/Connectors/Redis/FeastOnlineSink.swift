@@ -294,6 +294,8 @@ public final class FeastBatchWriter {
     /// Each view's hash fields, ready to append (few views: found by a linear search).
     private var viewFields: [ViewFields] = []
     private var projectBytes: [UInt8]
+    /// Room for a usual entity key and the project (one allocation per key).
+    private var keyCapacity: Int { 48 + projectBytes.count }
     /// The batch being filled, and where each of its keys is.
     private var batch = Batch()
     private var slots: [EntityKey: Int] = [:]
@@ -328,7 +330,11 @@ public final class FeastBatchWriter {
     /// Adds an update to the batch (sent when it holds `maxBatch` keys).
     func write(_ update: FeastEntityUpdate) throws {
         guard !update.rows.isEmpty else { return }
-        let key = EntityKey(bytes: update.entity.serialized() + projectBytes)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(keyCapacity)
+        update.entity.serialize(into: &bytes)
+        bytes.append(contentsOf: projectBytes)
+        let key = EntityKey(bytes: bytes)
         batch.rows += update.rows.count
         if let t = update.ingestMillis { batch.ingest.append(t) }
         if let t = update.readMillis { batch.read.append(t) }
