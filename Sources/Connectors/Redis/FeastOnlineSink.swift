@@ -547,7 +547,8 @@ public final class FeastBatchWriter {
         var stored: [StoredTimestamp] = []
         stored.reserveCapacity(2 * b.keys.count)
         for views in b.views {
-            let error: String? = try connection.withReply { r in
+            let error: String? = try connection.withReply { reply in
+                let r = reply.pointee
                 switch r.type {
                 case REDIS_REPLY_ARRAY where r.elements == views.count:
                     for e in 0..<r.elements {

@@ -158,27 +158,20 @@ public final class RedisConnection {
 
     /// The next reply, in command order (sends pending output first).
     public func readReply() throws -> RedisReply {
-        precondition(awaitingReplies > 0, "readReply without a command awaiting its reply")
-        var raw: UnsafeMutableRawPointer?
-        if redisGetReply(context, &raw) != 0 || raw == nil {
-            throw RedisError.io(host, port, Self.errorText(context))
-        }
-        awaitingReplies -= 1
-        defer { freeReplyObject(raw) }
-        return Self.convert(raw!.assumingMemoryBound(to: redisReply.self))
+        try withReply(Self.convert)
     }
 
     /// Reads one reply and hands it to `body` as hiredis holds it (no copy; valid during the call
     /// only): for replies read in bulk whose parts are looked at once.
-    func withReply<R>(_ body: (redisReply) throws -> R) throws -> R {
-        precondition(awaitingReplies > 0, "withReply without a command awaiting its reply")
+    func withReply<R>(_ body: (UnsafeMutablePointer<redisReply>) throws -> R) throws -> R {
+        precondition(awaitingReplies > 0, "a reply read without a command awaiting it")
         var raw: UnsafeMutableRawPointer?
         if redisGetReply(context, &raw) != 0 || raw == nil {
             throw RedisError.io(host, port, Self.errorText(context))
         }
         awaitingReplies -= 1
         defer { freeReplyObject(raw) }
-        return try body(raw!.assumingMemoryBound(to: redisReply.self).pointee)
+        return try body(raw!.assumingMemoryBound(to: redisReply.self))
     }
 
     /// Sends several commands at once and returns their replies, in order.
