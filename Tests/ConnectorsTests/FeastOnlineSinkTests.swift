@@ -133,7 +133,7 @@ final class FeastOnlineSinkTests: RedisServerTestCase {
         var kills = 0
         w.beforeCommit = { [admin] in
             kills += 1
-            if kills == 2 { try admin!.command("CLIENT", "KILL", "TYPE", "normal") }  // SKIPME yes: not admin
+            if kills == 2 { try admin!.command("CLIENT", "KILL", "TYPE", "normal") }  // not admin itself (SKIPME yes is the default)
         }
         for i in 0..<40 { try w.write(Update(card: "a\(i)", stats: t0, count: Int64(i)), context: ctx) }
         _ = try w.snapshotState(checkpointId: 1)
