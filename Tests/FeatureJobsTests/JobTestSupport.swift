@@ -189,6 +189,18 @@ func generatedTransactions(_ config: GeneratorConfig, count: Int) throws -> [Tra
     }
 }
 
+/// How many of the generated device records are well formed (the others go to the device DLQ).
+func wellFormedDevices(_ config: GeneratorConfig, count: Int) throws -> Int {
+    let registry = try ContractRegistry(file: JobTestStack.root + "/schemas/registry.json")
+    let codec = try ConfluentAvroCodec(registry: registry, reader: registry.byId[4]!)
+    let g = DeviceGenerator(config)
+    return try (0..<Int64(count)).reduce(0) { n, i in
+        var r = g.record(i)
+        _ = try r.encode(with: codec, config: config, index: i, stream: 3)
+        return r.malformed == nil ? n + 1 : n
+    }
+}
+
 /// The card features by brute force over the exact definitions (docs/features.md), per card in
 /// arrival order: the rows a correct job emits, independent of CardHistory's incremental code.
 func expectedCardRows(_ txns: [Transaction], lastN: Int = 20) -> [CardFeatureRow] {

@@ -73,6 +73,9 @@ final class TxnFeaturesJobTests: XCTestCase {
         let malformedTxns = generated.count - valid.count
         XCTAssertGreaterThan(malformedTxns, 0)
         XCTAssertEqual(ctx.stats.recordsIn.load(ordering: .relaxed), Int64(valid.count))
+        // Device records are read too, counted apart (the summary's "side records in").
+        XCTAssertEqual(ctx.stats.sideRecordsIn.load(ordering: .relaxed), Int64(try wellFormedDevices(config, count: count)))
+        XCTAssertTrue(ctx.summary(checkpoints: "-", seconds: 1).contains("side records in      \(ctx.stats.sideRecordsIn.load(ordering: .relaxed)) (device records"))
         XCTAssertEqual(ctx.stats.deadLetterReasons.values.reduce(0, +), ctx.stats.deadLetters.load(ordering: .relaxed))
 
         // Offline log: exactly the expected rows of both online views.
