@@ -4,7 +4,9 @@
 public enum FeastLayout {
     /// The Redis key of an entity's hash: serialized entity key + project name, no separator.
     public static func hashKey(_ entity: FeastEntityKey, project: String) -> [UInt8] {
-        var key = entity.serialized()
+        var key: [UInt8] = []
+        key.reserveCapacity(48 + project.utf8.count)  // a usual key in one allocation
+        entity.serialize(into: &key)
         key.append(contentsOf: project.utf8)
         return key
     }
@@ -53,6 +55,11 @@ public enum FeastLayout {
     static func littleEndian<I: FixedWidthInteger>(_ value: I) -> [UInt8] {
         withUnsafeBytes(of: value.littleEndian) { Array($0) }
     }
+
+    /// `value`'s little-endian bytes appended to `out`.
+    static func append<I: FixedWidthInteger>(littleEndian value: I, to out: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+    }
 }
 
 extension UInt32 {
@@ -69,7 +76,7 @@ public enum FeastEntityValue: Sendable, Hashable {
     /// Feast's `ValueType` number, the length and the value's bytes, as `serialize_entity_key`
     /// writes them.
     func serialize(into out: inout [UInt8]) {
-        func put<I: FixedWidthInteger>(_ v: I) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        func put<I: FixedWidthInteger>(_ v: I) { FeastLayout.append(littleEndian: v, to: &out) }
         switch self {
         case .bytes(let b): put(UInt32(1)); put(UInt32(b.count)); out.append(contentsOf: b)
         case .string(let s): put(UInt32(2)); put(UInt32(s.utf8.count)); out.append(contentsOf: s.utf8)
@@ -98,7 +105,7 @@ public struct FeastEntityKey: Sendable, Hashable {
     /// `serialized()` appended to `out` (one buffer, no intermediate arrays: the online sink keys
     /// every update with it).
     public func serialize(into out: inout [UInt8]) {
-        func put(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        func put(_ v: UInt32) { FeastLayout.append(littleEndian: v, to: &out) }
         func putName(_ name: String) {
             put(2)  // STRING
             put(UInt32(name.utf8.count))
@@ -148,9 +155,9 @@ public enum FeastValue: Sendable, Equatable {
         case .int64(let i):
             out.append(0x20); Protobuf.appendVarint(UInt64(bitPattern: i), to: &out)
         case .double(let d):
-            out.append(0x29); out += FeastLayout.littleEndian(d.bitPattern)
+            out.append(0x29); FeastLayout.append(littleEndian: d.bitPattern, to: &out)
         case .float(let f):
-            out.append(0x35); out += FeastLayout.littleEndian(f.bitPattern)
+            out.append(0x35); FeastLayout.append(littleEndian: f.bitPattern, to: &out)
         case .bool(let b):
             out.append(0x38); out.append(b ? 1 : 0)
         case .unixTimestamp(let t):

@@ -287,15 +287,13 @@ public final class FeastBatchWriter {
     }
     let metrics = Metrics()
 
+    let project: String
     let options: FeastOnlineOptions
     let latency: OnlineLatencyObserver?
     let connection: RedisConnection
     private let ttlArgument: [UInt8]
     /// Each view's hash fields, ready to append (few views: found by a linear search).
     private var viewFields: [ViewFields] = []
-    private var projectBytes: [UInt8]
-    /// Room for a usual entity key and the project (one allocation per key).
-    private var keyCapacity: Int { 48 + projectBytes.count }
     /// The batch being filled, and where each of its keys is.
     private var batch = Batch()
     private var slots: [EntityKey: Int] = [:]
@@ -318,23 +316,19 @@ public final class FeastBatchWriter {
 
     /// Connects (an unreachable Redis fails here with a clear message).
     init(project: String, options: FeastOnlineOptions, latency: OnlineLatencyObserver?) throws {
+        self.project = project
         self.options = options
         self.latency = latency
         connection = try RedisConnection(host: options.host, port: options.port, connectTimeout: options.connectTimeout,
                                          commandTimeout: options.commandTimeout)
         ttlArgument = Array(String(options.keyTTLSeconds ?? 0).utf8)
-        projectBytes = Array(project.utf8)
         if options.writeProtocol == .script { try loadScript() }
     }
 
     /// Adds an update to the batch (sent when it holds `maxBatch` keys).
     func write(_ update: FeastEntityUpdate) throws {
         guard !update.rows.isEmpty else { return }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(keyCapacity)
-        update.entity.serialize(into: &bytes)
-        bytes.append(contentsOf: projectBytes)
-        let key = EntityKey(bytes: bytes)
+        let key = EntityKey(bytes: FeastLayout.hashKey(update.entity, project: project))
         batch.rows += update.rows.count
         if let t = update.ingestMillis { batch.ingest.append(t) }
         if let t = update.readMillis { batch.read.append(t) }
@@ -764,8 +758,6 @@ struct EntityKey: Hashable {
     }
 }
 
-/// A stored `google.protobuf.Timestamp` (`_ts:<view>`), decoded: field 1 seconds and field 2
-/// nanos, both varints; anything else is not a Timestamp.
 /// What a check found stored for one row's view: no `_ts`, a Timestamp, or bytes that are not one.
 enum StoredTimestamp {
     case absent
@@ -773,6 +765,8 @@ enum StoredTimestamp {
     case invalid
 }
 
+/// A stored `google.protobuf.Timestamp` (`_ts:<view>`), decoded: field 1 seconds and field 2
+/// nanos, both varints; anything else is not a Timestamp.
 struct ProtobufTimestamp {
     var seconds: Int64 = 0
     var nanos: Int64 = 0
