@@ -18,7 +18,7 @@ FROM ${SWIFT_IMAGE} AS build
 # The system libraries behind the C targets (scripts/setup.sh's list).
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        pkg-config librdkafka-dev librocksdb-dev libavro-dev libzstd-dev libhiredis-dev \
+        pkg-config librdkafka-dev librocksdb-dev libavro-dev libzstd-dev libhiredis-dev libjemalloc-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Package.swift ./
@@ -42,7 +42,7 @@ FROM ${RUNTIME_IMAGE} AS jobs
 # Kafka; only the native stack's Tansu broker needs the newer one from the confluent-kafka wheel.
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        librdkafka1 librocksdb7.8 libavro23 libzstd1 libhiredis0.14 ca-certificates tini \
+        librdkafka1 librocksdb7.8 libavro23 libzstd1 libhiredis0.14 libjemalloc2 ca-certificates tini \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /app tributary \
     && mkdir -p /app /var/lib/tributary/checkpoints /var/lib/tributary/offline \

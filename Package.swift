@@ -15,6 +15,13 @@ let cTargets: [Target] = [
 // $ORIGIN is .build/<triple>/<configuration>.
 let librdkafkaFromLocalLib: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/../../../.local/lib"])]
 
+// The long-running binaries allocate through jemalloc (libjemalloc-dev, scripts/setup.sh) instead of
+// glibc's malloc: the jobs make many small short-lived allocations on one thread and a second one
+// (Kafka, Redis), where glibc's free-list consolidation cost 14 % of the job's samples and jemalloc
+// cut its CPU per 500k transactions by 16-20 % (docs/benchmarks.md). Linking it is enough: it comes
+// before libc in the executable's DT_NEEDED, so every malloc/free (Swift runtime's included) binds to it.
+let jobBinary: [LinkerSetting] = librdkafkaFromLocalLib + [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
+
 let package = Package(
     name: "Tributary",
     platforms: [.macOS(.v15)],
@@ -90,7 +97,7 @@ let package = Package(
         // Deterministic synthetic transactions, clicks and devices (issue 6), and the tool that sends them.
         .target(name: "Generators", dependencies: ["Contracts"]),
         .executableTarget(name: "Generate", dependencies: ["Generators", "Kafka", "Contracts", "StreamCore"], path: "Tools/Generate",
-                          linkerSettings: librdkafkaFromLocalLib),
+                          linkerSettings: jobBinary),
         .testTarget(name: "GeneratorsTests", dependencies: ["Generators", "Contracts"]),
         .executableTarget(name: "BenchKafka", dependencies: ["Kafka", "Contracts", "StreamCore"], path: "Benchmarks/BenchKafka",
                           linkerSettings: librdkafkaFromLocalLib),
@@ -98,11 +105,11 @@ let package = Package(
         .target(name: "FeatureJobs", dependencies: ["StreamCore", "Operators", "Connectors", "Contracts", "Kafka", "Telemetry",
                                                     .product(name: "CoreMetrics", package: "swift-metrics")]),
         .executableTarget(name: "TxnFeatures", dependencies: ["FeatureJobs", "StreamCore", "Kafka"], path: "Sources/Jobs/TxnFeatures",
-                          linkerSettings: librdkafkaFromLocalLib),
+                          linkerSettings: jobBinary),
         .executableTarget(name: "ClickFeatures", dependencies: ["FeatureJobs", "StreamCore", "Kafka"], path: "Sources/Jobs/ClickFeatures",
-                          linkerSettings: librdkafkaFromLocalLib),
-        .executableTarget(name: "Backfill", dependencies: ["FeatureJobs", "Kafka"], path: "Tools/Backfill", linkerSettings: librdkafkaFromLocalLib),
-        .executableTarget(name: "Drill", dependencies: ["FeatureJobs", "Kafka", "Connectors"], path: "Tools/Drill", linkerSettings: librdkafkaFromLocalLib),
+                          linkerSettings: jobBinary),
+        .executableTarget(name: "Backfill", dependencies: ["FeatureJobs", "Kafka"], path: "Tools/Backfill", linkerSettings: jobBinary),
+        .executableTarget(name: "Drill", dependencies: ["FeatureJobs", "Kafka", "Connectors"], path: "Tools/Drill", linkerSettings: jobBinary),
         .testTarget(name: "FeatureJobsTests", dependencies: ["FeatureJobs", "StreamTesting", "StreamCore", "Operators", "Connectors", "Contracts", "Kafka", "Generators", "TxnFeatures", "ClickFeatures", "Generate", "Backfill", "Drill"],
                     linkerSettings: librdkafkaFromLocalLib),
         .testTarget(name: "KafkaTests", dependencies: ["CRdKafka", "Kafka", "StreamCore", "Contracts", "Operators", "StreamTesting", "Replay", "Generate"],

@@ -3,7 +3,7 @@
 # system-library targets and pkg-config, redis-server for the Redis sink tests, and a JDK and pip for the differential test against Flink. Idempotent and quick when everything is there already.
 set -euo pipefail
 
-PACKAGES=(pkg-config librdkafka-dev librocksdb-dev libavro-dev libzstd-dev libhiredis-dev redis-server)
+PACKAGES=(pkg-config librdkafka-dev librocksdb-dev libavro-dev libzstd-dev libhiredis-dev libjemalloc-dev redis-server)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
