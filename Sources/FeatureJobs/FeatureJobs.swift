@@ -359,23 +359,38 @@ public struct DeviceProbe: Sendable, Codable {
     public var timestamp: Int64
 }
 
+/// A window's count of transactions and sum of their amounts (a value: window state holds one per
+/// card and slice, so no heap allocation per accumulator).
+public struct CountAndSum: Sendable, Codable, Equatable {
+    public var count: Int64
+    public var sum: Int64
+
+    public init(count: Int64 = 0, sum: Int64 = 0) {
+        self.count = count
+        self.sum = sum
+    }
+}
+
 /// Count and sum of amounts.
 public struct CountSum: AggregateFunction {
     public init() {}
-    public func createAccumulator() -> [Int64] { [0, 0] }
-    public func add(_ value: WindowedTransaction, to a: inout [Int64]) { a[0] += 1; a[1] += value.amountMinor }
-    public func getResult(_ a: [Int64]) -> [Int64] { a }
-    public func merge(_ a: [Int64], _ b: [Int64]) -> [Int64] { [a[0] + b[0], a[1] + b[1]] }
+    public func createAccumulator() -> CountAndSum { CountAndSum() }
+    public func add(_ value: WindowedTransaction, to a: inout CountAndSum) {
+        a.count += 1
+        a.sum += value.amountMinor
+    }
+    public func getResult(_ a: CountAndSum) -> CountAndSum { a }
+    public func merge(_ a: CountAndSum, _ b: CountAndSum) -> CountAndSum { CountAndSum(count: a.count + b.count, sum: a.sum + b.sum) }
 }
 
 public final class WindowRowFunction: ProcessWindowFunction {
     public typealias Key = String
     let view: FeatureView
     public init(view: FeatureView) { self.view = view }
-    public func process(_ key: String, _ context: WindowContext, _ elements: [[Int64]], _ out: Collector<CardWindowRow>) throws {
+    public func process(_ key: String, _ context: WindowContext, _ elements: [CountAndSum], _ out: Collector<CardWindowRow>) throws {
         for a in elements {
             try out.collect(CardWindowRow(view: view, cardId: key, windowStart: context.window.start,
-                                          windowEnd: context.window.end, count: a[0], sum: a[1]))
+                                          windowEnd: context.window.end, count: a.count, sum: a.sum))
         }
     }
 }

@@ -22,6 +22,19 @@ public enum FeatureView: String, CaseIterable, Sendable, Codable {
     /// Whether the view is served online (Redis) as well as logged.
     public var isOnline: Bool { self != .txnWindow5m && self != .txnWindow30m }
 
+    /// Its position in `allCases` (0..<8).
+    var ordinal: Int {
+        switch self {
+        case .txnStats5m: 0
+        case .txnProfile: 1
+        case .txnDevice: 2
+        case .txnWindow5m: 3
+        case .txnWindow30m: 4
+        case .userSessionLive: 5
+        case .userLastSession: 6
+        }
+    }
+
     /// The features after the entity and `event_timestamp`, with their Avro types.
     public var features: [(name: String, avro: String)] {
         switch self {
@@ -73,6 +86,13 @@ public struct OfflineRow: Sendable {
 
     /// `<view>/date=YYYY-MM-DD/hour=HH` of the event time (UTC).
     public var bucket: String { Self.bucket(view, eventTime) }
+
+    /// A number equal for two rows exactly when their buckets are: the view and the hour since the
+    /// epoch (the file sink's `bucketKey`, so that it builds each bucket's name once).
+    public var bucketKey: Int {
+        let (q, r) = eventTime.quotientAndRemainder(dividingBy: 3_600_000)
+        return Int(r < 0 ? q - 1 : q) &* 8 &+ view.ordinal
+    }
 
     public static func bucket(_ view: FeatureView, _ millis: Int64) -> String {
         let (q, r) = millis.quotientAndRemainder(dividingBy: 3_600_000)
@@ -139,7 +159,8 @@ public enum OfflineLog {
                                   blockPrefix: { AvroContainer.blockPrefix(records: $0, size: $1) }, blockSuffix: sync)
         return FileSink(directory: directory, prefix: "part", suffix: ".avro",
                         encoder: RowEncoder(framing: framing) { row, buffer in buffer += row.body },
-                        endOfInput: checkpointed ? .awaitFinalCheckpoint : .commitImmediately, bucket: { $0.bucket })
+                        endOfInput: checkpointed ? .awaitFinalCheckpoint : .commitImmediately, bucket: { $0.bucket },
+                        bucketKey: { $0.bucketKey })
     }
 
     /// Every committed row of `view` under `directory` (hidden, uncommitted files skipped), as

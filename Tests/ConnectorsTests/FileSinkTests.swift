@@ -1,6 +1,7 @@
 import Connectors
 import Foundation
 import StreamCore
+import Synchronization
 import XCTest
 
 final class FileSinkTests: XCTestCase {
@@ -101,10 +102,24 @@ final class FileSinkTests: XCTestCase {
     /// header once per file, a block per flush; restore commits the checkpoint's files in every
     /// bucket and deletes the later hidden ones there.
     func testBucketsAndFramingThroughCrashAndRestore() throws {
+        try bucketsAndFramingThroughCrashAndRestore(dir: dir, bucketKey: nil)
+    }
+
+    /// The same with a `bucketKey`: identical files, and each bucket's name built once per writer.
+    func testBucketKeyGivesTheSameFilesAndNamesEachBucketOnce() throws {
+        let calls = BucketCalls()
+        try bucketsAndFramingThroughCrashAndRestore(dir: dir + "/keyed", bucketKey: { $0 % 2 }, counting: calls)
+        // Two transactions wrote to both buckets before the crash: each name was built once.
+        XCTAssertEqual(calls.counts.withLock { $0 }, [0: 1, 1: 1])
+    }
+
+    private func bucketsAndFramingThroughCrashAndRestore(dir: String, bucketKey: (@Sendable (Int) -> Int)?,
+                                                         counting calls: BucketCalls? = nil) throws {
         let framing = FileFraming(header: { bucket in Array("H[\(bucket)]\n".utf8) },
                                   blockPrefix: { n, _ in Array("B\(n)\n".utf8) }, blockSuffix: Array("E\n".utf8))
         let bucketed = FileSink<Int>(directory: dir, suffix: ".txt", encoder: RowEncoder(framing: framing) { v, b in b += Array("\(v)\n".utf8) },
-                                     bucket: { "b\($0 % 2)/x" })
+                                     bucket: { v in calls?.counts.withLock { $0[v % 2, default: 0] += 1 }; return "b\(v % 2)/x" },
+                                     bucketKey: bucketKey)
         var w: TwoPhaseCommitSinkWriter<FileTransactionLogic<Int>>? = try bucketed.createWriter(SinkInitContext(subtaskIndex: 0, parallelism: 1))
         try w!.initializeState([])
         try write(w!, 1...4)
@@ -209,4 +224,9 @@ final class FileSinkTests: XCTestCase {
         XCTAssertEqual(try hidden(), [])
         XCTAssertEqual(try visible().count, 2, "one file per subtask")
     }
+}
+
+/// How often a file sink asked for each bucket's name.
+final class BucketCalls: Sendable {
+    let counts = Mutex<[Int: Int]>([:])
 }

@@ -1,4 +1,4 @@
-import FeatureJobs
+@testable import FeatureJobs
 import Foundation
 import Kafka
 import Operators
@@ -239,5 +239,20 @@ final class OfflineBucketTests: XCTestCase {
                            "\(view.rawValue)/date=\(c.year!)-\(two(c.month!))-\(two(c.day!))/hour=\(two(c.hour!))", "at \(millis)")
         }
         XCTAssertEqual(OfflineRow.bucket(.txnWindow30m, 1_767_225_600_000 - 1), "txn_window_30m/date=2025-12-31/hour=23")
+    }
+
+    /// The file sink's bucket key is equal for two rows exactly when their buckets are.
+    func testBucketKeyIsEqualExactlyWhenTheBucketIs() {
+        var rng = SeededRandom(seed: 11)
+        var byKey: [Int: String] = [:], byBucket: [String: Int] = [:]
+        for i in 0..<20_000 {
+            let millis = Int64(rng.next() % 400) * 1_800_000 - 100 * 3_600_000 + Int64(rng.next() % 3_600_000)
+            let row = OfflineRow(FeatureView.allCases[i % FeatureView.allCases.count], entity: "c", eventTime: millis) { _ in }
+            XCTAssertEqual(byKey[row.bucketKey, default: row.bucket], row.bucket, "key \(row.bucketKey) at \(millis)")
+            XCTAssertEqual(byBucket[row.bucket, default: row.bucketKey], row.bucketKey, "bucket \(row.bucket)")
+            byKey[row.bucketKey] = row.bucket
+            byBucket[row.bucket] = row.bucketKey
+        }
+        XCTAssertGreaterThan(byKey.count, 1_000)
     }
 }

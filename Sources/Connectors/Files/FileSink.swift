@@ -66,11 +66,15 @@ public struct FileSink<T>: Sink {
     /// The subdirectory (relative, "/"-separated, no ".." and no hidden parts) of each record; nil:
     /// every record in `directory`.
     public let bucket: (@Sendable (T) -> String)?
+    /// Optional, with `bucket`: a number equal for two records exactly when their buckets are. The
+    /// writer then finds a record's open file by it and calls `bucket` only for a number it has not
+    /// seen (a bucket name is a string built per record otherwise).
+    public let bucketKey: (@Sendable (T) -> Int)?
 
     public init(
         directory: String, prefix: String = "part", suffix: String = "",
         encoder: RowEncoder<T> = .lines(), endOfInput: EndOfInputCommit = .awaitFinalCheckpoint,
-        bucket: (@Sendable (T) -> String)? = nil
+        bucket: (@Sendable (T) -> String)? = nil, bucketKey: (@Sendable (T) -> Int)? = nil
     ) {
         precondition(!prefix.isEmpty && !prefix.contains("/") && !prefix.hasPrefix("."),
                      "FileSink prefix must be a non-empty file name part without '/' and not hidden")
@@ -80,6 +84,7 @@ public struct FileSink<T>: Sink {
         self.encoder = encoder
         self.endOfInput = endOfInput
         self.bucket = bucket
+        self.bucketKey = bucket == nil ? nil : bucketKey
     }
 
     /// Creates the directory if needed and checks that this process can create files in it.
@@ -87,7 +92,7 @@ public struct FileSink<T>: Sink {
         try FileSinkDirectory.prepare(directory)
         let logic = FileTransactionLogic(
             directory: directory, prefix: prefix, suffix: suffix, subtask: context.subtaskIndex, encoder: encoder,
-            bucket: bucket)
+            bucket: bucket, bucketKey: bucketKey)
         return TwoPhaseCommitSinkWriter(logic: logic, endOfInput: endOfInput)
     }
 }
@@ -156,24 +161,29 @@ public final class FileTransactionLogic<T>: TwoPhaseCommitLogic {
     let subtask: Int
     let encoder: RowEncoder<T>
     let bucket: (@Sendable (T) -> String)?
+    let bucketKey: (@Sendable (T) -> Int)?
     /// Unique per writer instance, so that names never collide across restarts.
     public let run: String
     private var counter = 0
     /// The open files of the current transaction, by bucket (looked up per row; task thread only).
     @exclusivity(unchecked) private var open: [String: OpenPart] = [:]
+    /// With `bucketKey`: the same open files by bucket key, and each key's bucket name.
+    @exclusivity(unchecked) private var openByKey: [Int: OpenPart] = [:]
+    private var bucketNames: [Int: String] = [:]
     private var openName: String?
     /// Bucket directories known to exist.
     private var created: Set<String> = [""]
     private static var bufferLimit: Int { 1 << 16 }
 
     init(directory: String, prefix: String, suffix: String, subtask: Int, encoder: RowEncoder<T>,
-         bucket: (@Sendable (T) -> String)? = nil) {
+         bucket: (@Sendable (T) -> String)? = nil, bucketKey: (@Sendable (T) -> Int)? = nil) {
         self.directory = directory
         self.prefix = prefix
         self.suffix = suffix
         self.subtask = subtask
         self.encoder = encoder
         self.bucket = bucket
+        self.bucketKey = bucketKey
         self.run = UUID().uuidString.lowercased()
     }
 
@@ -188,8 +198,20 @@ public final class FileTransactionLogic<T>: TwoPhaseCommitLogic {
     }
 
     public func invoke(_ transaction: inout FileTransaction, value: T, context: SinkWriterContext) throws {
-        let b = bucket?(value) ?? ""
-        let part = try open[b] ?? openPart(b, &transaction)
+        let part: OpenPart
+        if let key = bucketKey?(value) {
+            if let known = openByKey[key] {
+                part = known
+            } else {
+                let b = bucketNames[key] ?? bucket!(value)
+                bucketNames[key] = b
+                part = try open[b] ?? openPart(b, &transaction)
+                openByKey[key] = part
+            }
+        } else {
+            let b = bucket?(value) ?? ""
+            part = try open[b] ?? openPart(b, &transaction)
+        }
         let before = part.buffer.count
         try encoder.encode(value, &part.buffer)
         part.rows += 1
@@ -235,6 +257,7 @@ public final class FileTransactionLogic<T>: TwoPhaseCommitLogic {
             open[b] = nil
             try rename(inProgress, path(b, transaction.pendingName), in: part.directory)
         }
+        openByKey.removeAll(keepingCapacity: true)
         openName = nil
     }
 
@@ -258,6 +281,7 @@ public final class FileTransactionLogic<T>: TwoPhaseCommitLogic {
         if openName == transaction.name {
             for part in open.values { Glibc.close(part.fd) }
             open.removeAll()
+            openByKey.removeAll()
             openName = nil
         }
         for b in transaction.buckets.isEmpty ? [""] : transaction.buckets {
@@ -287,6 +311,7 @@ public final class FileTransactionLogic<T>: TwoPhaseCommitLogic {
     public func close() throws {
         for part in open.values { Glibc.close(part.fd) }
         open.removeAll()
+        openByKey.removeAll()
         openName = nil
     }
 
