@@ -89,7 +89,7 @@ public struct OfflineBackfill {
             }
             features.append((def.name, value))
         }
-        return FeastEntityUpdate(entity: FeastEntityKey([view.entity: .string(entity)]),
+        return FeastEntityUpdate(entity: FeastEntityKey(view.entity, .string(entity)),
                                  rows: [FeastViewRow(view: view.rawValue, eventTime: FeastTimestamp(milliseconds: ts), features: features)])
     }
 

@@ -184,7 +184,7 @@ extension CardFeatureRow {
 
     public var onlineUpdate: FeastEntityUpdate {
         let ts = FeastTimestamp(milliseconds: eventTime)
-        return FeastEntityUpdate(entity: FeastEntityKey(["card_id": .string(cardId)]), rows: [
+        return FeastEntityUpdate(entity: FeastEntityKey("card_id", .string(cardId)), rows: [
             FeastViewRow(view: FeatureView.txnStats5m.rawValue, eventTime: ts, features: [
                 ("count_5m", .int64(count5m)), ("sum_5m", .int64(sum5m)), ("avg_5m", .double(avg5m)),
                 ("geo_mismatch_ratio_5m", .double(geoMismatchRatio5m)),
@@ -216,7 +216,7 @@ public struct DeviceFeatureRow: Sendable, Codable, Equatable {
     }
 
     public var onlineUpdate: FeastEntityUpdate {
-        FeastEntityUpdate(entity: FeastEntityKey(["card_id": .string(cardId)]), rows: [
+        FeastEntityUpdate(entity: FeastEntityKey("card_id", .string(cardId)), rows: [
             FeastViewRow(view: FeatureView.txnDevice.rawValue, eventTime: FeastTimestamp(milliseconds: eventTime), features: [
                 ("device_os", .string(deviceOS)), ("device_age_days", .double(deviceAgeDays)),
                 ("device_country_mismatch", .int64(deviceCountryMismatch)),
@@ -249,7 +249,7 @@ extension SessionLiveRow {
     }
 
     public var onlineUpdate: FeastEntityUpdate {
-        FeastEntityUpdate(entity: FeastEntityKey(["user_id": .string(userId)]), rows: [
+        FeastEntityUpdate(entity: FeastEntityKey("user_id", .string(userId)), rows: [
             FeastViewRow(view: FeatureView.userSessionLive.rawValue, eventTime: FeastTimestamp(milliseconds: eventTime), features: [
                 ("session_clicks", .int64(sessionClicks)), ("session_dwell_seconds", .double(sessionDwellSeconds)),
                 ("session_distinct_items", .int64(sessionDistinctItems)), ("clicks_1h", .int64(clicks1h)),
@@ -266,7 +266,7 @@ extension SessionRow {
     }
 
     public var onlineUpdate: FeastEntityUpdate {
-        FeastEntityUpdate(entity: FeastEntityKey(["user_id": .string(userId)]), rows: [
+        FeastEntityUpdate(entity: FeastEntityKey("user_id", .string(userId)), rows: [
             FeastViewRow(view: FeatureView.userLastSession.rawValue, eventTime: FeastTimestamp(milliseconds: eventTime), features: [
                 ("last_session_pages", .int64(pages)), ("last_session_dwell_seconds", .double(dwellSeconds)),
                 ("last_session_dwell_per_page_seconds", .double(dwellPerPageSeconds)),

@@ -69,6 +69,22 @@ final class FeastLayoutTests: XCTestCase {
                            + "04000000" + "08000000" + "0500000000000000")
     }
 
+    /// One join key given either way is the same key: equal, same hash, same bytes; and a key's
+    /// join keys read back as given.
+    func testOneJoinKeyEitherWayIsTheSameKey() {
+        let a = FeastEntityKey("card_id", .string("c1")), b = FeastEntityKey(["card_id": .string("c1")])
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(Set([a, b]).count, 1)
+        XCTAssertEqual(a.serialized(), b.serialized())
+        XCTAssertEqual(a.joinKeys, ["card_id": .string("c1")])
+        XCTAssertNotEqual(a, FeastEntityKey("card_id", .string("c2")))
+        var c = a
+        c.joinKeys["device_id"] = .string("d")
+        XCTAssertEqual(c, FeastEntityKey(["device_id": .string("d"), "card_id": .string("c1")]))
+        c.joinKeys["device_id"] = nil
+        XCTAssertEqual(c, a)
+    }
+
     func testScriptIsNamedByItsSHA1() {
         XCTAssertEqual(SHA1.hex(Array("abc".utf8)), "a9993e364706816aba3e25717850c26c9cd0d89d")
         XCTAssertEqual(SHA1.hex([]), "da39a3ee5e6b4b0d3255bfef95601890afd80709")

@@ -88,11 +88,36 @@ public enum FeastEntityValue: Sendable, Hashable {
 
 /// An entity key: join key names and their values (e.g. `card_id = "c1"`).
 public struct FeastEntityKey: Sendable, Hashable {
-    public var joinKeys: [String: FeastEntityValue]
+    /// One join key (most entities) is kept without a dictionary: an online sink makes a key per
+    /// record, and this way that allocates nothing.
+    private enum Storage: Sendable, Hashable {
+        case one(String, FeastEntityValue)
+        case many([String: FeastEntityValue])  // two or more
+    }
+    private var storage: Storage
+
+    public var joinKeys: [String: FeastEntityValue] {
+        get {
+            switch storage {
+            case .one(let name, let value): [name: value]
+            case .many(let keys): keys
+            }
+        }
+        set { self = FeastEntityKey(newValue) }
+    }
 
     public init(_ joinKeys: [String: FeastEntityValue]) {
         precondition(!joinKeys.isEmpty, "an entity key has at least one join key")
-        self.joinKeys = joinKeys
+        if joinKeys.count == 1, let (name, value) = joinKeys.first {
+            storage = .one(name, value)
+        } else {
+            storage = .many(joinKeys)
+        }
+    }
+
+    /// An entity with one join key.
+    public init(_ name: String, _ value: FeastEntityValue) {
+        storage = .one(name, value)
     }
 
     /// Feast's `serialize_entity_key`, version 3: the count, the names (sorted), then the values.
@@ -111,16 +136,17 @@ public struct FeastEntityKey: Sendable, Hashable {
             put(UInt32(name.utf8.count))
             out.append(contentsOf: name.utf8)
         }
-        if joinKeys.count == 1, let (name, value) = joinKeys.first {
+        switch storage {
+        case .one(let name, let value):
             put(1)
             putName(name)
             value.serialize(into: &out)
-            return
+        case .many(let joinKeys):
+            let names = joinKeys.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            put(UInt32(names.count))
+            for name in names { putName(name) }
+            for name in names { joinKeys[name]!.serialize(into: &out) }
         }
-        let names = joinKeys.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        put(UInt32(names.count))
-        for name in names { putName(name) }
-        for name in names { joinKeys[name]!.serialize(into: &out) }
     }
 }
 

@@ -263,7 +263,7 @@ public final class FeastBatchWriter {
     /// A batch: per entity key (in first-seen order) the newest row of each view.
     struct Batch {
         var keys: [[UInt8]] = []
-        var views: [[FeastViewRow]] = []
+        var views: [[EncodedRow]] = []
         /// Rows it was made of (before coalescing), for the counts.
         var rows = 0
         var ingest: [Int64] = []
@@ -292,6 +292,8 @@ public final class FeastBatchWriter {
     let latency: OnlineLatencyObserver?
     let connection: RedisConnection
     private let ttlArgument: [UInt8]
+    /// A value's bytes while it is encoded (reused).
+    private var scratch: [UInt8] = []
     /// Each view's hash fields, ready to append (few views: found by a linear search).
     private var viewFields: [ViewFields] = []
     /// The batch being filled, and where each of its keys is.
@@ -334,17 +336,29 @@ public final class FeastBatchWriter {
         if let t = update.readMillis { batch.read.append(t) }
         if let slot = slots[key] {
             for row in update.rows {
-                if let i = batch.views[slot].firstIndex(where: { $0.view == row.view }) {
-                    if batch.views[slot][i].eventTime < row.eventTime { batch.views[slot][i] = row }
+                let view = fieldsIndex(row.view)
+                if let i = batch.views[slot].firstIndex(where: { $0.view == view }) {
+                    if batch.views[slot][i].eventTime < row.eventTime { batch.views[slot][i] = encode(row, view: view) }
                 } else {
-                    batch.views[slot].append(row)
+                    batch.views[slot].append(encode(row, view: view))
                 }
             }
             return
         }
         slots[key] = batch.keys.count
         batch.keys.append(key.bytes)
-        batch.views.append(update.rows)
+        var rows: [EncodedRow] = []
+        rows.reserveCapacity(update.rows.count)
+        for row in update.rows {
+            let view = fieldsIndex(row.view)
+            // Two rows of one view in one update: the newer stays, as across updates.
+            if let i = rows.firstIndex(where: { $0.view == view }) {
+                if rows[i].eventTime < row.eventTime { rows[i] = encode(row, view: view) }
+            } else {
+                rows.append(encode(row, view: view))
+            }
+        }
+        batch.views.append(rows)
         if batch.keys.count >= options.maxBatch { try send() }
     }
 
@@ -479,20 +493,34 @@ public final class FeastBatchWriter {
         return viewFields.count - 1
     }
 
-    /// Appends a view row's hash fields: `_ts:<view>`, its Timestamp, then each feature's field and
-    /// `Value` bytes.
-    private func appendFields(of row: FeastViewRow, to c: inout RESPCommand, scratch value: inout [UInt8]) {
-        let v = fieldsIndex(row.view)
+    /// A view row ready for the wire, encoded once when it arrives: its view (index into
+    /// `viewFields`), event time, and its `HSET` arguments, RESP-encoded — `_ts:<view>`, the
+    /// Timestamp, then each feature's field and `Value` bytes (those start at `featuresStart`).
+    struct EncodedRow {
+        var view: Int
+        var eventTime: FeastTimestamp
+        var features: Int
+        var featuresStart: Int
+        var bytes: [UInt8]
+
+        /// Its arguments in an `HSET`.
+        var arguments: Int { 2 + 2 * features }
+    }
+
+    private func encode(_ row: FeastViewRow, view v: Int) -> EncodedRow {
+        var c = RESPCommand(capacity: 32 + 24 * row.features.count)
         c.append(encoded: viewFields[v].timestamp)
-        value.removeAll(keepingCapacity: true)
-        row.eventTime.serialize(into: &value)
-        c.argument(value)
+        scratch.removeAll(keepingCapacity: true)
+        row.eventTime.serialize(into: &scratch)
+        c.argument(scratch)
+        let featuresStart = c.bytes.count
         for i in row.features.indices {
             c.append(encoded: viewFields[v].field(row.features[i].name, at: i))
-            value.removeAll(keepingCapacity: true)
-            row.features[i].value.serialize(into: &value)
-            c.argument(value)
+            scratch.removeAll(keepingCapacity: true)
+            row.features[i].value.serialize(into: &scratch)
+            c.argument(scratch)
         }
+        return EncodedRow(view: v, eventTime: row.eventTime, features: row.features.count, featuresStart: featuresStart, bytes: c.bytes)
     }
 
     // MARK: The optimistic protocol
@@ -506,7 +534,7 @@ public final class FeastBatchWriter {
             c.append(arguments: 2 + views.count)
             c.argument("HMGET")
             c.argument(key)
-            for row in views { c.append(encoded: viewFields[fieldsIndex(row.view)].timestamp) }
+            for row in views { c.append(encoded: viewFields[row.view].timestamp) }
         }
         return c.bytes
     }
@@ -566,30 +594,30 @@ public final class FeastBatchWriter {
     /// The commit of a checked batch (`MULTI` … `EXEC`), the commands queued in it and the rows it
     /// writes; nil when no row is newer than what is stored.
     private func commitCommands(_ b: Batch, stored: [StoredTimestamp]) throws -> ([UInt8], queued: Int, newer: Int)? {
+        /// Whether `row` is newer than what is stored for it (`stored[i]`).
+        func isNewer(_ row: EncodedRow, _ i: Int) throws -> Bool {
+            switch stored[i] {
+            case .absent: return true
+            case .invalid: throw RedisError.reply("Feast upsert", "field _ts:\(viewFields[row.view].view) does not hold a protobuf Timestamp")
+            case .stored(let current): return current.isOlder(than: row.eventTime)
+            }
+        }
         var c = RESPCommand(arguments: 1, capacity: 64 * 40 * b.keys.count)
         c.argument("MULTI")
-        var queued = 0, newer = 0, next = 0
-        var value: [UInt8] = []
-        var rows: [FeastViewRow] = []
+        var queued = 0, newer = 0, first = 0
         for (i, views) in b.views.enumerated() {
-            rows.removeAll(keepingCapacity: true)
-            for row in views {
-                defer { next += 1 }
-                switch stored[next] {
-                case .absent: break
-                case .invalid:
-                    throw RedisError.reply("Feast upsert", "field _ts:\(row.view) does not hold a protobuf Timestamp")
-                case .stored(let current):
-                    if !current.isOlder(than: row.eventTime) { continue }
-                }
-                rows.append(row)
+            defer { first += views.count }
+            var arguments = 2, rows = 0
+            for (j, row) in views.enumerated() where try isNewer(row, first + j) {
+                arguments += row.arguments
+                rows += 1
             }
-            guard !rows.isEmpty else { continue }
-            newer += rows.count
-            c.append(arguments: 2 + rows.reduce(0) { $0 + 2 + 2 * $1.features.count })
+            guard rows > 0 else { continue }
+            newer += rows
+            c.append(arguments: arguments)
             c.argument("HSET")
             c.argument(b.keys[i])
-            for row in rows { appendFields(of: row, to: &c, scratch: &value) }
+            for (j, row) in views.enumerated() where try isNewer(row, first + j) { c.append(encoded: row.bytes) }
             queued += 1
             if options.keyTTLSeconds != nil {
                 c.append(arguments: 3)
@@ -684,7 +712,7 @@ public final class FeastBatchWriter {
         var argc = 3 + b.keys.count + 1
         for views in b.views {
             argc += 1
-            for row in views { argc += 5 + 2 * row.features.count }
+            for row in views { argc += 5 + 2 * row.features }
         }
         var c = RESPCommand(arguments: argc, capacity: 64 * argc)
         c.argument("EVALSHA")
@@ -692,23 +720,16 @@ public final class FeastBatchWriter {
         c.argument(Int64(b.keys.count))
         for k in b.keys { c.argument(k) }
         c.argument(ttlArgument)
-        var value: [UInt8] = []
         for views in b.views {
             c.argument(Int64(views.count))
             for row in views {
                 let ts = row.eventTime
-                let v = fieldsIndex(row.view)
-                c.append(encoded: viewFields[v].timestamp)
+                c.append(encoded: viewFields[row.view].timestamp)
                 c.argument(ts.serialized())
                 c.argument(ts.seconds)
                 c.argument(Int64(ts.nanos))
-                c.argument(Int64(row.features.count))
-                for i in row.features.indices {
-                    c.append(encoded: viewFields[v].field(row.features[i].name, at: i))
-                    value.removeAll(keepingCapacity: true)
-                    row.features[i].value.serialize(into: &value)
-                    c.argument(value)
-                }
+                c.argument(Int64(row.features))
+                c.append(encoded: row.bytes[row.featuresStart...])
             }
         }
         return c.bytes
