@@ -85,6 +85,24 @@ final class FeastLayoutTests: XCTestCase {
         XCTAssertEqual(c, a)
     }
 
+    /// What the online sink announces as an argument's length is what serializing writes.
+    func testSerializedCountsMatchTheBytes() {
+        let numbers: [Int64] = [0, 1, 127, 128, 16_383, 16_384, Int64(Int32.max), -1, Int64.min, Int64.max, 1_795_564_800]
+        var values: [FeastValue] = [.null, .double(1.5), .float(-2), .bool(true), .bool(false),
+                                    .string(""), .string("é" + String(repeating: "x", count: 200)), .bytes([]), .bytes(Array(repeating: 7, count: 300))]
+        for n in numbers {
+            values += [.int64(n), .unixTimestamp(n), .int32(Int32(truncatingIfNeeded: n))]
+        }
+        for v in values { XCTAssertEqual(v.serializedCount, v.serialized().count, "\(v)") }
+        for n in numbers where n >= 0 {
+            for nanos: Int32 in [0, 1, 999_999_999] {
+                let t = FeastTimestamp(seconds: n, nanos: nanos)
+                XCTAssertEqual(t.serializedCount, t.serialized().count, "\(t)")
+            }
+        }
+        XCTAssertEqual(FeastTimestamp(seconds: -5).serializedCount, FeastTimestamp(seconds: -5).serialized().count)
+    }
+
     func testScriptIsNamedByItsSHA1() {
         XCTAssertEqual(SHA1.hex(Array("abc".utf8)), "a9993e364706816aba3e25717850c26c9cd0d89d")
         XCTAssertEqual(SHA1.hex([]), "da39a3ee5e6b4b0d3255bfef95601890afd80709")

@@ -169,13 +169,28 @@ public enum FeastValue: Sendable, Equatable {
         return out
     }
 
+    /// The number of bytes `serialize(into:)` appends.
+    var serializedCount: Int {
+        switch self {
+        case .bytes(let b): 1 + Protobuf.varintCount(UInt64(b.count)) + b.count
+        case .string(let s): 1 + Protobuf.varintCount(UInt64(s.utf8.count)) + s.utf8.count
+        case .int32(let i): 1 + Protobuf.varintCount(UInt64(bitPattern: Int64(i)))
+        case .int64(let i): 1 + Protobuf.varintCount(UInt64(bitPattern: i))
+        case .double: 9
+        case .float: 5
+        case .bool: 2
+        case .unixTimestamp(let t): 1 + Protobuf.varintCount(UInt64(bitPattern: t))
+        case .null: 0
+        }
+    }
+
     /// Appends the protobuf bytes to `out`.
     public func serialize(into out: inout [UInt8]) {
         switch self {
         case .bytes(let b):
             out.append(0x0a); Protobuf.appendVarint(UInt64(b.count), to: &out); out += b
         case .string(let s):
-            out.append(0x12); Protobuf.appendVarint(UInt64(s.utf8.count), to: &out); out += Array(s.utf8)
+            out.append(0x12); Protobuf.appendVarint(UInt64(s.utf8.count), to: &out); out.append(contentsOf: s.utf8)
         case .int32(let i):  // int32 negatives are sign-extended to 10 bytes, as protobuf does
             out.append(0x18); Protobuf.appendVarint(UInt64(bitPattern: Int64(i)), to: &out)
         case .int64(let i):
@@ -224,6 +239,12 @@ public struct FeastTimestamp: Sendable, Hashable, Comparable {
         return out
     }
 
+    /// The number of bytes `serialize(into:)` appends.
+    var serializedCount: Int {
+        (seconds != 0 ? 1 + Protobuf.varintCount(UInt64(bitPattern: seconds)) : 0)
+            + (nanos != 0 ? 1 + Protobuf.varintCount(UInt64(nanos)) : 0)
+    }
+
     /// Appends the protobuf bytes to `out`.
     public func serialize(into out: inout [UInt8]) {
         if seconds != 0 { out.append(0x08); Protobuf.appendVarint(UInt64(bitPattern: seconds), to: &out) }
@@ -246,6 +267,11 @@ public struct FeastRow: Sendable {
 }
 
 enum Protobuf {
+    /// The bytes of `value` as a varint (1...10).
+    static func varintCount(_ value: UInt64) -> Int {
+        value == 0 ? 1 : (64 - value.leadingZeroBitCount + 6) / 7
+    }
+
     static func appendVarint(_ value: UInt64, to out: inout [UInt8]) {
         var v = value
         while v >= 0x80 {

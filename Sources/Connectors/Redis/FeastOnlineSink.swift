@@ -292,8 +292,6 @@ public final class FeastBatchWriter {
     let latency: OnlineLatencyObserver?
     let connection: RedisConnection
     private let ttlArgument: [UInt8]
-    /// A value's bytes while it is encoded (reused).
-    private var scratch: [UInt8] = []
     /// Each view's hash fields, ready to append (few views: found by a linear search).
     private var viewFields: [ViewFields] = []
     /// The batch being filled, and where each of its keys is.
@@ -466,7 +464,7 @@ public final class FeastBatchWriter {
 
     /// A view's hash fields as RESP arguments, computed once: `_ts:<view>` and the murmur3 field
     /// of each feature, in the order its rows list them.
-    struct ViewFields {
+    final class ViewFields {
         let view: String
         let timestamp: [UInt8]
         var names: [String] = []
@@ -478,7 +476,7 @@ public final class FeastBatchWriter {
         }
 
         /// The field of feature `name`, listed at `position` by the row (usually where it was before).
-        mutating func field(_ name: String, at position: Int) -> [UInt8] {
+        func field(_ name: String, at position: Int) -> [UInt8] {
             if position < names.count, names[position] == name { return fields[position] }
             if let i = names.firstIndex(of: name) { return fields[i] }
             names.append(name)
@@ -508,17 +506,16 @@ public final class FeastBatchWriter {
     }
 
     private func encode(_ row: FeastViewRow, view v: Int) -> EncodedRow {
-        var c = RESPCommand(capacity: 32 + 24 * row.features.count)
-        c.append(encoded: viewFields[v].timestamp)
-        scratch.removeAll(keepingCapacity: true)
-        row.eventTime.serialize(into: &scratch)
-        c.argument(scratch)
+        let fields = viewFields[v]
+        var c = RESPCommand(capacity: 48 + 32 * row.features.count)
+        c.append(encoded: fields.timestamp)
+        let ts = row.eventTime
+        c.argument(count: ts.serializedCount) { ts.serialize(into: &$0) }
         let featuresStart = c.bytes.count
         for i in row.features.indices {
-            c.append(encoded: viewFields[v].field(row.features[i].name, at: i))
-            scratch.removeAll(keepingCapacity: true)
-            row.features[i].value.serialize(into: &scratch)
-            c.argument(scratch)
+            c.append(encoded: fields.field(row.features[i].name, at: i))
+            let value = row.features[i].value
+            c.argument(count: value.serializedCount) { value.serialize(into: &$0) }
         }
         return EncodedRow(view: v, eventTime: row.eventTime, features: row.features.count, featuresStart: featuresStart, bytes: c.bytes)
     }

@@ -340,6 +340,16 @@ public struct RESPCommand {
 
     public mutating func argument(_ s: String) { argument(s.utf8) }
 
+    /// An argument of `count` bytes that `write` appends in place (no intermediate buffer).
+    mutating func argument(count: Int, _ write: (inout [UInt8]) -> Void) {
+        bytes.append(UInt8(ascii: "$"))
+        decimal(count)
+        let start = bytes.count
+        write(&bytes)
+        precondition(bytes.count - start == count, "RESP argument: \(bytes.count - start) bytes written, \(count) announced")
+        bytes.append(13); bytes.append(10)
+    }
+
     /// An argument already encoded by `encoded(_:)` (for arguments sent again and again).
     public mutating func append(encoded argument: [UInt8]) { bytes.append(contentsOf: argument) }
 
