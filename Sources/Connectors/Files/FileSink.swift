@@ -258,6 +258,8 @@ public final class FileTransactionLogic<T>: TwoPhaseCommitLogic {
             try rename(inProgress, path(b, transaction.pendingName), in: part.directory)
         }
         openByKey.removeAll(keepingCapacity: true)
+        // Names of buckets long past would pile up in a job that runs for months.
+        if bucketNames.count > 4_096 { bucketNames.removeAll() }
         openName = nil
     }
 
