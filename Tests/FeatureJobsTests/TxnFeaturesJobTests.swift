@@ -127,6 +127,27 @@ final class TxnFeaturesJobTests: XCTestCase {
 
     func offlineDeviceRows(_ dir: String) throws -> [AvroValue] { try OfflineLog.read(.txnDevice, directory: dir) }
 
+    /// The same input at parallelism 3 (one more subtask than this machine's cores, as
+    /// `make bench-features` runs it) gives the same Redis contents and offline log as the default 2.
+    func testParallelismThreeGivesTheSameRedisAndOfflineLog() throws {
+        let (t, redisA, offlineA) = try JobTestStack.referenceTxnRun(txnPartitions: 4, devicePartitions: 2, seed: 9, count: 30_000, name: "p3")
+        try JobTestStack.flushRedis()
+        let offlineB = JobTestStack.tempDir("p3-offline")
+        let settings = try JobTestStack.settings("txn-features", topics: t, checkpointDir: JobTestStack.tempDir("p3-chk"), offlineDir: offlineB,
+                                                 extra: ["--parallelism", "3"])
+        XCTAssertEqual(settings.parallelism, 3)
+        try JobTestStack.runInProcess(settings, build: buildTxnFeatures)
+        let redisB = try JobTestStack.redisSnapshot()
+        XCTAssertGreaterThan(redisA.count, 100)
+        XCTAssertEqual(redisA.count, redisB.count)
+        XCTAssertTrue(redisA == redisB, "Redis differs at parallelism 3 for \(redisA.keys.filter { redisA[$0] != redisB[$0] }.count) keys")
+        for view in [FeatureView.txnStats5m, .txnProfile, .txnWindow5m, .txnWindow30m] {
+            let a = try Self.offline(view, offlineA), b = try Self.offline(view, offlineB)
+            XCTAssertFalse(a.isEmpty)
+            assertSameRows(b, a, "\(view.rawValue) at parallelism 3 vs 2")
+        }
+    }
+
     /// kill -9 in the middle, restart from the latest checkpoint: the same Redis contents and the
     /// same offline log as a run that was never interrupted.
     func testCrashAndRestoreGivesTheSameRedisAndOfflineLog() throws {
