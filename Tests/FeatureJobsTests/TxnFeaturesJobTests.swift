@@ -139,12 +139,19 @@ final class TxnFeaturesJobTests: XCTestCase {
         try JobTestStack.runInProcess(settings, build: buildTxnFeatures)
         let redisB = try JobTestStack.redisSnapshot()
         XCTAssertGreaterThan(redisA.count, 100)
-        XCTAssertEqual(redisA.count, redisB.count)
-        XCTAssertTrue(redisA == redisB, "Redis differs at parallelism 3 for \(redisA.keys.filter { redisA[$0] != redisB[$0] }.count) keys")
+        try assertSameOutput(redisB, offlineB, as: redisA, offlineA, "at parallelism 3 vs 2")
+    }
+
+    /// Run B left exactly run A's Redis contents and offline rows (the views every run writes alike).
+    func assertSameOutput(_ redisB: [String: [String: String]], _ offlineB: String, as redisA: [String: [String: String]],
+                          _ offlineA: String, _ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertEqual(redisA.count, redisB.count, file: file, line: line)
+        XCTAssertTrue(redisA == redisB, "Redis differs \(what) for \(redisA.keys.filter { redisA[$0] != redisB[$0] }.count) keys",
+                      file: file, line: line)
         for view in [FeatureView.txnStats5m, .txnProfile, .txnWindow5m, .txnWindow30m] {
             let a = try Self.offline(view, offlineA), b = try Self.offline(view, offlineB)
-            XCTAssertFalse(a.isEmpty)
-            assertSameRows(b, a, "\(view.rawValue) at parallelism 3 vs 2")
+            XCTAssertFalse(a.isEmpty, file: file, line: line)
+            assertSameRows(b, a, "\(view.rawValue) \(what)", file: file, line: line)
         }
     }
 
@@ -180,15 +187,7 @@ final class TxnFeaturesJobTests: XCTestCase {
         let second = try SpawnedProcess(args)
         XCTAssertEqual(second.wait(), 0, second.output())
         XCTAssertTrue(second.output().contains("restored from"), second.output())
-        let redisB = try JobTestStack.redisSnapshot()
-
-        XCTAssertEqual(redisA.count, redisB.count)
-        XCTAssertTrue(redisA == redisB, "Redis differs after the crash for \(redisA.keys.filter { redisA[$0] != redisB[$0] }.count) keys")
-        for view in [FeatureView.txnStats5m, .txnProfile, .txnWindow5m, .txnWindow30m] {
-            let a = try Self.offline(view, offlineA), b = try Self.offline(view, offlineB)
-            XCTAssertFalse(a.isEmpty)
-            assertSameRows(b, a, "\(view.rawValue) after the crash vs uninterrupted")
-        }
+        try assertSameOutput(try JobTestStack.redisSnapshot(), offlineB, as: redisA, offlineA, "after the crash vs uninterrupted")
     }
 }
 
