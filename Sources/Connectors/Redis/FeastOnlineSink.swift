@@ -332,31 +332,24 @@ public final class FeastBatchWriter {
         batch.rows += update.rows.count
         if let t = update.ingestMillis { batch.ingest.append(t) }
         if let t = update.readMillis { batch.read.append(t) }
-        if let slot = slots[key] {
-            for row in update.rows {
-                let view = fieldsIndex(row.view)
-                if let i = batch.views[slot].firstIndex(where: { $0.view == view }) {
-                    if batch.views[slot][i].eventTime < row.eventTime { batch.views[slot][i] = encode(row, view: view) }
-                } else {
-                    batch.views[slot].append(encode(row, view: view))
-                }
-            }
-            return
+        let slot: Int
+        if let known = slots[key] {
+            slot = known
+        } else {
+            slot = batch.keys.count
+            slots[key] = slot
+            batch.keys.append(key.bytes)
+            batch.views.append([])
         }
-        slots[key] = batch.keys.count
-        batch.keys.append(key.bytes)
-        var rows: [EncodedRow] = []
-        rows.reserveCapacity(update.rows.count)
+        // Per view the newest row stays (within one update as across updates).
         for row in update.rows {
             let view = fieldsIndex(row.view)
-            // Two rows of one view in one update: the newer stays, as across updates.
-            if let i = rows.firstIndex(where: { $0.view == view }) {
-                if rows[i].eventTime < row.eventTime { rows[i] = encode(row, view: view) }
+            if let i = batch.views[slot].firstIndex(where: { $0.view == view }) {
+                if batch.views[slot][i].eventTime < row.eventTime { batch.views[slot][i] = encode(row, view: view) }
             } else {
-                rows.append(encode(row, view: view))
+                batch.views[slot].append(encode(row, view: view))
             }
         }
-        batch.views.append(rows)
         if batch.keys.count >= options.maxBatch { try send() }
     }
 
@@ -568,20 +561,20 @@ public final class FeastBatchWriter {
         for views in b.views {
             let error: String? = try connection.withReply { reply in
                 let r = reply.pointee
-                switch r.type {
-                case REDIS_REPLY_ARRAY where r.elements == views.count:
-                    for e in 0..<r.elements {
-                        let element = r.element[e]!.pointee
-                        guard element.type == REDIS_REPLY_STRING, let s = element.str else { stored.append(.absent); continue }
-                        let bytes = UnsafeRawBufferPointer(start: s, count: element.len)
-                        stored.append(ProtobufTimestamp(bytes).map { .stored($0) } ?? .invalid)
+                guard r.type == REDIS_REPLY_ARRAY, r.elements == views.count else {
+                    // Anything else (an error, a wrong count) is rare: converted as any reply is.
+                    switch RedisConnection.convert(reply) {
+                    case .error(let message): return message
+                    case let other: return "unexpected reply \(other) for \(views.count) fields"
                     }
-                    return nil
-                case REDIS_REPLY_ERROR:
-                    return r.str.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: r.len), as: UTF8.self) } ?? "error"
-                default:
-                    return "unexpected reply of type \(r.type) with \(r.elements) elements for \(views.count) fields"
                 }
+                for e in 0..<r.elements {
+                    let element = r.element[e]!.pointee
+                    guard element.type == REDIS_REPLY_STRING, let s = element.str else { stored.append(.absent); continue }
+                    let bytes = UnsafeRawBufferPointer(start: s, count: element.len)
+                    stored.append(ProtobufTimestamp(bytes).map { .stored($0) } ?? .invalid)
+                }
+                return nil
             }
             if let error { throw RedisError.reply("HMGET", error) }
         }

@@ -248,7 +248,7 @@ public final class RedisConnection {
         return c.pointee.err == REDIS_ERR_EOF ? "server closed the connection" : "error \(c.pointee.err)"
     }
 
-    private static func convert(_ r: UnsafeMutablePointer<redisReply>) -> RedisReply {
+    static func convert(_ r: UnsafeMutablePointer<redisReply>) -> RedisReply {
         let reply = r.pointee
         func bytes() -> [UInt8] {
             guard let s = reply.str else { return [] }
