@@ -4,7 +4,7 @@
 //   2. the same with Avro encoding in the job (AvroValue → Confluent wire format);
 //   3. Kafka source → Avro decode (ConfluentAvroDeserializer, v1 reader) → discard;
 //   4. Kafka source → discard (raw records copied, no decoding), for comparison;
-//   5. the Avro decoder alone on one thread.
+//   5. the Avro decoder alone on one thread: to an AvroValue, and built straight from the binary.
 //
 //   swift run -c release bench-kafka --bootstrap HOST:PORT [--records 1000000] [--parallelism 2]
 //   make bench-kafka     starts the local broker, runs this, stops it
@@ -119,14 +119,57 @@ guard decoded == records else { writeStderr("bench-kafka: the source read \(deco
 print(String(format: "targets: source→decode %.0f (≥ 500000: %@), sink %.0f (≥ 300000: %@)", sourceRate,
              sourceRate >= 500_000 ? "met" : "MISSED", sinkRate, sinkRate >= 300_000 ? "met" : "MISSED"))
 _ = (encodeRate, rawRate)
+/// What the feature job takes from a transaction, built straight from the binary.
+struct CardTxn: AvroRecordBuilder {
+    var card = "", device = "", country = "", amount: Int64 = 0, time: Int64 = 0
+    struct Country: AvroRecordBuilder {
+        var code = ""
+        mutating func set(field index: Int, from f: inout AvroFieldDecoder) throws { if index == 2 { code = try f.string() } }
+        func build() -> String { code }
+    }
+    mutating func set(field index: Int, from f: inout AvroFieldDecoder) throws {
+        switch index {
+        case 1: card = try f.string()
+        case 3: amount = try f.long()
+        case 6: device = try f.string()
+        case 8: country = try f.record(Country.self) ?? ""
+        case 9: time = try f.long()
+        default: break
+        }
+    }
+    func build() -> CardTxn { self }
+}
 do {
-    // The decoder alone, one thread, the 4 096 records over and over (no Kafka).
+    // The decoder alone, one thread, the 4 096 records over and over (no Kafka): to an AvroValue
+    // and mapped as a job would map it, and built straight from the binary (AvroRecordBuilder).
     let c = try ConfluentAvroCodec(registry: registry, reader: registry.byId[1]!)
-    let start = ContinuousClock.now
-    var fields = 0
-    for i in 0..<records { if case .record(let f) = try c.decode(encoded[i % 4_096].value!) { fields += f.count } }
-    let d = ContinuousClock.now - start
-    let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    print(String(format: "%-44@ %9.0f events/s  (one thread, no Kafka)", "Avro decode alone" as NSString, Double(records) / seconds))
-    precondition(fields == records * 10)
+    func rate(_ body: () throws -> Int) rethrows -> Double {
+        let start = ContinuousClock.now
+        let n = try body()
+        precondition(n == records)
+        let d = ContinuousClock.now - start
+        return Double(records) / (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+    }
+    var (values, built) = (0.0, 0.0)
+    for _ in 0..<3 {   // alternating, best of three each (a shared machine)
+        values = max(values, try rate {
+            var n = 0
+            for i in 0..<records {
+                let v = try c.decode(encoded[i % 4_096].value!)
+                if case .string(let card)? = v["card_id"], case .long? = v["amount_minor"], v["geo"]?["country"] != nil, !card.isEmpty { n += 1 }
+            }
+            return n
+        })
+        built = max(built, try rate {
+            var n = 0
+            for i in 0..<records {
+                let t = try encoded[i % 4_096].value!.withUnsafeBytes { try c.decode($0, as: CardTxn.self) }
+                if !t.card.isEmpty, !t.country.isEmpty { n += 1 }
+            }
+            return n
+        })
+    }
+    print(String(format: "%-44@ %9.0f events/s  (one thread, no Kafka)", "Avro decode alone → AvroValue" as NSString, values))
+    print(String(format: "%-44@ %9.0f events/s  (one thread, no Kafka; %.2f× the AvroValue path)",
+                 "Avro decode alone → AvroRecordBuilder" as NSString, built, built / values))
 }

@@ -205,19 +205,52 @@ public final class ConfluentAvroCodec {
     /// resolution plan of the writer's schema (libavro 1.11's resolving reader neither fills
     /// reader defaults nor is fast: it allocated for every string and field).
     public func decode(_ message: UnsafeRawBufferPointer) throws(AvroDecodeError) -> AvroValue {
-        guard message.count >= 5 else { throw .truncated(length: message.count) }
-        guard message[0] == 0 else { throw .badMagic(message[0]) }
-        let id = Int32(bitPattern: UInt32(message[1]) << 24 | UInt32(message[2]) << 16 | UInt32(message[3]) << 8 | UInt32(message[4]))
-        let plan = try resolvedPlan(id)
+        let (id, plan) = try header(message)
         var r = AvroBinaryReader(UnsafeRawBufferPointer(rebasing: message[5...]))
         let value: AvroValue
-        do { value = try r.read(plan) } catch is AvroBinaryReader.Truncated {
-            throw .undecodable(writerId: id, reason: "the body ends inside the datum")
-        } catch {
-            throw .undecodable(writerId: id, reason: "\(error)")
+        do { value = try r.read(plan) } catch {
+            throw Self.undecodable(id, error)
         }
         guard r.atEnd else { throw .undecodable(writerId: id, reason: "bytes left after the datum") }
         return value
+    }
+
+    /// The record in `message` (not copied) built by `B` straight from the binary, resolved to the
+    /// reader's schema (a record). Throws `AvroDecodeError` when the message does not decode (as
+    /// `decode(_:)` would), else what the builder throws (its record breaks a rule of the job's)
+    /// or `AvroFieldMismatch` (the builder and the reader's schema disagree).
+    public func decode<B: AvroRecordBuilder>(_ message: UnsafeRawBufferPointer, as builder: B.Type) throws -> B.Record {
+        let (id, plan) = try header(message)
+        guard case .record(let steps, let template, let defaulted) = plan else {
+            throw AvroFieldMismatch(description: "the reader's schema is not a record")
+        }
+        var r = AvroBinaryReader(UnsafeRawBufferPointer(rebasing: message[5...]))
+        let filled: B
+        do {
+            filled = try withUnsafeMutablePointer(to: &r) {
+                try AvroFieldDecoder.fill(B(), steps: steps, template: template, defaulted: defaulted, reader: $0)
+            }
+        } catch let e as AvroBinaryReader.Truncated {
+            throw Self.undecodable(id, e)
+        } catch let e as AvroBinaryReader.Invalid {
+            throw Self.undecodable(id, e)
+        }
+        guard r.atEnd else { throw AvroDecodeError.undecodable(writerId: id, reason: "bytes left after the datum") }
+        return try filled.build()
+    }
+
+    private static func undecodable(_ id: Int32, _ error: any Error) -> AvroDecodeError {
+        error is AvroBinaryReader.Truncated
+            ? .undecodable(writerId: id, reason: "the body ends inside the datum")
+            : .undecodable(writerId: id, reason: "\(error)")
+    }
+
+    /// The writer's schema id in the Confluent header of `message`, and how to read its body.
+    private func header(_ message: UnsafeRawBufferPointer) throws(AvroDecodeError) -> (Int32, ReadPlan) {
+        guard message.count >= 5 else { throw .truncated(length: message.count) }
+        guard message[0] == 0 else { throw .badMagic(message[0]) }
+        let id = Int32(bitPattern: UInt32(message[1]) << 24 | UInt32(message[2]) << 16 | UInt32(message[3]) << 8 | UInt32(message[4]))
+        return (id, try resolvedPlan(id))
     }
 
     private func resolvedPlan(_ id: Int32) throws(AvroDecodeError) -> ReadPlan {

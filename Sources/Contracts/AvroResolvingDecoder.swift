@@ -131,8 +131,9 @@ indirect enum ReadPlan {
     case fixed(Int)
     /// Writer enum index → reader symbol (nil: not in the reader, and it has no default).
     case enumeration([String?])
-    /// Steps in writer field order; `template` holds the reader's fields with defaults filled in.
-    case record(steps: [RecordStep], template: [AvroValue.Field])
+    /// Steps in writer field order; `template` holds the reader's fields with defaults filled in;
+    /// `defaulted` the indices of the reader's fields the writer does not have.
+    case record(steps: [RecordStep], template: [AvroValue.Field], defaulted: [Int])
     case array(ReadPlan)
     case map(ReadPlan)
     /// Writer union: per writer branch, the plan (nil: no reader branch takes it).
@@ -199,13 +200,15 @@ enum AvroResolution {
                     steps.append(.skip(w.type))
                 }
             }
+            var defaulted: [Int] = []
             for (i, f) in rf.enumerated() where !filled[i] {
                 guard let d = f.defaultJSON else {
                     throw fail("field \(f.name) of \(rn) is not in the writer's schema and has no default")
                 }
                 template[i].value = try defaultValue(d, type: f.type, path: path + "." + f.name)
+                defaulted.append(i)
             }
-            return .record(steps: steps, template: template)
+            return .record(steps: steps, template: template, defaulted: defaulted)
         default:
             throw fail("writer type \(writer.kind) cannot be read as \(reader.kind)")
         }
@@ -307,6 +310,16 @@ struct AvroBinaryReader {
         return try fixedBytes(Int(n))
     }
 
+    mutating func string() throws -> String {
+        let b = try lengthPrefixed()
+        // ASCII (the common case) needs no validation; anything else is validated strictly.
+        var ascii = true
+        for byte in b where byte >= 0x80 { ascii = false; break }
+        if ascii { return String(decoding: b, as: UTF8.self) }
+        guard let s = String(validating: b, as: UTF8.self) else { throw Invalid(description: "string is not UTF-8") }
+        return s
+    }
+
     mutating func float() throws -> Float {
         Float(bitPattern: try fixedBytes(4).loadUnaligned(as: UInt32.self).littleEndian)
     }
@@ -332,14 +345,7 @@ struct AvroBinaryReader {
         case .longToFloat: return .float(Float(try long()))
         case .longToDouble: return .double(Double(try long()))
         case .floatToDouble: return .double(Double(try float()))
-        case .string:
-            let b = try lengthPrefixed()
-            // ASCII (the common case) needs no validation; anything else is validated strictly.
-            var ascii = true
-            for byte in b where byte >= 0x80 { ascii = false; break }
-            if ascii { return .string(String(decoding: b, as: UTF8.self)) }
-            guard let s = String(validating: b, as: UTF8.self) else { throw Invalid(description: "string is not UTF-8") }
-            return .string(s)
+        case .string: return .string(try string())
         case .bytes: return .bytes(Array(try lengthPrefixed()))
         case .fixed(let n): return .bytes(Array(try fixedBytes(n)))
         case .enumeration(let symbols):
@@ -347,7 +353,7 @@ struct AvroBinaryReader {
             guard i >= 0, Int(i) < symbols.count else { throw Invalid(description: "enum index \(i) out of range") }
             guard let s = symbols[Int(i)] else { throw Invalid(description: "enum symbol #\(i) is not in the reader's enum") }
             return .enumSymbol(s)
-        case .record(let steps, let template):
+        case .record(let steps, let template, _):
             var fields = template
             for step in steps {
                 switch step {
@@ -369,15 +375,63 @@ struct AvroBinaryReader {
                 }
             }
             return .map(entries)
-        case .writerUnion(let branches):
-            let i = try long()
-            guard i >= 0, Int(i) < branches.count else { throw Invalid(description: "union branch \(i) out of range") }
-            guard let p = branches[Int(i)] else { throw Invalid(description: "union branch \(i) has no match in the reader's schema") }
-            return try read(p)
+        case .writerUnion: return try read(try branch(plan))
         case .skip(let t):
             try skip(t)
             return .null
         }
+    }
+
+    /// Steps over a datum as `read(plan)` would read it, with the same checks (so a message is
+    /// refused for the same reasons whichever fields its reader looks at), building nothing.
+    mutating func skip(plan: ReadPlan) throws {
+        switch plan {
+        case .null: return
+        case .boolean:
+            let b = try fixedBytes(1)[0]
+            guard b <= 1 else { throw Invalid(description: "boolean byte \(b)") }
+        case .int, .intToLong, .intToFloat, .intToDouble: _ = try int()
+        case .long, .longToFloat, .longToDouble: _ = try long()
+        case .float, .floatToDouble: _ = try fixedBytes(4)
+        case .double: _ = try fixedBytes(8)
+        case .string:
+            let b = try lengthPrefixed()
+            for byte in b where byte >= 0x80 {
+                guard String(validating: b, as: UTF8.self) != nil else { throw Invalid(description: "string is not UTF-8") }
+                break
+            }
+        case .bytes: _ = try lengthPrefixed()
+        case .fixed(let n): _ = try fixedBytes(n)
+        case .enumeration(let symbols):
+            let i = try int()
+            guard i >= 0, Int(i) < symbols.count else { throw Invalid(description: "enum index \(i) out of range") }
+            guard symbols[Int(i)] != nil else { throw Invalid(description: "enum symbol #\(i) is not in the reader's enum") }
+        case .record(let steps, _, _):
+            for step in steps {
+                switch step {
+                case .read(_, let p): try skip(plan: p)
+                case .skip(let t): try skip(t)
+                }
+            }
+        case .array(let p): while let n = try nextBlock() { for _ in 0..<n { try skip(plan: p) } }
+        case .map(let p):
+            while let n = try nextBlock() { for _ in 0..<n { try skip(plan: .string); try skip(plan: p) } }
+        case .writerUnion: try skip(plan: try branch(plan))
+        case .skip(let t): try skip(t)
+        }
+    }
+
+    /// The plan of the datum `plan` reads: through a writer union, the plan of the branch the
+    /// data names (its index is read); any other plan is itself.
+    mutating func branch(_ plan: ReadPlan) throws -> ReadPlan {
+        var plan = plan
+        while case .writerUnion(let branches) = plan {
+            let i = try long()
+            guard i >= 0, Int(i) < branches.count else { throw Invalid(description: "union branch \(i) out of range") }
+            guard let p = branches[Int(i)] else { throw Invalid(description: "union branch \(i) has no match in the reader's schema") }
+            plan = p
+        }
+        return plan
     }
 
     /// Array and map blocks: a count (negative: followed by a byte size), items, until 0 (nil).

@@ -61,16 +61,20 @@ public struct FeatureJobContext: Sendable {
         }
     }
 
-    /// A Kafka source of decoded records that keep their origin (for the DLQ), starting from the
-    /// committed offsets of the job's group (checkpoints override them on restore).
-    public func source<T>(topic: String, schemaId: Int32, _ map: @escaping @Sendable (AvroValue) throws -> T) -> KafkaSource<Sourced<T>> {
+    /// A Kafka source of records built by `builder` straight from their Avro (read as the schema
+    /// `schemaId`) that keep their origin — and, with `keepBytes`, their key and value bytes, for a
+    /// dead letter later on — starting from the committed offsets of the job's group (checkpoints
+    /// override them on restore). `decoded` is called for each record decoded.
+    public func source<B: AvroRecordBuilder>(topic: String, schemaId: Int32, builder: B.Type, keepBytes: Bool = true,
+                                             decoded: (@Sendable () -> Void)? = nil) -> KafkaSource<Sourced<B.Record>> {
         let registry = self.registry
         let url = settings.schemaRegistryURL
-        var source = KafkaSource<Sourced<T>>(config: kafka, topics: [topic], groupId: settings.groupId,
-                                             startingOffsets: startingOffsets, bounded: settings.bounded) {
+        var source = KafkaSource<Sourced<B.Record>>(config: kafka, topics: [topic], groupId: settings.groupId,
+                                                    startingOffsets: startingOffsets, bounded: settings.bounded) {
             let remote = url.map { SchemaRegistryClient(baseURL: $0) }
-            return KeepingOrigin(try ConfluentAvroDeserializer<T>(registry: registry, readerSchema: registry.byId[schemaId]!,
-                                                                  remote: remote, map: map))
+            let records = try ConfluentAvroDeserializer<B.Record>(registry: registry, readerSchema: registry.byId[schemaId]!,
+                                                                  remote: remote, builder: B.self)
+            return KeepingOrigin(decoded.map { Counted(records, $0) } ?? records, keepBytes: keepBytes)
         }
         source.assignment = assignment
         return source
@@ -85,22 +89,17 @@ public struct FeatureJobContext: Sendable {
         }
     }
 
-    /// `topic` as the job reads it: decoded (what cannot be goes to `<topic>.dlq`), with event-time
-    /// watermarks; `counted` inputs also count each record as an event and keep only those inside
-    /// `--from`/`--to`; the others' decoded records are counted apart (`sideRecordsIn`).
-    public func input<T>(_ env: StreamExecutionEnvironment, topic: String, schemaId: Int32, name: String, counted: Bool = true,
-                         eventTime: @escaping @Sendable (T) -> Int64,
-                         decode: @escaping @Sendable (AvroValue) throws -> T) -> DataStream<Sourced<T>> {
+    /// `topic` as the job reads it: built by `builder` (what cannot be goes to `<topic>.dlq`), with
+    /// event-time watermarks; `counted` inputs also count each record as an event and keep only those
+    /// inside `--from`/`--to`; the others' decoded records are counted apart (`sideRecordsIn`).
+    /// `keepBytes`: see `source`.
+    public func input<B: AvroRecordBuilder>(_ env: StreamExecutionEnvironment, topic: String, schemaId: Int32, name: String,
+                                            builder: B.Type, counted: Bool = true, keepBytes: Bool = true,
+                                            eventTime: @escaping @Sendable (B.Record) -> Int64) -> DataStream<Sourced<B.Record>> {
         let stats = self.stats
-        var decodeCounting = decode
-        if !counted {
-            decodeCounting = { (v: AvroValue) throws -> T in
-                let value = try decode(v)
-                stats.sideRecordsIn.add(1, ordering: .relaxed)
-                return value
-            }
-        }
-        let sourced = env.fromSource(source(topic: topic, schemaId: schemaId, decodeCounting),
+        var decoded: (@Sendable () -> Void)?
+        if !counted { decoded = { stats.sideRecordsIn.add(1, ordering: .relaxed) } }
+        let sourced = env.fromSource(source(topic: topic, schemaId: schemaId, builder: B.self, keepBytes: keepBytes, decoded: decoded),
                                      watermarkStrategy: watermarks { eventTime($0.value) }, name: name)
         deadLetters(sourced.getSideOutput(SourceOutputs.rejected), topic: topic, name: "\(name) DLQ")
         guard counted else { return sourced }
@@ -230,9 +229,7 @@ public struct FeatureJobContext: Sendable {
 public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJobContext) throws {
     let s = ctx.settings
     // Read as transactions.v1 (id 1): v2 data resolves to it (merchant_id is not a feature yet).
-    let txns = ctx.input(env, topic: s.txnTopic, schemaId: 1, name: "transactions", eventTime: { $0.timestamp }) {
-        try Transaction(avro: $0)
-    }
+    let txns = ctx.input(env, topic: s.txnTopic, schemaId: 1, name: "transactions", builder: Transaction.Fields.self) { $0.timestamp }
 
     // On-arrival card features → Redis, offline log, features topic.
     let lastN = s.lastN
@@ -269,9 +266,9 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
     if let fewest = partitions.values.min(), fewest < s.processCount {
         throw JobConfigurationError("--process-count \(s.processCount) is more than the \(fewest) partitions of \(partitions.filter { $0.value == fewest }.keys.sorted().joined(separator: ", ")): a process would have nothing to read")
     }
-    let devices = ctx.input(env, topic: s.deviceTopic, schemaId: 4, name: "devices", counted: false, eventTime: { $0.timestamp }) {
-        try Device(avro: $0)
-    }.map { $0.value }
+    // Device records are not dead-lettered after the source: their bytes are not kept.
+    let devices = ctx.input(env, topic: s.deviceTopic, schemaId: 4, name: "devices", builder: Device.Fields.self,
+                            counted: false, keepBytes: false) { $0.timestamp }.map { $0.value }
         .keyBy { $0.deviceId }
         .process(name: "device changes", DeviceChangesFunction())
     var probes = txns.map { DeviceProbe(cardId: $0.value.cardId, deviceId: $0.value.deviceId, country: $0.value.country,
@@ -309,7 +306,7 @@ public func buildTxnFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJo
 /// the offline log; dead letters out.
 public func buildClickFeatures(_ env: StreamExecutionEnvironment, _ ctx: FeatureJobContext) throws {
     let s = ctx.settings
-    let clicks = ctx.input(env, topic: s.clickTopic, schemaId: 3, name: "clicks", eventTime: { $0.timestamp }) { try Click(avro: $0) }
+    let clicks = ctx.input(env, topic: s.clickTopic, schemaId: 3, name: "clicks", builder: Click.Fields.self) { $0.timestamp }
     let live = clicks.map { IngestedClick($0.value, ingestMillis: $0.timestamp, readMillis: ctx.readTime($0)) }
         .keyBy { $0.click.userId }
         .process(name: "session so far", SessionLiveFunction())

@@ -32,31 +32,47 @@ public struct Transaction: Sendable, Codable, Hashable {
     }
 
     /// From a datum resolved to `transactions.v1`; checks the contract's rules.
-    public init(avro v: AvroValue) throws {
-        guard case .record(let fields) = v, fields.count >= 10 else { throw ContractViolation("not a Transaction record") }
-        // Resolved to the reader's schema, the fields come in its order.
-        txnId = try Self.string(fields[0], "txn_id")
-        cardId = try Self.string(fields[1], "card_id")
-        userId = try Self.string(fields[2], "user_id")
-        guard let amount = fields[3].value.longValue else { throw ContractViolation("amount_minor is not a long") }
-        amountMinor = amount
-        currency = try Self.string(fields[4], "currency")
-        guard case .int(let m) = fields[5].value else { throw ContractViolation("mcc is not an int") }
-        mcc = m
-        deviceId = try Self.string(fields[6], "device_id")
-        guard let c = fields[8].value["country"]?.stringValue else { throw ContractViolation("geo.country is missing") }
-        country = c
-        guard let ts = fields[9].value.longValue else { throw ContractViolation("timestamp is not a long") }
-        timestamp = ts
-        if amountMinor <= 0 { throw ContractViolation("amount_minor \(amountMinor) must be positive") }
-        if cardId.isEmpty { throw ContractViolation("card_id is empty") }
-        if currency.utf8.count != 3 { throw ContractViolation("currency '\(currency)' is not an ISO 4217 code") }
-    }
+    public init(avro v: AvroValue) throws { self = try Fields.record(from: v) }
 
-    static func string(_ f: AvroValue.Field, _ name: String) throws -> String {
-        guard case .string(let s) = f.value else { throw ContractViolation("\(name) is not a string") }
-        return s
+    /// Builds a `Transaction` from `transactions.v1`'s fields (in its order) straight from the
+    /// binary (`ConfluentAvroCodec.decode(_:as:)`) or from a datum; checks the contract's rules.
+    public struct Fields: AvroRecordBuilder {
+        var t = Transaction(txnId: "", cardId: "", amountMinor: 0, currency: "", mcc: 0, deviceId: "", country: "", timestamp: 0)
+        var hasCountry = false
+        public init() {}
+        public mutating func set(field index: Int, from f: inout AvroFieldDecoder) throws {
+            switch index {
+            case 0: t.txnId = try f.string()
+            case 1: t.cardId = try f.string()
+            case 2: t.userId = try f.string()
+            case 3: t.amountMinor = try f.long()
+            case 4: t.currency = try f.string()
+            case 5: t.mcc = try f.int()
+            case 6: t.deviceId = try f.string()
+            case 8:
+                if let c = try f.record(GeoCountry.self) ?? nil { t.country = c; hasCountry = true }
+            case 9: t.timestamp = try f.long()
+            default: break
+            }
+        }
+        public func build() throws -> Transaction {
+            if !hasCountry { throw ContractViolation("geo.country is missing") }
+            if t.amountMinor <= 0 { throw ContractViolation("amount_minor \(t.amountMinor) must be positive") }
+            if t.cardId.isEmpty { throw ContractViolation("card_id is empty") }
+            if t.currency.utf8.count != 3 { throw ContractViolation("currency '\(t.currency)' is not an ISO 4217 code") }
+            return t
+        }
     }
+}
+
+/// A `Geo` record's country (`geo.country` of the transaction and device contracts).
+struct GeoCountry: AvroRecordBuilder {
+    var country: String?
+    init() {}
+    mutating func set(field index: Int, from f: inout AvroFieldDecoder) throws {
+        if index == 2 { country = try f.string() }
+    }
+    func build() -> String? { country }
 }
 
 /// A click or page view (`click.events`, contract `clicks.v1`).
@@ -75,16 +91,26 @@ public struct Click: Sendable, Codable, Hashable {
         self.timestamp = timestamp
     }
 
-    public init(avro v: AvroValue) throws {
-        guard case .record(let f) = v, f.count >= 7 else { throw ContractViolation("not a Click record") }
-        eventId = try Transaction.string(f[0], "event_id")
-        userId = try Transaction.string(f[1], "user_id")
-        page = try Transaction.string(f[3], "page")
-        guard case .enumSymbol(let a) = f[4].value else { throw ContractViolation("action is not an enum symbol") }
-        action = a
-        guard let ts = f[6].value.longValue else { throw ContractViolation("timestamp is not a long") }
-        timestamp = ts
-        if userId.isEmpty { throw ContractViolation("user_id is empty") }
+    public init(avro v: AvroValue) throws { self = try Fields.record(from: v) }
+
+    /// Builds a `Click` from `clicks.v1`'s fields (in its order); checks the contract's rules.
+    public struct Fields: AvroRecordBuilder {
+        var c = Click(eventId: "", userId: "", page: "", action: "", timestamp: 0)
+        public init() {}
+        public mutating func set(field index: Int, from f: inout AvroFieldDecoder) throws {
+            switch index {
+            case 0: c.eventId = try f.string()
+            case 1: c.userId = try f.string()
+            case 3: c.page = try f.string()
+            case 4: c.action = try f.enumSymbol()
+            case 6: c.timestamp = try f.long()
+            default: break
+            }
+        }
+        public func build() throws -> Click {
+            if c.userId.isEmpty { throw ContractViolation("user_id is empty") }
+            return c
+        }
     }
 }
 
@@ -104,15 +130,25 @@ public struct Device: Sendable, Codable, Hashable {
         self.timestamp = timestamp
     }
 
-    public init(avro v: AvroValue) throws {
-        guard case .record(let f) = v, f.count >= 7 else { throw ContractViolation("not a Device record") }
-        deviceId = try Transaction.string(f[0], "device_id")
-        os = try Transaction.string(f[2], "os")
-        guard let first = f[4].value.longValue else { throw ContractViolation("first_seen is not a long") }
-        firstSeen = first
-        country = f[5].value["country"]?.stringValue
-        guard let ts = f[6].value.longValue else { throw ContractViolation("timestamp is not a long") }
-        timestamp = ts
-        if deviceId.isEmpty { throw ContractViolation("device_id is empty") }
+    public init(avro v: AvroValue) throws { self = try Fields.record(from: v) }
+
+    /// Builds a `Device` from `devices.v1`'s fields (in its order); checks the contract's rules.
+    public struct Fields: AvroRecordBuilder {
+        var d = Device(deviceId: "", os: "", firstSeen: 0, country: nil, timestamp: 0)
+        public init() {}
+        public mutating func set(field index: Int, from f: inout AvroFieldDecoder) throws {
+            switch index {
+            case 0: d.deviceId = try f.string()
+            case 2: d.os = try f.string()
+            case 4: d.firstSeen = try f.long()
+            case 5: d.country = try f.record(GeoCountry.self) ?? nil
+            case 6: d.timestamp = try f.long()
+            default: break
+            }
+        }
+        public func build() throws -> Device {
+            if d.deviceId.isEmpty { throw ContractViolation("device_id is empty") }
+            return d
+        }
     }
 }

@@ -6,40 +6,46 @@ import Glibc
 #endif
 
 /// Decodes Confluent-framed Avro (`ConfluentAvroCodec`: writer schema by id, resolved to the
-/// reader's) and maps the datum to the job's type. Failures become DLQ reasons: the codec's
-/// (`TRUNCATED`, `BAD_MAGIC`, `UNKNOWN_SCHEMA`, `UNDECODABLE`), a missing value `UNDECODABLE`, a
-/// mapping that throws `INVALID`. With a Schema Registry (`remote`), writer ids missing from the
-/// local registry are fetched from it; while it cannot be reached the source waits and asks again
-/// (the record is not the problem, so it does not go to the DLQ).
+/// reader's) into the job's type: through an `AvroValue` and a mapping, or straight from the binary
+/// by an `AvroRecordBuilder`. Failures become DLQ reasons: the codec's (`TRUNCATED`, `BAD_MAGIC`,
+/// `UNKNOWN_SCHEMA`, `UNDECODABLE`), a missing value `UNDECODABLE`, a mapping or builder that throws
+/// `INVALID`. With a Schema Registry (`remote`), writer ids missing from the local registry are
+/// fetched from it; while it cannot be reached the source waits and asks again (the record is not
+/// the problem, so it does not go to the DLQ).
 public final class ConfluentAvroDeserializer<T>: KafkaRecordDeserializer {
     let codec: ConfluentAvroCodec
-    let map: (AvroValue) throws -> T
+    /// Decodes a message's value: `AvroDecodeError` when it does not decode, else the mapping's.
+    let body: (ConfluentAvroCodec, UnsafeRawBufferPointer) throws -> T
 
     public init(registry: ContractRegistry, readerSchema: AvroSchema, remote: SchemaRegistryClient? = nil,
                 map: @escaping (AvroValue) throws -> T) throws {
         codec = try ConfluentAvroCodec(registry: registry, reader: readerSchema, remote: remote)
-        self.map = map
+        body = { codec, value in try map(try codec.decode(value)) }
+    }
+
+    /// Builds each record with `builder` straight from the binary (no `AvroValue` in between).
+    public init<B: AvroRecordBuilder>(registry: ContractRegistry, readerSchema: AvroSchema, remote: SchemaRegistryClient? = nil,
+                                      builder: B.Type) throws where B.Record == T {
+        codec = try ConfluentAvroCodec(registry: registry, reader: readerSchema, remote: remote)
+        body = { codec, value in try codec.decode(value, as: B.self) }
     }
 
     public func deserialize(_ m: KafkaMessage) throws(DeserializationError) -> T {
         guard let value = m.value else {
             throw DeserializationError(reason: "UNDECODABLE", message: "record without a value (tombstone)")
         }
-        var datum: AvroValue?
         var waited = 0
-        while datum == nil {
-            do { datum = try codec.decode(value) } catch {
+        while true {
+            do { return try body(codec, value) } catch let error as AvroDecodeError {
                 guard case .registryUnavailable = error else {
                     throw DeserializationError(reason: error.reason, message: error.description)
                 }
                 if waited % 10 == 0 { writeStderr("Kafka source: \(error.description); waiting for the registry") }
                 waited += 1
                 usleep(1_000_000)
+            } catch {
+                throw DeserializationError(reason: "INVALID", message: "\(error)")
             }
-        }
-        let decoded = datum!
-        do { return try map(decoded) } catch {
-            throw DeserializationError(reason: "INVALID", message: "\(error)")
         }
     }
 }
@@ -193,8 +199,30 @@ extension Sourced: Codable where T: Codable {}
 /// Wraps a deserializer so that each element keeps its record's origin and bytes (`Sourced`).
 public final class KeepingOrigin<T>: KafkaRecordDeserializer {
     let inner: any KafkaRecordDeserializer<T>
-    public init(_ inner: any KafkaRecordDeserializer<T>) { self.inner = inner }
+    let keepBytes: Bool
+    /// `keepBytes`: copy each record's key and value (for a dead letter after the source); without,
+    /// `Sourced.key` and `bytes` are nil.
+    public init(_ inner: any KafkaRecordDeserializer<T>, keepBytes: Bool = true) {
+        self.inner = inner
+        self.keepBytes = keepBytes
+    }
     public func deserialize(_ m: KafkaMessage) throws(DeserializationError) -> Sourced<T> {
-        Sourced(value: try inner.deserialize(m), origin: m.origin, key: m.keyBytes, bytes: m.valueBytes, timestamp: m.timestamp)
+        Sourced(value: try inner.deserialize(m), origin: m.origin, key: keepBytes ? m.keyBytes : nil,
+                bytes: keepBytes ? m.valueBytes : nil, timestamp: m.timestamp)
+    }
+}
+
+/// Calls `decoded` after each record `inner` decoded (a count of what came in).
+public final class Counted<T>: KafkaRecordDeserializer {
+    let inner: any KafkaRecordDeserializer<T>
+    let decoded: @Sendable () -> Void
+    public init(_ inner: any KafkaRecordDeserializer<T>, _ decoded: @escaping @Sendable () -> Void) {
+        self.inner = inner
+        self.decoded = decoded
+    }
+    public func deserialize(_ m: KafkaMessage) throws(DeserializationError) -> T {
+        let value = try inner.deserialize(m)
+        decoded()
+        return value
     }
 }
