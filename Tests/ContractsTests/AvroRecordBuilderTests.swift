@@ -31,46 +31,13 @@ final class AvroRecordBuilderTests: XCTestCase {
         func build() -> AvroValue { .record([.init("k", k)]) }
     }
 
-    static let writer = """
-    {"type":"record","name":"R","namespace":"t","fields":[
-      {"name":"a","type":"int"},
-      {"name":"gone","type":{"type":"array","items":{"type":"map","values":["null","string"]}}},
-      {"name":"old_name","type":"string"},
-      {"name":"color","type":{"type":"enum","name":"Color","symbols":["RED","GREEN","BLUE"]}},
-      {"name":"u","type":["null","int","string"]},
-      {"name":"f","type":"float"},
-      {"name":"skipped_rec","type":{"type":"record","name":"S","fields":[{"name":"x","type":"long"},{"name":"y","type":["null","bytes"]}]}},
-      {"name":"n","type":"long"},
-      {"name":"i2d","type":"int"}
-    ]}
-    """
-    static let reader = """
-    {"type":"record","name":"R","namespace":"t","fields":[
-      {"name":"a","type":"long"},
-      {"name":"new_name","aliases":["old_name"],"type":"string"},
-      {"name":"color","type":{"type":"enum","name":"Color","symbols":["RED","GREEN"],"default":"RED"}},
-      {"name":"u","type":["null","long","string"]},
-      {"name":"f","type":"double"},
-      {"name":"n","type":["null","long"]},
-      {"name":"i2d","type":"double"},
-      {"name":"d_int","type":"int","default":7},
-      {"name":"d_str","type":"string","default":"x"},
-      {"name":"d_arr","type":{"type":"array","items":"int"},"default":[1,2]},
-      {"name":"d_rec","type":{"type":"record","name":"D","fields":[{"name":"k","type":"boolean"}]},"default":{"k":true}},
-      {"name":"d_union","type":["null","string"],"default":null}
-    ]}
-    """
-
     func codecs() throws -> (writer: ConfluentAvroCodec, reader: ConfluentAvroCodec) {
-        let reg = try ContractFixtures.registry([("s", 1, Self.writer), ("s", 2, Self.reader)])
+        let reg = try ContractFixtures.registry([("s", 1, ContractFixtures.resolutionWriter), ("s", 2, ContractFixtures.resolutionReader)])
         return (try ConfluentAvroCodec(registry: reg, reader: reg.byId[1]!), try ConfluentAvroCodec(registry: reg, reader: reg.byId[2]!))
     }
 
     func datum(_ color: String, _ u: AvroValue, _ s: String = "hello") -> AvroValue {
-        .record([.init("a", .int(-5)), .init("gone", .array([.map(["k": .string("v"), "z": .null])])),
-                 .init("old_name", .string(s)), .init("color", .enumSymbol(color)), .init("u", u),
-                 .init("f", .float(1.5)), .init("skipped_rec", .record([.init("x", .long(9)), .init("y", .bytes([1, 2]))])),
-                 .init("n", .long(1 << 40)), .init("i2d", .int(-3))])
+        ContractFixtures.resolutionDatum(color, u, s)
     }
 
     /// Typed accessors (promotions, aliases, enum defaults, unions, defaults of every kind, a

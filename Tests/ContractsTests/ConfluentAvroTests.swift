@@ -42,46 +42,15 @@ final class ConfluentAvroTests: XCTestCase {
     /// writer-only fields of complex types skipped, enums with a default, unions on either side,
     /// and a field without default missing from the writer refused with its name.
     func testSchemaResolutionRules() throws {
-        let writer = """
-        {"type":"record","name":"R","namespace":"t","fields":[
-          {"name":"a","type":"int"},
-          {"name":"gone","type":{"type":"array","items":{"type":"map","values":["null","string"]}}},
-          {"name":"old_name","type":"string"},
-          {"name":"color","type":{"type":"enum","name":"Color","symbols":["RED","GREEN","BLUE"]}},
-          {"name":"u","type":["null","int","string"]},
-          {"name":"f","type":"float"},
-          {"name":"skipped_rec","type":{"type":"record","name":"S","fields":[{"name":"x","type":"long"},{"name":"y","type":["null","bytes"]}]}},
-          {"name":"n","type":"long"}
-        ]}
-        """
-        let reader = """
-        {"type":"record","name":"R","namespace":"t","fields":[
-          {"name":"a","type":"long"},
-          {"name":"new_name","aliases":["old_name"],"type":"string"},
-          {"name":"color","type":{"type":"enum","name":"Color","symbols":["RED","GREEN"],"default":"RED"}},
-          {"name":"u","type":["null","long","string"]},
-          {"name":"f","type":"double"},
-          {"name":"n","type":["null","long"]},
-          {"name":"d_int","type":"int","default":7},
-          {"name":"d_str","type":"string","default":"x"},
-          {"name":"d_arr","type":{"type":"array","items":"int"},"default":[1,2]},
-          {"name":"d_rec","type":{"type":"record","name":"D","fields":[{"name":"k","type":"boolean"}]},"default":{"k":true}},
-          {"name":"d_union","type":["null","string"],"default":null}
-        ]}
-        """
+        let writer = ContractFixtures.resolutionWriter, reader = ContractFixtures.resolutionReader
         let reg = try registryOf([1: writer, 2: reader])
         let w = try ConfluentAvroCodec(registry: reg, reader: reg.byId[1]!)
-        func datum(_ color: String, _ u: AvroValue) -> AvroValue {
-            .record([.init("a", .int(-5)), .init("gone", .array([.map(["k": .string("v"), "z": .null])])),
-                     .init("old_name", .string("hello")), .init("color", .enumSymbol(color)), .init("u", u),
-                     .init("f", .float(1.5)), .init("skipped_rec", .record([.init("x", .long(9)), .init("y", .bytes([1, 2]))])),
-                     .init("n", .long(1 << 40))])
-        }
+        func datum(_ color: String, _ u: AvroValue) -> AvroValue { ContractFixtures.resolutionDatum(color, u) }
         let r = try ConfluentAvroCodec(registry: reg, reader: reg.byId[2]!)
         let v = try r.decode(try w.encode(datum("GREEN", .int(3)), schemaId: 1))
         XCTAssertEqual(v, .record([
             .init("a", .long(-5)), .init("new_name", .string("hello")), .init("color", .enumSymbol("GREEN")),
-            .init("u", .long(3)), .init("f", .double(1.5)), .init("n", .long(1 << 40)),
+            .init("u", .long(3)), .init("f", .double(1.5)), .init("n", .long(1 << 40)), .init("i2d", .double(-3)),
             .init("d_int", .int(7)), .init("d_str", .string("x")), .init("d_arr", .array([.int(1), .int(2)])),
             .init("d_rec", .record([.init("k", .boolean(true))])), .init("d_union", .null),
         ]))
