@@ -34,6 +34,10 @@ public protocol SinkWriter<Input>: AnyObject {
     /// The writer's thread ran out of input for now: send what is buffered (latency when the
     /// input is slow). Called only between records, never on the hot path.
     func flushIdle() throws
+    /// A buffer timeout passed while the writer's thread is busy: move what is buffered along
+    /// without waiting for replies (what it sends may be confirmed at the next call, a full
+    /// buffer, an idle flush or a checkpoint). By default `flushIdle()`.
+    func flushBusy() throws
     func close() throws
 }
 
@@ -41,6 +45,7 @@ extension SinkWriter {
     public func writeWatermark(_ watermark: Int64) throws {}
     public func flush(endOfInput: Bool) throws {}
     public func flushIdle() throws {}
+    public func flushBusy() throws { try flushIdle() }
     public func close() throws {}
 }
 

@@ -112,6 +112,23 @@ final class FeastOnlineSinkTests: RedisServerTestCase {
         XCTAssertTrue(latencies.allSatisfy { $0 >= 5 && $0 < 10_000 }, "\(latencies)")
     }
 
+    /// On a busy thread the writer moves its batches along without waiting: the first busy flush
+    /// sends the check, the second commits it (no reply read yet), and the rows land in Redis with
+    /// no idle flush; the idle flush then takes the replies.
+    func testBusyFlushesLandRowsWithoutWaitingForReplies() throws {
+        let w = try writer()
+        for i in 0..<10 { try w.write(Update(card: "b\(i)", stats: t0 + Int64(i), count: Int64(i)), context: ctx) }
+        try w.flushBusy()
+        XCTAssertNil(try hget("b3", field("txn_stats_5m", "count_5m")), "checked, not yet committed")
+        try w.flushBusy()
+        var waited = 0
+        while try hget("b9", field("txn_stats_5m", "count_5m")) == nil, waited < 200 { usleep(10_000); waited += 1 }
+        for i in 0..<10 { XCTAssertEqual(try hget("b\(i)", field("txn_stats_5m", "count_5m")), FeastValue.int64(Int64(i)).serialized()) }
+        XCTAssertEqual(w.rowsWritten, 0, "the commit's replies are not read by a busy flush")
+        try w.flushIdle()
+        XCTAssertEqual(w.rowsWritten, 10)
+    }
+
     func testRecoversFromAFlushedScriptAndALostConnection() throws {
         let w = try writer(sink(maxBatch: 8, protocol: .script))
         for i in 0..<40 { try w.write(Update(card: "a\(i)", stats: t0), context: ctx) }

@@ -112,4 +112,57 @@ final class ProcessingTimeTests: XCTestCase {
         _ = try? client.waitForResult()
         XCTAssertEqual(sink.values, ["t1", "t2", "t3"])
     }
+
+    /// Counts how a sink writer is told to flush.
+    final class FlushCounter: Sink, Sendable {
+        let busy = Atomic<Int>(0), idle = Atomic<Int>(0)
+        final class Writer: SinkWriter {
+            let sink: FlushCounter
+            init(_ sink: FlushCounter) { self.sink = sink }
+            func write(_ value: Int, context: SinkWriterContext) {}
+            func flushIdle() { sink.idle.add(1, ordering: .relaxed) }
+            func flushBusy() { sink.busy.add(1, ordering: .relaxed) }
+        }
+        func createWriter(_ context: SinkInitContext) -> Writer { Writer(self) }
+    }
+
+    func testABusyThreadFlushesSinksWithoutWaitingAnIdleOneWaiting() throws {
+        // A source that never pauses: every buffer timeout the sink is told to move its buffer
+        // along (flushBusy), never that its thread ran out of input (flushIdle, which may wait).
+        let env = StreamExecutionEnvironment(parallelism: 1)
+        env.bufferTimeout = .milliseconds(2)
+        let busy = FlushCounter()
+        env.fromSource(ScriptedSource<Int>(.continuousUnbounded) { .record($0, timestamp: Timestamps.none) },
+                       watermarkStrategy: .noWatermarks(), name: "busy").sinkTo(busy)
+        let client = try env.executeAsync()
+        var waited = 0
+        while busy.busy.load(ordering: .relaxed) < 5, waited < 500 { usleep(10_000); waited += 1 }
+        client.cancel()
+        _ = try? client.waitForResult()
+        XCTAssertGreaterThanOrEqual(busy.busy.load(ordering: .relaxed), 5)
+        XCTAssertEqual(busy.idle.load(ordering: .relaxed), 0)
+
+        // A source that stops: its thread goes idle, and the sink is told so.
+        let env2 = StreamExecutionEnvironment(parallelism: 1)
+        let quiet = FlushCounter()
+        env2.fromSource(Self.trickle(3), watermarkStrategy: .noWatermarks(), name: "trickle").sinkTo(quiet)
+        let client2 = try env2.executeAsync()
+        waited = 0
+        while quiet.idle.load(ordering: .relaxed) < 1, waited < 500 { usleep(10_000); waited += 1 }
+        client2.cancel()
+        _ = try? client2.waitForResult()
+        XCTAssertGreaterThanOrEqual(quiet.idle.load(ordering: .relaxed), 1)
+    }
+
+    /// A sink writer that only says when it is idle is told to flush then on a busy thread too.
+    func testFlushBusyDefaultsToFlushIdle() throws {
+        final class OnlyIdle: SinkWriter {
+            var idle = 0
+            func write(_ value: Int, context: SinkWriterContext) {}
+            func flushIdle() { idle += 1 }
+        }
+        let w = OnlyIdle()
+        try w.flushBusy()
+        XCTAssertEqual(w.idle, 1)
+    }
 }

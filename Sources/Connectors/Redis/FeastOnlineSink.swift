@@ -90,8 +90,10 @@ public typealias OnlineLatencyObserver = @Sendable (_ fromIngest: [Int64], _ fro
 /// here, then `MULTI`, one `HSET` per key with newer rows, `EXEC`; a batch whose keys another client
 /// changed in between is checked again), or one call of a server-side script
 /// (`FeastOnlineSink.script`), which costs Redis about three times the CPU. A batch goes out when
-/// it is full, when the writer's thread runs out of input, and at least every buffer timeout of the
-/// runtime, so rows reach Redis within milliseconds; at a checkpoint barrier every reply is awaited.
+/// it is full, when the writer's thread runs out of input (then every reply is awaited: the rows
+/// are in Redis), and at least every buffer timeout of the runtime while the thread is busy (then
+/// without waiting: the next batch or timeout commits it), so rows reach Redis within
+/// milliseconds; at a checkpoint barrier every reply is awaited.
 public struct FeastOnlineSink<T>: Sink {
     public typealias Options = FeastOnlineOptions
 
@@ -246,6 +248,10 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
     /// Out of input for now: send the batch and take the replies (the rows are in Redis).
     public func flushIdle() throws { try batches.applyAll() }
 
+    /// Busy, but a buffer timeout passed: the batch being filled goes out (its check; the check
+    /// before it is committed), without waiting for its replies.
+    public func flushBusy() throws { try batches.sendBuffered() }
+
     public func flush(endOfInput: Bool) throws { try batches.applyAll() }
 
     public func close() throws { try batches.applyAll() }
@@ -351,6 +357,17 @@ public final class FeastBatchWriter {
             }
         }
         if batch.keys.count >= options.maxBatch { try send() }
+    }
+
+    /// Sends the batch being filled on its way, waiting only where the protocol must (the check
+    /// before it is committed first; its replies have usually arrived by then). With nothing to
+    /// send, a check in flight is committed, so buffered rows land within two calls.
+    func sendBuffered() throws {
+        if batch.keys.isEmpty, checking != nil, case .optimistic = options.writeProtocol {
+            try withRecovery { try commitChecked() }
+        } else {
+            try send()
+        }
     }
 
     /// Sends the batch being filled and waits until Redis applied everything sent.

@@ -172,6 +172,7 @@ public struct DataStream<T> {
             let writer = try sink.createWriter(SinkInitContext(subtaskIndex: ctx.subtaskIndex, parallelism: ctx.parallelism))
             let instance = OperatorInstance.oneInput(SinkOperator(writer: writer), metrics: ctx.metrics)
             instance.flushIdle = { try writer.flushIdle() }
+            instance.flushBusy = { try writer.flushBusy() }
             if let transactional = writer as? any CheckpointedSinkWriter {
                 try transactional.initializeState(ctx.restored?.operatorStates ?? [])
                 instance.snapshotOperatorState = { id in try transactional.snapshotState(checkpointId: id) }

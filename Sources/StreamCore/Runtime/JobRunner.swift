@@ -430,13 +430,15 @@ final class JobRun: @unchecked Sendable {
             try checkpoint(aligning)
         }
 
-        /// Sends partly filled batches as far as channels have room (latency when idle).
-        func ship(partial: Bool) throws -> Bool {
+        /// Sends partly filled batches as far as channels have room (latency when idle); sinks
+        /// flush what they buffer — waiting for it when the task is `idle`, not when it is busy
+        /// (a buffer timeout passed while records keep coming).
+        func ship(partial: Bool, idle: Bool = true) throws -> Bool {
             var shipped = false
             for w in writers { if try w.ship(partial: partial) { shipped = true } }
             if partial {
                 for (_, instance) in instances {
-                    if let f = instance.flushIdle {
+                    if let f = idle ? instance.flushIdle : instance.flushBusy {
                         do { try f() } catch { throw wrapFailure(error, instance.metrics, key: nil) }
                     }
                 }
@@ -480,7 +482,7 @@ final class JobRun: @unchecked Sendable {
                 // A busy slot still ships partial batches every buffer timeout.
                 let nanos = monotonicNanos()
                 if nanos &- lastShipped >= config.bufferTimeoutNanos {
-                    for task in tasks { _ = try task.ship(partial: true) }
+                    for task in tasks { _ = try task.ship(partial: true, idle: false) }
                     lastShipped = nanos
                 }
                 var progress = false

@@ -85,6 +85,8 @@ public final class OperatorInstance {
     public var snapshotOperatorState: ((CheckpointId) throws -> [UInt8]?)?
     /// The task ran out of input for now (a sink sends what it buffers).
     public var flushIdle: (() throws -> Void)?
+    /// A buffer timeout passed while the task is busy (a sink moves what it buffers along, not waiting).
+    public var flushBusy: (() throws -> Void)?
     /// Checkpoint `id` completed.
     public var notifyCheckpointComplete: ((CheckpointId) throws -> Void)?
 
