@@ -230,10 +230,8 @@ public final class ConfluentAvroCodec {
             filled = try withUnsafeMutablePointer(to: &r) {
                 try AvroFieldDecoder.fill(B(), steps: steps, template: template, defaulted: defaulted, reader: $0)
             }
-        } catch let e as AvroBinaryReader.Truncated {
-            throw Self.undecodable(id, e)
-        } catch let e as AvroBinaryReader.Invalid {
-            throw Self.undecodable(id, e)
+        } catch where error is AvroBinaryReader.Truncated || error is AvroBinaryReader.Invalid {
+            throw Self.undecodable(id, error)
         }
         guard r.atEnd else { throw AvroDecodeError.undecodable(writerId: id, reason: "bytes left after the datum") }
         return try filled.build()

@@ -22,7 +22,7 @@ public enum FeatureView: String, CaseIterable, Sendable, Codable {
     /// Whether the view is served online (Redis) as well as logged.
     public var isOnline: Bool { self != .txnWindow5m && self != .txnWindow30m }
 
-    /// Its position in `allCases` (0..<7; `OfflineRow.bucketKey` leaves room for 8).
+    /// A number of its own, 0..<8 (`OfflineRow.bucketKey` multiplies the hour by 8).
     var ordinal: Int {
         switch self {
         case .txnStats5m: 0
