@@ -145,7 +145,8 @@ public struct FeatureJobContext: Sendable {
     public func online<T>(_ toUpdate: @escaping @Sendable (T) -> FeastEntityUpdate) -> FeastOnlineSink<T> {
         let stats = self.stats
         return FeastOnlineSink<T>(project: settings.project,
-                                  options: .init(host: settings.redisHost, port: settings.redisPort, keyTTLSeconds: settings.keyTTLSeconds),
+                                  options: .init(host: settings.redisHost, port: settings.redisPort, keyTTLSeconds: settings.keyTTLSeconds,
+                                                maxBatch: settings.onlineBatch),
                                   latency: { stats.observeLatency($0, fromRead: $1) }) { value in
             stats.onlineRows.add(1, ordering: .relaxed)
             return toUpdate(value)

@@ -1,3 +1,4 @@
+import Connectors
 import Foundation
 import StreamCore
 
@@ -33,6 +34,8 @@ public struct JobSettings: Sendable, Equatable {
     /// How long a partly filled batch may wait before it is sent downstream (Flink's execution.buffer-timeout).
     public var bufferTimeout: Duration = .milliseconds(10)
     public var keyTTLSeconds: Int?
+    /// Entities (Redis keys) per online-store batch (`FeastOnlineOptions.maxBatch`).
+    public var onlineBatch = FeastOnlineOptions().maxBatch
     /// The features topic (exactly-once); nil: not written.
     public var featuresTopic: String?
     public var lastN = 20
@@ -85,6 +88,7 @@ public struct JobSettings: Sendable, Equatable {
         ("--idleness 30s", "a partition without records this long is left out of the watermark"),
         ("--buffer-timeout 10ms", "longest wait of a partly filled batch between operators (Flink's execution.buffer-timeout)"),
         ("--key-ttl SECONDS", "Feast's key_ttl_seconds: EXPIRE on every written key"),
+        ("--online-batch N", "Redis keys per online-store batch, each one WATCH/MULTI/EXEC transaction (default \(FeastOnlineOptions().maxBatch))"),
         ("--features-topic NAME|none", "the exactly-once features topic (default features.txn / features.click)"),
         ("--txn-topic NAME", "transactions in (default txn.events; dead letters to NAME.dlq)"),
         ("--device-topic NAME", "device records in (default device.enrich)"),
@@ -200,6 +204,7 @@ public struct JobSettings: Sendable, Equatable {
         case "--auto-watermark-interval": autoWatermarkInterval = try Self.duration(try v(), flag, allowZero: true)
         case "--buffer-timeout": bufferTimeout = try Self.duration(try v(), flag, allowZero: true)
         case "--key-ttl": keyTTLSeconds = try Self.positive(try v(), flag)
+        case "--online-batch": onlineBatch = try Self.positive(try v(), flag)
         case "--features-topic":
             let t = try v()
             featuresTopic = t == "none" ? nil : t

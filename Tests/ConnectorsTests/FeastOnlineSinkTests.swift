@@ -185,6 +185,30 @@ final class FeastOnlineSinkTests: RedisServerTestCase {
         XCTAssertEqual(try hget("c2", Array("unrelated".utf8)), [1])
     }
 
+    /// A batch with nothing newer (a replay) ends its `WATCH` with `UNWATCH`, sent without waiting
+    /// for the reply: the keys it watched no longer interrupt the next batch's commit when another
+    /// client changes them in between.
+    func testBatchWithNothingNewerUnwatchesItsKeys() throws {
+        let first = try writer(sink(maxBatch: 4))
+        for i in 0..<4 { try first.write(Update(card: "o\(i)", stats: t0 + 10, count: 1), context: ctx) }
+        try first.flush(endOfInput: true)
+        let w = try writer(sink(maxBatch: 4))
+        var round = 0
+        w.beforeCommit = { [admin, key] in
+            round += 1
+            // At the second batch's commit: a key only the first (unwatched) batch watched.
+            if round == 2 { try admin!.command([Array("HSET".utf8), key("o1"), Array("touched".utf8), [1]]) }
+        }
+        for i in 0..<4 { try w.write(Update(card: "o\(i)", stats: t0, count: 2), context: ctx) }
+        for i in 0..<4 { try w.write(Update(card: "n\(i)", stats: t0, count: 3), context: ctx) }
+        try w.flush(endOfInput: true)
+        XCTAssertEqual(round, 2)
+        XCTAssertEqual(w.transactionsInterrupted, 0, "o1 was no longer watched")
+        XCTAssertEqual([w.rowsWritten, w.rowsNotNewer], [4, 4])
+        XCTAssertEqual(try hget("o1", field("txn_stats_5m", "count_5m")), FeastValue.int64(1).serialized())
+        XCTAssertEqual(try hget("n1", field("txn_stats_5m", "count_5m")), FeastValue.int64(3).serialized())
+    }
+
     /// A key written by someone else before every commit: after three refused commits the batch
     /// goes through the script, which cannot be interrupted.
     func testContendedBatchFallsBackToTheScript() throws {

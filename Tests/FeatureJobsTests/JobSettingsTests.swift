@@ -19,6 +19,8 @@ final class JobSettingsTests: XCTestCase {
         XCTAssertEqual(s.checkpointing.interval, .seconds(30))
         XCTAssertEqual(s.featuresTopic, "features.txn")
         XCTAssertEqual(try JobSettings.parse(job: "click-features", arguments: [], environment: [:]).featuresTopic, "features.click")
+        XCTAssertEqual(s.onlineBatch, 128)
+        XCTAssertEqual(try parse(["--online-batch", "64"]).onlineBatch, 64)
     }
 
     /// Flags beat the environment, which beats the config file.
@@ -57,6 +59,7 @@ final class JobSettingsTests: XCTestCase {
         }
         XCTAssertTrue(message(["--frobnicate", "1"]).contains("unknown flag --frobnicate"))
         XCTAssertTrue(message(["--parallelism", "zero"]).contains("--parallelism takes a whole number"))
+        XCTAssertTrue(message(["--online-batch", "0"]).contains("--online-batch takes a whole number ≥ 1"))
         XCTAssertTrue(message(["--redis", "nohost"]).contains("HOST:PORT"))
         XCTAssertTrue(message(["--state-backend", "cassandra"]).contains("'heap' or 'rocksdb'"))
         XCTAssertTrue(message(["--from", "yesterday"]).contains("ISO 8601"))

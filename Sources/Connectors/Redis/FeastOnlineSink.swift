@@ -277,9 +277,10 @@ public final class FeastBatchWriter {
         /// When it was first sent (monotonic), for the sink latency.
         var sentNanos: UInt64 = 0
         /// Its commit: the commands queued between `MULTI` and `EXEC`, and the rows they write
-        /// (those newer than what was stored).
+        /// (those newer than what was stored); or, when none was newer, only `UNWATCH`.
         var queued = 0
         var newer = 0
+        var unwatchOnly = false
     }
 
     /// `tributary_sink_*{sink="redis"}` through swift-metrics: a batch's round trip (sent →
@@ -547,26 +548,32 @@ public final class FeastBatchWriter {
     }
 
     /// Reads the replies of the check in flight (after the commit before it) and sends its commit:
-    /// `MULTI`, `HSET` (+ `EXPIRE`) of each key with a newer row, `EXEC` — or, if no row is newer,
-    /// `UNWATCH`, and the batch is done.
+    /// `MULTI`, `HSET` (+ `EXPIRE`) of each key with a newer row, `EXEC` — or, if no row is newer
+    /// (a replay), only `UNWATCH`. Either is sent without waiting for its replies.
     private func commitChecked() throws {
         if let b = try awaitCommit() { interrupted.append(b) }
         guard var b = checking else { return }
         let stored = try readCheck(b)
         try beforeCommit?()
-        guard let (command, queued, newer) = try commitCommands(b, stored: stored) else {
-            try connection.command("UNWATCH")
-            checking = nil
-            acknowledged(b, written: 0)
-            return
-        }
-        b.queued = queued
-        b.newer = newer
-        committing = b
         checking = nil
-        try connection.appendFormatted(command, commands: queued + 2)
+        if let (command, queued, newer) = try commitCommands(b, stored: stored) {
+            b.queued = queued
+            b.newer = newer
+            b.unwatchOnly = false
+            try connection.appendFormatted(command, commands: queued + 2)
+        } else {
+            b.unwatchOnly = true
+            try connection.appendFormatted(Self.unwatch)
+        }
+        committing = b
         try connection.flushOutput()
     }
+
+    private static let unwatch: [UInt8] = {
+        var c = RESPCommand(arguments: 1, capacity: 20)
+        c.argument("UNWATCH")
+        return c.bytes
+    }()
 
     /// The stored `_ts` of each key's views, in the batch's row order (one flat array; the replies
     /// are read in place, nothing copied per field).
@@ -645,30 +652,66 @@ public final class FeastBatchWriter {
     /// changed a watched key.
     private func awaitCommit() throws -> Batch? {
         guard let b = committing else { return nil }
-        var refused: String?
-        for _ in 0...b.queued {  // MULTI and the queued commands
-            if let message = try connection.readReply().errorMessage, refused == nil { refused = message }
+        if b.unwatchOnly {
+            let error = try connection.withReply(Self.errorMessage)
+            committing = nil
+            if let error {
+                metrics.errors.increment()
+                throw RedisError.reply("UNWATCH", error)
+            }
+            acknowledged(b, written: 0)
+            return nil
         }
-        let exec = try connection.readReply()
+        var refused: String?
+        for _ in 0...b.queued {  // +OK for MULTI and +QUEUED for each queued command: only errors are converted
+            if let message = try connection.withReply(Self.errorMessage), refused == nil { refused = message }
+        }
+        let exec: ExecResult = try connection.withReply { reply in
+            let r = reply.pointee
+            switch r.type {
+            case REDIS_REPLY_ARRAY:
+                for e in 0..<r.elements {
+                    if let message = Self.errorMessage(r.element[e]!) { return .failed(message) }
+                }
+                return .applied
+            case REDIS_REPLY_NIL: return .interrupted
+            case REDIS_REPLY_ERROR: return .failed(Self.errorMessage(reply) ?? "")
+            default: return .unexpected("\(RedisConnection.convert(reply))")
+            }
+        }
         committing = nil
         switch exec {
-        case .array(let results):
-            if let message = refused ?? results.lazy.compactMap(\.errorMessage).first {
+        case .applied:
+            if let refused {
                 metrics.errors.increment()
-                throw RedisError.reply("Feast upsert", message)
+                throw RedisError.reply("Feast upsert", refused)
             }
             acknowledged(b, written: Int64(b.newer))
             return nil
-        case .null:
+        case .interrupted:
             transactionsInterrupted += 1
             metrics.errors.increment()
             return b
-        case .error(let message):
+        case .failed(let message):
             metrics.errors.increment()
             throw RedisError.reply("Feast upsert", refused ?? message)
-        case let other:
-            throw RedisError.reply("EXEC", "unexpected reply \(other)")
+        case .unexpected(let text):
+            throw RedisError.reply("EXEC", "unexpected reply \(text)")
         }
+    }
+
+    /// What `EXEC` answered: every queued command ran (an error among their results is `failed`),
+    /// nothing ran because a watched key changed, or something else.
+    private enum ExecResult {
+        case applied, interrupted, failed(String), unexpected(String)
+    }
+
+    /// The message of an error reply; nil for any other reply (nothing is copied for those).
+    private static func errorMessage(_ reply: UnsafeMutablePointer<redisReply>) -> String? {
+        let r = reply.pointee
+        guard r.type == REDIS_REPLY_ERROR else { return nil }
+        guard let s = r.str else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: s, count: r.len), as: UTF8.self)
     }
 
     /// Applies everything sent: the check in flight is committed, the commit awaited, and batches
