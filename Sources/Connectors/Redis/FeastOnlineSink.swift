@@ -266,12 +266,16 @@ public final class FeastOnlineWriter<T>: CheckpointedSinkWriter {
 /// batch while the writer fills the next, and the connection carries at most one commit and one
 /// check unanswered (`EXEC` ends every `WATCH`, so a second check may not start earlier).
 public final class FeastBatchWriter {
-    /// A batch: per entity key (in first-seen order) the newest row of each view.
+    /// A batch: per entity key (in first-seen order) the newest row of each view. The rows are
+    /// kept as they came and encoded only into the commit, and only those newer than what is
+    /// stored (a replay encodes nothing). One flat array holds them: a key's rows are chained
+    /// from `firstRow[key]` by `PendingRow.next`, in first-seen order.
     struct Batch {
         var keys: [[UInt8]] = []
-        var views: [[EncodedRow]] = []
+        var firstRow: [Int32] = []
+        var rows: [PendingRow] = []
         /// Rows it was made of (before coalescing), for the counts.
-        var rows = 0
+        var rowsIn = 0
         var ingest: [Int64] = []
         var read: [Int64] = []
         /// When it was first sent (monotonic), for the sink latency.
@@ -281,6 +285,33 @@ public final class FeastBatchWriter {
         var queued = 0
         var newer = 0
         var unwatchOnly = false
+
+        /// Calls `body` with the index in `rows` of each row of key `k`, in order.
+        @inline(__always)
+        func forEachRow(ofKey k: Int, _ body: (Int) throws -> Void) rethrows {
+            var i = firstRow[k]
+            while i >= 0 {
+                try body(Int(i))
+                i = rows[Int(i)].next
+            }
+        }
+
+        func rowCount(ofKey k: Int) -> Int {
+            var n = 0
+            forEachRow(ofKey: k) { _ in n += 1 }
+            return n
+        }
+    }
+
+    /// A view row of a batch: its view (index into `viewFields`), the next row of the same key
+    /// (-1: none), and the row as the update brought it.
+    struct PendingRow {
+        var view: Int32
+        var next: Int32
+        var row: FeastViewRow
+
+        /// Its arguments in an `HSET`: `_ts:<view>`, the Timestamp, a field and a value per feature.
+        var arguments: Int { 2 + 2 * row.features.count }
     }
 
     /// `tributary_sink_*{sink="redis"}` through swift-metrics: a batch's round trip (sent →
@@ -336,7 +367,7 @@ public final class FeastBatchWriter {
     func write(_ update: FeastEntityUpdate) throws {
         guard !update.rows.isEmpty else { return }
         let key = EntityKey(bytes: FeastLayout.hashKey(update.entity, project: project))
-        batch.rows += update.rows.count
+        batch.rowsIn += update.rows.count
         if let t = update.ingestMillis { batch.ingest.append(t) }
         if let t = update.readMillis { batch.read.append(t) }
         let slot: Int
@@ -346,15 +377,22 @@ public final class FeastBatchWriter {
             slot = batch.keys.count
             slots[key] = slot
             batch.keys.append(key.bytes)
-            batch.views.append([])
+            batch.firstRow.append(-1)
         }
         // Per view the newest row stays (within one update as across updates).
         for row in update.rows {
-            let view = fieldsIndex(row.view)
-            if let i = batch.views[slot].firstIndex(where: { $0.view == view }) {
-                if batch.views[slot][i].eventTime < row.eventTime { batch.views[slot][i] = encode(row, view: view) }
+            let view = Int32(fieldsIndex(row.view))
+            var i = batch.firstRow[slot], last: Int32 = -1
+            while i >= 0, batch.rows[Int(i)].view != view {
+                last = i
+                i = batch.rows[Int(i)].next
+            }
+            if i >= 0 {
+                if batch.rows[Int(i)].row.eventTime < row.eventTime { batch.rows[Int(i)].row = row }
             } else {
-                batch.views[slot].append(encode(row, view: view))
+                let added = Int32(batch.rows.count)
+                batch.rows.append(PendingRow(view: view, next: -1, row: row))
+                if last >= 0 { batch.rows[Int(last)].next = added } else { batch.firstRow[slot] = added }
             }
         }
         if batch.keys.count >= options.maxBatch { try send() }
@@ -464,9 +502,9 @@ public final class FeastBatchWriter {
     /// A batch Redis applied: `written` of its rows were newer than what was stored.
     private func acknowledged(_ b: Batch, written: Int64) {
         rowsWritten += written
-        rowsNotNewer += Int64(b.rows) - written
+        rowsNotNewer += Int64(b.rowsIn) - written
         metrics.latency.recordNanoseconds(Int64(clamping: monotonicNanos() &- b.sentNanos))
-        metrics.written.increment(by: Int64(b.rows))
+        metrics.written.increment(by: Int64(b.rowsIn))
         if let observe = latency, !b.ingest.isEmpty || !b.read.isEmpty {
             let now = Int64(wallClockMillis())
             observe(b.ingest.map { now - $0 }, b.read.map { now - $0 })
@@ -502,33 +540,23 @@ public final class FeastBatchWriter {
         return viewFields.count - 1
     }
 
-    /// A view row ready for the wire, encoded once when it arrives: its view (index into
-    /// `viewFields`), event time, and its `HSET` arguments, RESP-encoded — `_ts:<view>`, the
-    /// Timestamp, then each feature's field and `Value` bytes (those start at `featuresStart`).
-    struct EncodedRow {
-        var view: Int
-        var eventTime: FeastTimestamp
-        var features: Int
-        var featuresStart: Int
-        var bytes: [UInt8]
-
-        /// Its arguments in an `HSET`.
-        var arguments: Int { 2 + 2 * features }
+    /// Appends a row's `HSET` arguments: `_ts:<view>`, its Timestamp, then its features.
+    private func appendRow(_ p: PendingRow, to c: inout RESPCommand) {
+        c.append(encoded: viewFields[Int(p.view)].timestamp)
+        let ts = p.row.eventTime
+        c.argument(count: ts.serializedCount) { ts.serialize(into: &$0) }
+        appendFeatures(p, to: &c)
     }
 
-    private func encode(_ row: FeastViewRow, view v: Int) -> EncodedRow {
-        let fields = viewFields[v]
-        var c = RESPCommand(capacity: 48 + 32 * row.features.count)
-        c.append(encoded: fields.timestamp)
-        let ts = row.eventTime
-        c.argument(count: ts.serializedCount) { ts.serialize(into: &$0) }
-        let featuresStart = c.bytes.count
-        for i in row.features.indices {
-            c.append(encoded: fields.field(row.features[i].name, at: i))
-            let value = row.features[i].value
+    /// Appends each feature's field (murmur3, computed once per view) and `Value` bytes.
+    private func appendFeatures(_ p: PendingRow, to c: inout RESPCommand) {
+        let fields = viewFields[Int(p.view)]
+        let features = p.row.features
+        for i in features.indices {
+            c.append(encoded: fields.field(features[i].name, at: i))
+            let value = features[i].value
             c.argument(count: value.serializedCount) { value.serialize(into: &$0) }
         }
-        return EncodedRow(view: v, eventTime: row.eventTime, features: row.features.count, featuresStart: featuresStart, bytes: c.bytes)
     }
 
     // MARK: The optimistic protocol
@@ -538,11 +566,11 @@ public final class FeastBatchWriter {
         var c = RESPCommand(arguments: 1 + b.keys.count, capacity: 128 * b.keys.count + 16)
         c.argument("WATCH")
         for k in b.keys { c.argument(k) }
-        for (key, views) in zip(b.keys, b.views) {
-            c.append(arguments: 2 + views.count)
+        for k in b.keys.indices {
+            c.append(arguments: 2 + b.rowCount(ofKey: k))
             c.argument("HMGET")
-            c.argument(key)
-            for row in views { c.append(encoded: viewFields[row.view].timestamp) }
+            c.argument(b.keys[k])
+            b.forEachRow(ofKey: k) { c.append(encoded: viewFields[Int(b.rows[$0].view)].timestamp) }
         }
         return c.bytes
     }
@@ -581,15 +609,16 @@ public final class FeastBatchWriter {
         let watched = try connection.readReply()
         if let message = watched.errorMessage { throw RedisError.reply("WATCH", message) }
         var stored: [StoredTimestamp] = []
-        stored.reserveCapacity(2 * b.keys.count)
-        for views in b.views {
+        stored.reserveCapacity(b.rows.count)
+        for k in b.keys.indices {
+            let fields = b.rowCount(ofKey: k)
             let error: String? = try connection.withReply { reply in
                 let r = reply.pointee
-                guard r.type == REDIS_REPLY_ARRAY, r.elements == views.count else {
+                guard r.type == REDIS_REPLY_ARRAY, r.elements == fields else {
                     // Anything else (an error, a wrong count) is rare: converted as any reply is.
                     switch RedisConnection.convert(reply) {
                     case .error(let message): return message
-                    case let other: return "unexpected reply \(other) for \(views.count) fields"
+                    case let other: return "unexpected reply \(other) for \(fields) fields"
                     }
                 }
                 for e in 0..<r.elements {
@@ -608,35 +637,41 @@ public final class FeastBatchWriter {
     /// The commit of a checked batch (`MULTI` … `EXEC`), the commands queued in it and the rows it
     /// writes; nil when no row is newer than what is stored.
     private func commitCommands(_ b: Batch, stored: [StoredTimestamp]) throws -> ([UInt8], queued: Int, newer: Int)? {
-        /// Whether `row` is newer than what is stored for it (`stored[i]`).
-        func isNewer(_ row: EncodedRow, _ i: Int) throws -> Bool {
-            switch stored[i] {
-            case .absent: return true
-            case .invalid: throw RedisError.reply("Feast upsert", "field _ts:\(viewFields[row.view].view) does not hold a protobuf Timestamp")
-            case .stored(let current): return current.isOlder(than: row.eventTime)
+        // Which rows are newer than what is stored (`stored` is in the check's order: by key, then
+        // the key's rows in order).
+        var isNewer = [Bool](repeating: false, count: b.rows.count)
+        var n = 0
+        for k in b.keys.indices {
+            try b.forEachRow(ofKey: k) { r in
+                switch stored[n] {
+                case .absent: isNewer[r] = true
+                case .invalid: throw RedisError.reply("Feast upsert", "field _ts:\(viewFields[Int(b.rows[r].view)].view) does not hold a protobuf Timestamp")
+                case .stored(let current): isNewer[r] = current.isOlder(than: b.rows[r].row.eventTime)
+                }
+                n += 1
             }
         }
         var c = RESPCommand(arguments: 1, capacity: 64 * 40 * b.keys.count)
         c.argument("MULTI")
-        var queued = 0, newer = 0, first = 0
-        for (i, views) in b.views.enumerated() {
-            defer { first += views.count }
+        var queued = 0, newer = 0
+        for k in b.keys.indices {
             var arguments = 2, rows = 0
-            for (j, row) in views.enumerated() where try isNewer(row, first + j) {
-                arguments += row.arguments
-                rows += 1
+            b.forEachRow(ofKey: k) { r in
+                if isNewer[r] { arguments += b.rows[r].arguments; rows += 1 }
             }
             guard rows > 0 else { continue }
             newer += rows
             c.append(arguments: arguments)
             c.argument("HSET")
-            c.argument(b.keys[i])
-            for (j, row) in views.enumerated() where try isNewer(row, first + j) { c.append(encoded: row.bytes) }
+            c.argument(b.keys[k])
+            b.forEachRow(ofKey: k) { r in
+                if isNewer[r] { appendRow(b.rows[r], to: &c) }
+            }
             queued += 1
             if options.keyTTLSeconds != nil {
                 c.append(arguments: 3)
                 c.argument("EXPIRE")
-                c.argument(b.keys[i])
+                c.argument(b.keys[k])
                 c.argument(ttlArgument)
                 queued += 1
             }
@@ -759,27 +794,25 @@ public final class FeastBatchWriter {
     /// The batch as one `EVALSHA` (arguments as `FeastOnlineSink.script` reads them).
     private func scriptCommand(_ b: Batch) -> [UInt8] {
         let script = batchScript
-        var argc = 3 + b.keys.count + 1
-        for views in b.views {
-            argc += 1
-            for row in views { argc += 5 + 2 * row.features }
-        }
+        var argc = 3 + b.keys.count + 1 + b.keys.count
+        for row in b.rows { argc += 5 + 2 * row.row.features.count }
         var c = RESPCommand(arguments: argc, capacity: 64 * argc)
         c.argument("EVALSHA")
         c.argument(script.sha1)
         c.argument(Int64(b.keys.count))
         for k in b.keys { c.argument(k) }
         c.argument(ttlArgument)
-        for views in b.views {
-            c.argument(Int64(views.count))
-            for row in views {
-                let ts = row.eventTime
-                c.append(encoded: viewFields[row.view].timestamp)
+        for k in b.keys.indices {
+            c.argument(Int64(b.rowCount(ofKey: k)))
+            b.forEachRow(ofKey: k) { r in
+                let row = b.rows[r]
+                let ts = row.row.eventTime
+                c.append(encoded: viewFields[Int(row.view)].timestamp)
                 c.argument(ts.serialized())
                 c.argument(ts.seconds)
                 c.argument(Int64(ts.nanos))
-                c.argument(Int64(row.features))
-                c.append(encoded: row.bytes[row.featuresStart...])
+                c.argument(Int64(row.row.features.count))
+                appendFeatures(row, to: &c)
             }
         }
         return c.bytes
