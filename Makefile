@@ -103,7 +103,7 @@ status: ## what of the local stack runs where
 #   make bench-features  throughput, replay, drill and latency figures of the jobs (docs/benchmarks.md)
 #   make bench-scaleout  txn-features as one process and as N processes, same data (docs/scaling.md)
 SEED_ARGS ?= --rate 5000 --count 300000 --start now
-.PHONY: demo run-features seed drill backfill bench-features bench-scaleout
+.PHONY: demo run-features seed drill backfill bench-features ab-features bench-scaleout
 
 demo: setup ## the main job end to end: stack, both feature jobs, generators at 5k/s, a summary
 	@bash scripts/demo.sh
@@ -140,6 +140,10 @@ bench-pause: setup ## txn-features' checkpoint pause per checkpoint as its state
 
 bench-features: setup ## feature-job throughput, replay, drill and latency figures
 	@bash scripts/bench_features.sh
+
+# Two txn-features builds, alternating on the same input (the only fair comparison on a noisy VM).
+ab-features: setup ## A=REV|tree|BINARY B=REV|tree|BINARY: alternating txn-features runs (AB_PAIRS, AB_EVENTS, AB_ARGS, AB_REPLAY)
+	@A="$(A)" B="$(B)" bash scripts/ab_features.sh
 
 # txn-features as one process and as BENCH_PROCESSES processes on the same data (docs/scaling.md).
 bench-scaleout: setup ## txn-features as 1 and as N processes: events/s and the Redis digests
