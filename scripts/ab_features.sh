@@ -24,13 +24,22 @@ EVENTS=${AB_EVENTS:-500000}
 read -r -a EXTRA <<<"${AB_ARGS:---parallelism 3}"
 WORK=$ROOT/.build/ab-work
 say() { echo "ab-features: $*" >&2; }
+build() {  # build DIR: a release build of txn-features there; a failed build stops here
+    local log=$ROOT/.build/ab-build.log
+    mkdir -p "$ROOT/.build"
+    if ! (cd "$1" && swift build -c release --product txn-features >"$log" 2>&1); then
+        grep -E "error" "$log" >&2 || tail -5 "$log" >&2
+        say "the build in $1 failed (log: $log)"
+        exit 2
+    fi
+}
 
 # A binary for A or B. Binaries sit three directories below the checkout (as .build/release/
 # does), so that the rpath's $ORIGIN/../../../.local/lib finds librdkafka 2.16.
 binary() {
     local spec=$1 sha dir
     if [ "$spec" = tree ]; then
-        swift build -c release --product txn-features 2>&1 | grep -E "error" >&2 || true
+        build "$ROOT"
         echo "$ROOT/.build/release/txn-features"
         return
     fi
@@ -41,7 +50,7 @@ binary() {
         local src=$ROOT/.build/ab/src-${sha:0:12}
         [ -d "$src" ] || git worktree add --detach -q "$src" "$sha"
         say "building txn-features at ${sha:0:12} (a release build from scratch takes a few minutes)"
-        (cd "$src" && swift build -c release --product txn-features 2>&1 | grep -E "error|Compiling|Build" | tail -1 >&2)
+        build "$src"
         mkdir -p "$dir"
         cp "$src/.build/release/txn-features" "$dir/"
     fi
