@@ -281,10 +281,10 @@ public final class FeastBatchWriter {
         /// When it was first sent (monotonic), for the sink latency.
         var sentNanos: UInt64 = 0
         /// Its commit: the commands queued between `MULTI` and `EXEC`, and the rows they write
-        /// (those newer than what was stored); or, when none was newer, only `UNWATCH`.
+        /// (those newer than what was stored); when none was newer, only `UNWATCH`.
         var queued = 0
         var newer = 0
-        var unwatchOnly = false
+        var unwatchOnly: Bool { newer == 0 }
 
         /// Calls `body` with the index in `rows` of each row of key `k`, in order.
         @inline(__always)
@@ -587,10 +587,10 @@ public final class FeastBatchWriter {
         if let (command, queued, newer) = try commitCommands(b, stored: stored) {
             b.queued = queued
             b.newer = newer
-            b.unwatchOnly = false
             try connection.appendFormatted(command, commands: queued + 2)
         } else {
-            b.unwatchOnly = true
+            b.queued = 0
+            b.newer = 0
             try connection.appendFormatted(Self.unwatch)
         }
         committing = b

@@ -353,9 +353,6 @@ public struct RESPCommand {
     /// An argument already encoded by `encoded(_:)` (for arguments sent again and again).
     public mutating func append(encoded argument: [UInt8]) { bytes.append(contentsOf: argument) }
 
-    /// Arguments already encoded, part of another builder's bytes.
-    mutating func append(encoded arguments: ArraySlice<UInt8>) { bytes.append(contentsOf: arguments) }
-
     /// `b` as a RESP argument (`$len`, the bytes), to append with `append(encoded:)`.
     public static func encoded(_ b: [UInt8]) -> [UInt8] {
         var c = RESPCommand()
@@ -364,8 +361,5 @@ public struct RESPCommand {
     }
 
     private init() {}
-
-    /// Arguments without a command header, to append to commands later (`append(encoded:)`).
-    init(capacity: Int) { bytes.reserveCapacity(capacity) }
     public mutating func argument(_ n: Int64) { argument(Array(String(n).utf8)) }
 }
